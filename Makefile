@@ -1,0 +1,32 @@
+# make setup: .venv with aekit, all extras and dev tools (CPU torch 2.13.0 first when no torch is present)
+# make demo:  setup, then train on the sample photos shipped with aekit
+# make test:  setup, then the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: setup demo test lint clean
+setup: $(BIN)/aekit
+
+$(BIN)/aekit: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# A bare `torch` requirement would pull several GB of CUDA wheels: install the CPU build
+	# first when no torch is present; a torch already in the venv is kept.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_PIN)
+	$(BIN)/python -m pip install -q -e ".[all,dev]"
+	touch $(BIN)/aekit
+
+demo: setup
+	$(BIN)/aekit demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -1,0 +1,163 @@
+"""The `aekit` command: a thin layer over library functions; `main(argv)` is callable from tests.
+
+Each command is a plain function taking the parsed arguments; COMMANDS maps names to them.
+User errors (AekitError, bad flags) print one line and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from pathlib import Path
+
+from . import __version__
+from .config import field_help
+from .errors import AekitError
+from .progress import console
+
+FLAG_NAMES = {"extensions": "--ext"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _flag_type(annotation: str) -> tuple[type, bool]:
+    """(element type, is a list) for the string annotations of TrainConfig fields."""
+    hint = eval(annotation, {"list": list}) if isinstance(annotation, str) else annotation  # noqa: S307
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, types.UnionType) else [hint]
+    hint = args[0]
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], True
+    return hint, False
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults are None so only given flags override the file."""
+    from .config import TrainConfig
+
+    defaults = TrainConfig()
+    for name, f in field_help().items():
+        kind, is_list = _flag_type(f.type)
+        flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+        default = getattr(defaults, name)
+        help_text = f.metadata["help"] + (f" (default: {default})" if default not in (None, []) else "")
+        kw: dict = {"dest": name, "default": None, "help": help_text, "type": kind}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if name == "extensions":
+            kw.update(action="append", metavar="EXT")
+        elif is_list:
+            kw.update(nargs="+", metavar="N")
+        p.add_argument(flag, **kw)
+    p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file; flags override it")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<timestamp>, linked as runs/latest)")
+    p.add_argument("--quiet", action="store_true", help="print only the run folder")
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in field_help()}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .api import train
+
+    run = train(args.data, out=args.out, config=args.config, verbose=not args.quiet, **_options(args))
+    print(run.path)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    from .api import train
+
+    sample = Path(str(files("aekit") / "data" / "sample"))
+    options = _options(args)
+    options["epochs"] = options["epochs"] or 15
+    run = train(sample, out=args.out, config=args.config, verbose=not args.quiet, **options)
+    s = run.summary
+    console.print(
+        f"\n[bold green]demo done[/bold green]: trained on {s['n_images']} photo patches "
+        f"({sample}), validation PSNR {s['val_psnr']:.1f} dB.\n"
+        f"Results are in [bold]{run.path}[/bold]: recon.png (originals above reconstructions), "
+        f"loss.png, metrics.csv, summary.json, model.safetensors + model.json.\n"
+        f"Next: aekit encode {run.path} {sample} -o embeddings.csv"
+    )
+    print(run.path)
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from .encode import encode_to_file
+
+    written, n, skipped = encode_to_file(args.run, args.data, args.output, batch_size=args.batch_size,
+                                         device=args.device, verbose=not args.quiet)
+    if not args.quiet:
+        console.print(f"encoded {n} item(s), skipped {len(skipped)}: {', '.join(str(p) for p in written)}")
+        for s in skipped[:10]:
+            console.print(f"  skipped {s.path}: {s.reason}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import describe_models
+
+    for name, text in describe_models().items():
+        print(f"{name:<8} {text}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "demo": cmd_demo, "encode": cmd_encode, "models": cmd_models}
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="aekit", description="Train autoencoders on your own data, then use them.")
+    parser.add_argument("--version", action="version", version=f"aekit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("train", help="train an autoencoder on a folder of images",
+                       description="Train an autoencoder on DATA (a folder of images, searched recursively).")
+    p.add_argument("data", help="folder of images (or one image file)")
+    add_train_options(p)
+
+    p = sub.add_parser("demo", help="train on the sample photos shipped with aekit",
+                       description="Train on the sample dataset embedded in aekit and say where the results are.")
+    add_train_options(p)
+
+    p = sub.add_parser("encode", help="write the latent code of every image",
+                       description="Encode DATA with a trained model: one row per file with its path.")
+    p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
+    p.add_argument("data", help="folder of images (or one image file)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .npy, .csv or .parquet")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    sub.add_parser("models", help="list the model architectures", description="List the registered models.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except AekitError as e:
+        print(f"aekit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aekit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Typed training configuration: the single source of options for the CLI, the API and run files.
+
+Precedence: dataclass defaults < `--config file.yaml` < command-line flags (or API keywords).
+Unknown keys are errors. The resolved config (inferred values filled in) is written to every
+run directory as `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import AekitError
+
+ARCHS = ("conv", "basic")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _opt(default: Any, help: str, factory: bool = False, **kw: Any) -> Any:
+    if factory:
+        return field(default_factory=default, metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained; saved as `config.yaml` in each run."""
+
+    arch: str = _opt("conv", "model architecture; see `aekit models`", choices=ARCHS)
+    latent_dim: int = _opt(64, "size of the latent code (embedding)")
+    depth: int | None = _opt(None, "number of stride-2 stages; default from the image size")
+    width: int = _opt(32, "channels of the first conv stage (doubles per stage, capped at 8x); conv arch only")
+    channels: int | None = _opt(None, "1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
+    image_size: list[int] | None = _opt(None, "H W (or one number for square); default the most common size, max side 128")
+    epochs: int = _opt(30, "number of passes over the training data")
+    batch_size: int = _opt(64, "images per optimisation step")
+    lr: float = _opt(1e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
+    weight_decay: float = _opt(1e-4, "AdamW weight decay")
+    val_fraction: float = _opt(0.1, "fraction of the data held out for validation (seeded split)")
+    seed: int = _opt(0, "random seed for the split, initialisation and batch order")
+    max_time: float | None = _opt(None, "time budget in seconds; training stops cleanly when it is spent")
+    device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    extensions: list[str] = _opt(list, "extra file extensions to read as images, e.g. .jfif", factory=True)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise AekitError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)} (see `aekit models`)")
+        _positive("latent_dim", self.latent_dim, int)
+        _positive("width", self.width, int)
+        _positive("epochs", self.epochs, int)
+        _positive("batch_size", self.batch_size, int)
+        _positive("lr", self.lr, float)
+        if self.depth is not None:
+            _positive("depth", self.depth, int)
+        if self.max_time is not None:
+            _positive("max_time", self.max_time, float)
+        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            raise AekitError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
+            raise AekitError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.channels is not None and self.channels not in (1, 3, 4):
+            raise AekitError(f"channels must be 1, 3 or 4 for images, got {self.channels!r}")
+        if self.image_size is not None:
+            size = [self.image_size] if isinstance(self.image_size, int) else list(self.image_size)
+            if len(size) == 1:
+                size = size * 2
+            if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+                raise AekitError(f"image_size must be one or two positive integers (H W), got {self.image_size!r}")
+            self.image_size = size
+        dev = str(self.device)
+        if dev.split(":")[0] not in DEVICES:
+            raise AekitError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
+        self.extensions = [e if e.startswith(".") else "." + e for e in (x.lower() for x in self.extensions)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _positive(name: str, value: Any, kind: type) -> None:
+    ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
+    if isinstance(value, bool) or not ok_type or value <= 0:
+        raise AekitError(f"{name} must be a positive {kind.__name__}, got {value!r}")
+
+
+def field_help() -> dict[str, dataclasses.Field]:
+    """The config's fields by name, with their help text in `metadata['help']`."""
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise AekitError(f"config file not found: {p}; pass the path of a YAML file written by aekit or by hand")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise AekitError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise AekitError(f"config file {p} must hold a mapping of option: value")
+    return data
+
+
+def make_config(file_values: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
+    """Merge defaults < file values < overrides (None overrides are ignored); reject unknown keys."""
+    values = dict(file_values or {})
+    values.pop("data", None)  # config.yaml of a run records the data path for reference only
+    values.pop("out", None)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = field_help()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise AekitError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(known)}")
+    try:
+        return TrainConfig(**values)
+    except TypeError as e:
+        raise AekitError(f"invalid config: {e}") from None

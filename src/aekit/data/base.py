@@ -1,0 +1,40 @@
+"""The decoded-data container shared by every reader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Skipped:
+    """A file that was found but not used, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ImageData:
+    """Decoded images in memory: `array` is (N, C, H, W) in the data's raw units.
+
+    `scale` is the value of a full-scale pixel (255 for 8-bit images, 65535 for 16-bit,
+    1.0 for float data), so `array / scale` is in [0, 1] for images.
+    """
+
+    array: np.ndarray
+    ids: list[str]
+    scale: float
+    source: str = ""
+    skipped: list[Skipped] = field(default_factory=list)
+    n_found: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one item."""
+        return tuple(self.array.shape[1:])  # type: ignore[return-value]

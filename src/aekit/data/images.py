@@ -1,0 +1,242 @@
+"""Read a folder (recursively) or a single file of images with Pillow, decoding each file once.
+
+Policy, applied in this order:
+- Files: extensions .png .jpg .jpeg .bmp .gif .tif .tiff .webp (any case, more with `--ext`);
+  hidden files and folders are ignored; other files are listed as skipped. Order is the sorted
+  relative path, so runs are deterministic.
+- Orientation: EXIF orientation is applied. Animated GIF/WebP: the first frame.
+- Channels: 1 when every image is grayscale (modes 1, L, LA, I, I;16, F, gray palettes), else 3.
+  `channels=4` keeps alpha (opaque where an image has none); `channels=1` converts colour to luminance.
+- Bit depth: when any image is 16-bit (modes I;16*, I) or float (mode F, taken as [0, 1]) the
+  set is stored as uint16 with full scale 65535 and 8-bit images are multiplied by 257;
+  otherwise uint8 with full scale 255.
+- Size: every image is resized to cover the target size, keeping its aspect ratio, then
+  center-cropped (Pillow's `ImageOps.fit`). Default target: the most common size in the folder,
+  scaled down to a longest side of 128 when larger.
+- Broken files (empty, truncated, unreadable, not an image, over Pillow's decompression-bomb
+  limit) are skipped with a reason and never stop the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import AekitError
+from ..progress import track
+from .base import ImageData, Skipped
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+DEFAULT_MAX_SIDE = 128
+GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+HIGH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+ALPHA_MODES = {"LA", "La", "RGBA", "RGBa", "PA"}
+_WORKERS = min(16, (os.cpu_count() or 1) * 2)
+
+
+@dataclass
+class Probe:
+    """What the file header says, without decoding pixels."""
+
+    size: tuple[int, int]  # (H, W) after EXIF orientation
+    gray: bool
+    high: bool
+
+
+def list_files(root: Path, extensions: tuple[str, ...]) -> tuple[list[Path], list[Skipped]]:
+    """Image files under `root` in sorted order, and the non-image files found beside them."""
+    if root.is_file():
+        return [root], []
+    files, others = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            ext = path.suffix.lower()
+            if ext in extensions:
+                files.append(path)
+            else:
+                others.append(Skipped(_rel(path, root), f"not an image file (extension {ext or 'none'!r})"))
+    files.sort(key=lambda p: _rel(p, root))
+    return files, others
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.name if root.is_file() else path.relative_to(root).as_posix()
+
+
+def probe(path: Path) -> Probe:
+    """Read the header; raise ValueError with a user-readable reason for files to skip."""
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("empty file (0 bytes)")
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > Image.MAX_IMAGE_PIXELS:
+                raise ValueError(
+                    f"image too large ({w}x{h} px is over Pillow's decompression-bomb limit of "
+                    f"{Image.MAX_IMAGE_PIXELS} px)"
+                )
+            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 degrees
+                h, w = w, h
+            gray = im.mode in GRAY_MODES or (im.mode in ("P", "PA") and _gray_palette(im))
+            return Probe(size=(h, w), gray=gray, high=im.mode in HIGH_MODES)
+    except ValueError:
+        raise
+    except UnidentifiedImageError:
+        raise ValueError("not a recognised image format (Pillow cannot identify it)") from None
+    except PermissionError:
+        raise ValueError("cannot read file: permission denied") from None
+    except Exception as e:  # any decoder error means: skip this file, say why
+        raise ValueError(f"unreadable image: {e}") from None
+
+
+def _gray_palette(im: Image.Image) -> bool:
+    pal = im.getpalette()
+    if not pal:
+        return False
+    rgb = np.asarray(pal, dtype=np.uint8).reshape(-1, 3)
+    return bool((rgb[:, 0] == rgb[:, 1]).all() and (rgb[:, 1] == rgb[:, 2]).all())
+
+
+def decode(path: Path, channels: int, size: tuple[int, int], high: bool) -> np.ndarray:
+    """Decode one file to (C, H, W): uint16 when `high`, else uint8."""
+    h, w = size
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("RGB", "L", "RGBA", "CMYK", "YCbCr") and im.format == "JPEG":
+                im.draft(im.mode, (max(h, w), max(h, w)))  # JPEG: decode at a reduced scale when large
+            im = ImageOps.exif_transpose(im)
+            if im.mode in HIGH_MODES:
+                arr = _fit_high(im, (w, h))  # (H, W) float in [0, 65535]
+                arr = np.rint(arr).astype(np.uint16)
+                out = arr[None] if channels == 1 else np.repeat(arr[None], 3, axis=0)
+                if channels == 4:
+                    out = np.concatenate([out, np.full((1, h, w), 65535, np.uint16)])
+                return out
+            if im.mode in ("P", "PA") or (im.mode == "RGB" and "transparency" in im.info):
+                im = im.convert("RGBA")
+            target = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+            im = ImageOps.fit(im.convert(target), (w, h), method=Image.Resampling.BICUBIC)
+            arr = np.asarray(im, dtype=np.uint8)
+            arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+            return arr.astype(np.uint16) * 257 if high else np.ascontiguousarray(arr)
+    except PermissionError:
+        raise ValueError("cannot read file: permission denied") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"truncated or corrupt image: {e}") from None
+
+
+def _fit_high(im: Image.Image, size_wh: tuple[int, int]) -> np.ndarray:
+    if im.mode == "F":
+        arr = np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0) * 65535.0
+    else:
+        arr = np.clip(np.asarray(im, dtype=np.float32), 0.0, 65535.0)
+    fitted = ImageOps.fit(Image.fromarray(arr, mode="F"), size_wh, method=Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(fitted, dtype=np.float32), 0.0, 65535.0)
+
+
+def infer_size(sizes: list[tuple[int, int]], max_side: int = DEFAULT_MAX_SIDE) -> tuple[tuple[int, int], str]:
+    """The most common (H, W), scaled down to `max_side`; and a note saying how it was chosen."""
+    (h, w), count = Counter(sizes).most_common(1)[0]
+    note = f"{h}x{w} (the size of {count} of {len(sizes)} images)"
+    if max(h, w) > max_side:
+        s = max_side / max(h, w)
+        h2, w2 = max(1, round(h * s)), max(1, round(w * s))
+        note = f"{h2}x{w2} (most common size {h}x{w} scaled to a longest side of {max_side})"
+        h, w = h2, w2
+    return (h, w), note
+
+
+def read_images(
+    root: str | Path,
+    *,
+    channels: int | None = None,
+    image_size: tuple[int, int] | list[int] | None = None,
+    extensions: list[str] | tuple[str, ...] = (),
+    high: bool | None = None,
+    show_progress: bool = True,
+) -> ImageData:
+    """Decode every image under `root` into one (N, C, H, W) array; see the module policy."""
+    root = Path(root)
+    if not root.exists():
+        raise AekitError(f"data path not found: {root}; pass an image folder or file that exists")
+    exts = tuple(dict.fromkeys([*IMAGE_EXTENSIONS, *(e.lower() for e in extensions)]))
+    files, skipped = list_files(root, exts)
+    if not files:
+        hint = f"looked for {' '.join(exts)}; pass --ext to add an extension"
+        what = "no image files" if not skipped else f"no image files among {len(skipped)} files"
+        raise AekitError(f"{what} under {root}; {hint}")
+
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        probes = list(pool.map(_try(probe), files))
+    good = []
+    for path, p in zip(files, probes):
+        if isinstance(p, str):
+            skipped.append(Skipped(_rel(path, root), p))
+        else:
+            good.append((path, p))
+    if not good:
+        raise AekitError(
+            f"no readable image under {root}: all {len(files)} image files were skipped "
+            f"(first: {skipped[-1].path}: {skipped[-1].reason})"
+        )
+
+    notes = []
+    if channels is None:
+        channels = 1 if all(p.gray for _, p in good) else 3
+        notes.append(f"channels: {channels} ({'every image is grayscale' if channels == 1 else 'colour images found'})")
+    if image_size is None:
+        size, note = infer_size([p.size for _, p in good])
+        notes.append(f"image size: {note}; pass --image-size to change")
+    else:
+        size = (int(image_size[0]), int(image_size[-1]))
+    if high is None:
+        high = any(p.high for _, p in good)
+    if high:
+        notes.append("16-bit or float images found: stored as 16-bit, full scale 65535")
+
+    paths = [path for path, _ in good]
+    work = _try(lambda path: decode(path, channels, size, high))
+    array = np.empty((len(paths), channels, *size), np.uint16 if high else np.uint8)
+    ids = []
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        results = track(pool.map(work, paths), len(paths), "decoding", show_progress)
+        for path, r in zip(paths, results):  # in order; each decoded image is copied in and freed
+            if isinstance(r, str):
+                skipped.append(Skipped(_rel(path, root), r))
+            else:
+                array[len(ids)] = r
+                ids.append(_rel(path, root))
+    if not ids:
+        raise AekitError(f"no readable image under {root}: every file failed to decode (first: {skipped[-1].reason})")
+    skipped.sort(key=lambda s: s.path)
+    return ImageData(
+        array=array[: len(ids)],
+        ids=ids,
+        scale=65535.0 if high else 255.0,
+        source=str(root),
+        skipped=skipped,
+        n_found=len(files) + sum(1 for s in skipped if s.reason.startswith("not an image file")),
+        notes=notes,
+    )
+
+
+def _try(fn):
+    """Wrap `fn` so a ValueError becomes its message (a skip reason) instead of an exception."""
+
+    def wrapped(arg):
+        try:
+            return fn(arg)
+        except ValueError as e:
+            return str(e)
+
+    return wrapped

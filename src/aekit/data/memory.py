@@ -1,0 +1,136 @@
+"""In-memory data: numpy arrays, tensors and the user's own `torch.utils.data.Dataset`.
+
+Layouts: (N, H, W), (N, H, W, C) and (N, C, H, W). The channel axis is the one of size 1, 3 or 4
+(or `expected_channels` when given); when both could be, torch tensors are read as N,C,H,W and
+numpy arrays as N,H,W,C. Integer data keeps its units (full scale 255 for uint8, 65535 for
+uint16); float data is used as it is (full scale 1.0).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import AekitError
+from .base import ImageData
+
+LAYOUTS = ("NHW", "NHWC", "NCHW")
+
+
+def infer_layout(shape: tuple[int, ...], *, prefer: str = "NHWC", expected_channels: int | None = None) -> str:
+    """Which of LAYOUTS an array of `shape` is in."""
+    if len(shape) == 3:
+        return "NHW"
+    if len(shape) != 4:
+        raise AekitError(f"expected images shaped N,H,W or N,H,W,C or N,C,H,W; got shape {tuple(shape)}")
+    c_first, c_last = shape[1], shape[3]
+    if expected_channels is not None and (c_first == expected_channels) != (c_last == expected_channels):
+        return "NCHW" if c_first == expected_channels else "NHWC"
+    first_ok, last_ok = c_first <= 4, c_last <= 4
+    if first_ok and not last_ok:
+        return "NCHW"
+    if last_ok and not first_ok:
+        return "NHWC"
+    return prefer
+
+
+def to_nchw(x: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "NHW":
+        return x[:, None]
+    if layout == "NHWC":
+        return x.transpose(0, 3, 1, 2)
+    return x
+
+
+def from_nchw(x: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "NHW":
+        return x[:, 0]
+    if layout == "NHWC":
+        return x.transpose(0, 2, 3, 1)
+    return x
+
+
+def scale_of(dtype: np.dtype) -> float:
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    if np.issubdtype(dtype, np.floating):
+        return 1.0
+    raise AekitError(f"unsupported data type {dtype}; use uint8, uint16 or float arrays")
+
+
+def from_array(x: Any, *, layout: str | None = None, source: str = "array") -> ImageData:
+    """Wrap an array or tensor of images as ImageData (no copy when already N,C,H,W)."""
+    prefer = "NCHW" if isinstance(x, torch.Tensor) else "NHWC"
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.dtype == np.float64 or arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    if arr.dtype.kind in "iub" and arr.dtype not in (np.uint8, np.uint16):
+        raise AekitError(f"{source}: integer type {arr.dtype} is not supported; convert to uint8, uint16 or float32")
+    scale = scale_of(arr.dtype)
+    layout = layout or infer_layout(arr.shape, prefer=prefer)
+    if layout not in LAYOUTS:
+        raise AekitError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    arr = np.ascontiguousarray(to_nchw(arr, layout))
+    if len(arr) == 0:
+        raise AekitError(f"{source} holds no items")
+    if arr.dtype == np.float32 and not np.isfinite(arr).all():
+        raise AekitError(f"{source} contains NaN or Inf values; replace or drop them before training")
+    return ImageData(array=arr, ids=[str(i) for i in range(len(arr))], scale=scale, source=source, n_found=len(arr))
+
+
+def _first_tensor(item: Any) -> Any:
+    if isinstance(item, dict):
+        for key in ("image", "images", "x", "input", "data"):
+            if key in item:
+                return item[key]
+        item = list(item.values())
+    if isinstance(item, (tuple, list)):
+        return item[0]
+    return item
+
+
+def from_dataset(dataset: torch.utils.data.Dataset, *, layout: str | None = None) -> ImageData:
+    """Materialise a map-style Dataset of tensors, tuples (first element) or dicts ('image'/'x' key)."""
+    try:
+        n = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise AekitError("the Dataset must define __len__ (a map-style dataset)") from None
+    if n == 0:
+        raise AekitError("the Dataset is empty")
+    items = [np.asarray(_first_tensor(dataset[i])) for i in range(n)]
+    shapes = {a.shape for a in items}
+    if len(shapes) > 1:
+        raise AekitError(f"the Dataset yields items of different shapes {sorted(shapes)[:3]}; resize them to one size")
+    stacked = np.stack(items)
+    if layout is None and stacked.ndim == 4:  # items from a torch Dataset are C,H,W by convention
+        layout = infer_layout(stacked.shape, prefer="NCHW")
+    return from_array(stacked, layout=layout, source=type(dataset).__name__)
+
+
+def load_data(
+    data: Any,
+    *,
+    channels: int | None = None,
+    image_size: Any = None,
+    extensions: Any = (),
+    show_progress: bool = True,
+) -> ImageData:
+    """Any supported input (folder, file, array, tensor, Dataset) as ImageData."""
+    from .images import read_images
+
+    if isinstance(data, ImageData):
+        return data
+    if isinstance(data, (str, Path)):
+        return read_images(
+            data, channels=channels, image_size=image_size, extensions=extensions, show_progress=show_progress
+        )
+    if isinstance(data, (np.ndarray, torch.Tensor)):
+        return from_array(data)
+    if isinstance(data, torch.utils.data.Dataset):
+        return from_dataset(data)
+    raise AekitError(f"cannot read data of type {type(data).__name__}; pass a folder path, an array or a Dataset")

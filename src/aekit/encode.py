@@ -1,0 +1,35 @@
+"""`aekit encode`: latent codes of every item in DATA, one row per item with its identifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import ImageData, Skipped, load_data
+from .inference import Autoencoder, load
+from .tables import check_output, write_vectors
+
+
+def read_for_model(model: Autoencoder, data: Any, *, verbose: bool = True) -> ImageData:
+    """Read DATA with the model's own preprocessing (channels, size, bit depth)."""
+    c, h, w = model.input_shape
+    if isinstance(data, (str, Path)):
+        from .data.images import read_images
+
+        return read_images(data, channels=c, image_size=(h, w), high=model.meta["input"]["dtype"] == "uint16",
+                           show_progress=verbose)
+    return load_data(data)
+
+
+def encode_to_file(run: str | Path, data: Any, output: str | Path, *, batch_size: int = 256,
+                   device: str = "auto", verbose: bool = True) -> tuple[list[Path], int, list[Skipped]]:
+    """Encode DATA with the model in RUN and write `output`; returns (files written, items, skipped)."""
+    check_output(output)  # fail on a bad extension before any work
+    model = load(run, device=device)
+    items = read_for_model(model, data, verbose=verbose)
+    z = np.concatenate([model.encode(items.array[i : i + batch_size], layout="NCHW", batch_size=batch_size)
+                        for i in range(0, len(items), batch_size)])
+    written = write_vectors(output, items.ids, z)
+    return written, len(items), items.skipped

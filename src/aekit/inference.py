@@ -1,0 +1,152 @@
+"""A trained model, loaded from its run directory, that takes raw images and does its own preprocessing.
+
+Inputs: numpy arrays or tensors shaped (N, H, W), (N, H, W, C) or (N, C, H, W), uint8, uint16 or
+float. Integer inputs are pixel values; float inputs are taken in the training data's units
+(0-255 for 8-bit images, not [0, 1]). Channels are adapted (gray <-> RGB, alpha dropped or added)
+and sizes are resized to cover the model's size and center-cropped, as in training.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .checkpoint import load_model
+from .data.memory import from_nchw, infer_layout, to_nchw
+from .devices import resolve_device
+from .errors import AekitError
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow's RGB -> L
+
+
+class Autoencoder:
+    """A trained autoencoder: `encode`, `decode`, `reconstruct` on raw images."""
+
+    def __init__(self, model: torch.nn.Module, normalizer, meta: dict, device: str = "auto"):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.normalizer = normalizer.to(self.device)
+        self.meta = meta
+        inp = meta["input"]
+        self.input_shape: tuple[int, int, int] = (inp["channels"], inp["height"], inp["width"])
+        self.latent_dim: int = meta["latent_dim"]
+        self.scale: float = float(meta["normalization"]["scale"])
+
+    def __repr__(self) -> str:
+        c, h, w = self.input_shape
+        return f"Autoencoder(arch={self.meta['arch']!r}, input={c}x{h}x{w}, latent_dim={self.latent_dim})"
+
+    # -- preprocessing ------------------------------------------------------------------------
+    def prepare(self, x: Any, layout: str | None = None) -> torch.Tensor:
+        """Raw images -> (N, C, H, W) float32 in the model's raw units, on the model's device."""
+        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if arr.ndim == 2:
+            arr = arr[None]
+        c, h, w = self.input_shape
+        layout = layout or infer_layout(arr.shape, prefer="NCHW" if isinstance(x, torch.Tensor) else "NHWC",
+                                        expected_channels=c)
+        t = torch.from_numpy(np.ascontiguousarray(to_nchw(arr, layout)).astype(np.float32, copy=False))
+        t = t.to(self.device) * self._unit_factor(arr)
+        t = self._adapt_channels(t)
+        if t.shape[-2:] != (h, w):
+            t = fit_size(t, (h, w))
+        return t
+
+    def _unit_factor(self, arr: np.ndarray) -> float:
+        if arr.dtype == np.uint8:
+            return self.scale / 255.0
+        if arr.dtype == np.uint16:
+            return self.scale / 65535.0
+        if np.issubdtype(arr.dtype, np.floating):
+            if self.scale > 1 and arr.size and float(np.nanmax(arr)) <= 1.0 and float(np.nanmin(arr)) >= 0.0:
+                warnings.warn(
+                    f"float input in [0, 1], but this model takes pixel values (0-{self.scale:g}); "
+                    f"multiply by {self.scale:g} or pass integer images",
+                    stacklevel=4,
+                )
+            return 1.0
+        raise AekitError(f"unsupported input type {arr.dtype}; pass uint8, uint16 or float images")
+
+    def _adapt_channels(self, t: torch.Tensor) -> torch.Tensor:
+        want, have = self.input_shape[0], t.shape[1]
+        if have == want:
+            return t
+        if have in (3, 4) and want == 1:
+            luma = torch.tensor(LUMA, device=t.device).view(1, 3, 1, 1)
+            return (t[:, :3] * luma).sum(1, keepdim=True)
+        if have == 4 and want == 3:
+            return t[:, :3]
+        if have == 1 and want in (3, 4):
+            t = t.expand(-1, 3, -1, -1)
+            have = 3
+        if have == 3 and want == 4:
+            return torch.cat([t, torch.full_like(t[:, :1], self.scale)], 1)
+        if t.shape[1] == want:
+            return t
+        raise AekitError(f"input has {have} channels, the model takes {want}")
+
+    # -- the three verbs ----------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: Any, *, batch_size: int = 256, layout: str | None = None) -> Any:
+        """Latent codes (N, latent_dim), numpy or tensor like the input."""
+        t = self.prepare(x, layout)
+        z = torch.cat([self.model.encode(self.normalizer.normalize(t[i : i + batch_size]))
+                       for i in range(0, len(t), batch_size)])
+        return z.cpu() if isinstance(x, torch.Tensor) else z.cpu().numpy()
+
+    @torch.no_grad()
+    def decode(self, z: Any, *, batch_size: int = 256) -> Any:
+        """Images (N, C, H, W) float32 in the data's raw units from latent codes."""
+        zt = torch.as_tensor(np.asarray(z) if not isinstance(z, torch.Tensor) else z, dtype=torch.float32)
+        if zt.ndim != 2 or zt.shape[1] != self.latent_dim:
+            raise AekitError(f"latent codes must be shaped (N, {self.latent_dim}); got {tuple(zt.shape)}")
+        zt = zt.to(self.device)
+        out = torch.cat([self._to_raw(self.model.decode(zt[i : i + batch_size]))
+                         for i in range(0, len(zt), batch_size)])
+        return out.cpu() if isinstance(z, torch.Tensor) else out.cpu().numpy()
+
+    @torch.no_grad()
+    def reconstruct(self, x: Any, *, batch_size: int = 256, layout: str | None = None) -> Any:
+        """Reconstructions at the model's size, in the input's layout, dtype and container."""
+        is_tensor = isinstance(x, torch.Tensor)
+        arr = x.detach().cpu().numpy() if is_tensor else np.asarray(x)
+        c = self.input_shape[0]
+        lay = layout or infer_layout(arr.shape if arr.ndim > 2 else (1, *arr.shape),
+                                     prefer="NCHW" if is_tensor else "NHWC", expected_channels=c)
+        t = self.prepare(x, lay)
+        out = torch.cat([self._to_raw(self.model(self.normalizer.normalize(t[i : i + batch_size])).recon)
+                         for i in range(0, len(t), batch_size)]).cpu().numpy()
+        if arr.dtype in (np.uint8, np.uint16):
+            full = 255.0 if arr.dtype == np.uint8 else 65535.0
+            out = np.rint(np.clip(out * (full / self.scale), 0, full)).astype(arr.dtype)
+        if lay == "NHW" and out.shape[1] != 1:
+            lay = "NCHW"  # a gray input to a colour model comes back with the model's channels
+        out = from_nchw(out, lay)
+        if arr.ndim == 2:
+            out = out[0]
+        return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
+
+    def _to_raw(self, recon: torch.Tensor) -> torch.Tensor:
+        raw = self.normalizer.to_unit(recon) * self.scale
+        return raw.clamp(0, self.scale) if self.scale > 1 else raw
+
+
+def fit_size(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize (N, C, h, w) to cover `size` keeping the aspect ratio, then center-crop to it."""
+    h, w = size
+    s = max(h / t.shape[-2], w / t.shape[-1])
+    nh, nw = max(h, round(t.shape[-2] * s)), max(w, round(t.shape[-1] * s))
+    t = F.interpolate(t, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    y, x = (nh - h) // 2, (nw - w) // 2
+    return t[..., y : y + h, x : x + w]
+
+
+def load(run: str | Path, *, device: str = "auto") -> Autoencoder:
+    """Load a trained model from a run directory (e.g. "runs/latest") without the training code."""
+    model, normalizer, meta = load_model(run)
+    return Autoencoder(model, normalizer, meta, device=device)

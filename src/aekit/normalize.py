@@ -1,0 +1,45 @@
+"""Per-channel normalisation, stored with the model so raw pixels go in and raw pixels come out."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Normalizer(nn.Module):
+    """raw -> (raw / scale - mean) / std, and back. mean and std are per channel, in [0, 1] units."""
+
+    def __init__(self, scale: float, mean: list[float], std: list[float]):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+        return (raw.float() / self.scale - self.mean) / self.std
+
+    def to_unit(self, y: torch.Tensor) -> torch.Tensor:
+        """Normalised values back to [0, 1] units (pixels / scale)."""
+        return y * self.std + self.mean
+
+    def to_dict(self) -> dict:
+        return {
+            "scale": float(self.scale),
+            "mean": self.mean.flatten().tolist(),
+            "std": self.std.flatten().tolist(),
+        }
+
+
+def channel_stats(array: np.ndarray, scale: float, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of (N, C, H, W) raw data in [0, 1] units, in chunks (bounded memory)."""
+    c = array.shape[1]
+    total, total_sq, count = np.zeros(c), np.zeros(c), 0
+    for i in range(0, len(array), chunk):
+        x = array[i : i + chunk].astype(np.float64) / scale
+        total += x.sum(axis=(0, 2, 3))
+        total_sq += (x**2).sum(axis=(0, 2, 3))
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean.tolist(), np.maximum(std, 1e-3).tolist()

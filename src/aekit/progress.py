@@ -1,0 +1,40 @@
+"""Console output: one rich console on stderr, progress bars that cost nothing when hidden."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+T = TypeVar("T")
+console = Console(stderr=True, highlight=False)
+
+
+def make_progress(transient: bool = False) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=transient,
+        refresh_per_second=4,
+    )
+
+
+def track(items: Iterable[T], total: int, description: str, enabled: bool = True) -> Iterator[T]:
+    """Iterate with a progress bar (shown only for long jobs on a terminal when `enabled`)."""
+    if not enabled or total < 200:
+        yield from items
+        return
+    with make_progress(transient=True) as progress:
+        task = progress.add_task(description, total=total, info="")
+        for i, item in enumerate(items, 1):
+            yield item
+            if i % 16 == 0 or i == total:
+                progress.update(task, completed=i)

@@ -1,0 +1,105 @@
+"""The run directory: where a training run writes everything, and how it is read back.
+
+Files: config.yaml, model.safetensors + model.json, metrics.csv, summary.json, recon.png, loss.png.
+Every file is written to a temporary name and renamed, so a crash never leaves a half file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import AekitError
+
+METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_mse", "lr", "seconds", "images_per_s"]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp_path)`, fsync, then rename onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    def write(p: Path) -> None:
+        with open(p, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def make_run_dir(out: str | Path | None, base: str | Path = "runs") -> Path:
+    """`out` as given, or `runs/<timestamp>` with `runs/latest` pointing at it."""
+    if out is not None:
+        path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise AekitError(f"output path {path} exists and is not a folder; pass another --out")
+        _mkdir(path)
+        return path
+    base = Path(base)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, i = base / stamp, 1
+    while path.exists():
+        i += 1
+        path = base / f"{stamp}-{i}"
+    _mkdir(path)
+    link = base / "latest"
+    try:
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(path.name, target_is_directory=True)
+    except OSError:
+        pass  # no symlinks on this filesystem: the run directory itself is still printed
+    return path
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".aekit-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise AekitError(f"cannot write to output folder {path}: {e.strerror}; pass a writable --out") from None
+
+
+def resolve_run(run: str | Path) -> Path:
+    """A run directory that holds a model, or a clear error."""
+    path = Path(run)
+    if not path.is_dir():
+        raise AekitError(f"run folder not found: {path}; pass a folder written by `aekit train` (e.g. runs/latest)")
+    for name in ("model.json", "model.safetensors"):
+        if not (path / name).is_file():
+            raise AekitError(f"{path} has no {name}; pass a folder written by `aekit train`")
+    return path

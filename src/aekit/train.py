@@ -1,0 +1,322 @@
+"""The training loop: decoded data in memory -> batches on the device -> best model on disk.
+
+Read top to bottom: split, normalise, build, loop over epochs (train, validate, keep the best),
+then write the run directory. The loop does not know which model it trains: the model returns
+an `AEOutput` whose `extra_loss` terms are added to the reconstruction loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.table import Table
+from torch.nn import functional as F
+
+from . import __version__
+from .checkpoint import count_parameters, model_meta, save_model
+from .config import TrainConfig
+from .data.base import ImageData
+from .devices import resolve_device
+from .errors import AekitError
+from .models import create_model
+from .normalize import Normalizer, channel_stats
+from .pca import PCA, fit_pca, pca_rows
+from .plots import loss_plot, recon_grid
+from .progress import console, make_progress
+from .rundir import write_json, write_metrics, write_yaml
+
+WARMUP = 0.03  # fraction of training spent warming the learning rate up
+
+
+def lr_at(progress: float, peak: float) -> float:
+    """Linear warm-up, then cosine decay to zero; `progress` in [0, 1] (steps or time budget)."""
+    if progress < WARMUP:
+        return peak * (0.1 + 0.9 * progress / WARMUP)
+    t = min(1.0, (progress - WARMUP) / (1 - WARMUP))
+    return peak * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def param_groups(model: torch.nn.Module) -> list[dict]:
+    """Optimizer groups; a model may slow some parameters down with `lr_scales()` {prefix: factor}."""
+    scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+    groups: dict[float, list] = {}
+    for name, p in model.named_parameters():
+        factor = next((f for prefix, f in scales.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault(factor, []).append(p)
+    return [{"params": ps, "lr_scale": f} for f, ps in groups.items()]
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded train/validation split; at least one item of each when n >= 2 and val_fraction > 0."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = round(n * val_fraction)
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(1, n_val), n - 1)
+    else:
+        n_val = 0
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+@torch.no_grad()
+def evaluate(model, normalizer, x_all, idx, device, batch_size, bounded) -> dict:
+    """Mean loss in normalised units and MSE in [0, 1] units over items `idx`."""
+    model.eval()
+    loss_sum, mse_sum, count = 0.0, 0.0, 0
+    for i in range(0, len(idx), batch_size):
+        xb = x_all[idx[i : i + batch_size]].to(device, non_blocking=True)
+        xn = normalizer.normalize(xb)
+        out = model(xn)
+        loss_sum += F.mse_loss(out.recon, xn, reduction="sum").item()
+        unit = normalizer.to_unit(out.recon)
+        if bounded:
+            unit = unit.clamp(0, 1)
+        mse_sum += F.mse_loss(unit, xb.float() / normalizer.scale, reduction="sum").item()
+        count += xb.numel()
+    model.train()
+    return {"loss": loss_sum / count, "mse": mse_sum / count}
+
+
+@torch.no_grad()
+def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bool) -> np.ndarray:
+    model.eval()
+    unit = normalizer.to_unit(model(normalizer.normalize(x_raw.to(device))).recon)
+    if bounded:
+        unit = unit.clamp(0, 1)
+    model.train()
+    return unit.float().cpu().numpy()
+
+
+@torch.no_grad()
+def evaluate_pca(pca: PCA, normalizer: Normalizer, x_all: torch.Tensor, idx: torch.Tensor, bounded: bool,
+                 batch_size: int = 1024) -> float:
+    """MSE in [0, 1] units of PCA reconstructions (same latent size) of items `idx`, on the CPU."""
+    norm = normalizer.cpu() if normalizer.scale.device.type != "cpu" else normalizer
+    mse_sum, count = 0.0, 0
+    for i in range(0, len(idx), batch_size):
+        xb = x_all[idx[i : i + batch_size]]
+        unit = norm.to_unit(pca.reconstruct(norm.normalize(xb)))
+        if bounded:
+            unit = unit.clamp(0, 1)
+        mse_sum += F.mse_loss(unit, xb.float() / norm.scale, reduction="sum").item()
+        count += xb.numel()
+    return mse_sum / count
+
+
+def compare(mse: float, reference: float, tolerance: float = 0.005) -> str:
+    """'better', 'equal' (within 0.5%) or 'worse' than the reference MSE."""
+    if mse < reference * (1 - tolerance):
+        return "better"
+    return "equal" if mse <= reference * (1 + tolerance) else "worse"
+
+
+def psnr(mse: float) -> float:
+    return float(10 * math.log10(1.0 / mse)) if mse > 0 else float("inf")
+
+
+def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True) -> dict:
+    """Train on `data` with `cfg`, writing everything into `run_dir`; returns the summary."""
+    t_start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    c, h, w = data.shape
+    bounded = data.scale != 1.0  # integer images: reconstructions are clamped to the valid range
+
+    train_idx, val_idx = split_indices(len(data), cfg.val_fraction, cfg.seed)
+    eval_idx = val_idx if len(val_idx) else train_idx  # a single image: report on what we have
+    x_all = torch.from_numpy(data.array)  # (N, C, H, W) raw units, stays on the host
+    if device.type == "cuda":
+        x_all = x_all.pin_memory()
+    mean, std = channel_stats(data.array[train_idx.numpy()], data.scale)
+    normalizer = Normalizer(data.scale, mean, std).to(device)
+
+    kwargs = {"in_shape": (c, h, w), "latent_dim": cfg.latent_dim, "depth": cfg.depth}
+    if cfg.arch == "conv":
+        kwargs["width"] = cfg.width
+    model = create_model(cfg.arch, **kwargs)
+    pca = fit_pca(normalizer.cpu().normalize(x_all[train_idx[pca_rows(len(train_idx), c * h * w, cfg.seed)]]),
+                  cfg.latent_dim, cfg.seed)
+    normalizer.to(device)
+    if hasattr(model, "init_from_pca"):  # start where the linear baseline ends
+        model.init_from_pca(pca.mean, pca.components)
+    model.to(device)
+    pca_mse = evaluate_pca(pca, normalizer, x_all, eval_idx, bounded)
+    kwargs["depth"] = len(model.sizes) - 1  # resolved: the run rebuilds exactly this network
+    cfg = replace(cfg, channels=c, image_size=[h, w], depth=kwargs["depth"])
+    write_yaml(run_dir / "config.yaml", {"data": data.source, **cfg.to_dict()})
+    meta = model_meta(cfg.arch, kwargs, normalizer, str(data.array.dtype), source=data.source)
+
+    n_params = count_parameters(model)
+    if verbose:
+        _print_start(data, cfg, device, n_params, len(train_idx), len(val_idx), run_dir)
+
+    opt = torch.optim.AdamW(param_groups(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    rows: list[dict] = []
+    # epoch 0 is the untrained model (for `conv`, exactly PCA): training keeps it unless it improves
+    val0 = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded)
+    best = {"val_loss": val0["loss"], "epoch": 0, "mse": val0["mse"]}
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    save_model(run_dir, model, meta)
+    step, stopped = 0, "completed all epochs"
+    progress = make_progress() if verbose else None
+    task = progress.add_task("training", total=total_steps, info="") if progress else None
+    if progress:
+        progress.start()
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            t_epoch = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+            seen, last_draw = 0, 0.0
+            order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+            for i in range(0, len(order), cfg.batch_size):
+                elapsed = time.perf_counter() - t_start
+                frac = step / total_steps
+                if cfg.max_time:
+                    frac = max(frac, elapsed / cfg.max_time)
+                lr = lr_at(frac, cfg.lr)
+                for group in opt.param_groups:
+                    group["lr"] = lr * group["lr_scale"]
+                xb = x_all[order[i : i + cfg.batch_size]].to(device, non_blocking=True)  # (B, C, H, W) raw
+                xn = normalizer.normalize(xb)
+                out = model(xn)
+                loss = F.mse_loss(out.recon, xn) + sum(out.extra_loss.values())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach() * len(xb)
+                seen += len(xb)
+                step += 1
+                now = time.perf_counter()
+                if progress and now - last_draw > 0.25:
+                    progress.update(task, completed=step, description=f"epoch {epoch}/{cfg.epochs}")
+                    last_draw = now
+                if cfg.max_time and now - t_start >= cfg.max_time:
+                    stopped = f"time budget of {cfg.max_time:g} s spent"
+                    break
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            train_seconds = time.perf_counter() - t_epoch
+            val = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded)
+            row = {
+                "epoch": epoch,
+                "train_loss": float(loss_sum) / max(seen, 1),
+                "val_loss": val["loss"],
+                "val_mse": val["mse"],
+                "lr": lr,
+                "seconds": round(time.perf_counter() - t_start, 3),
+                "images_per_s": round(seen / train_seconds, 1),
+            }
+            rows.append(row)
+            if math.isfinite(val["loss"]) and val["loss"] < best["val_loss"]:
+                best = {"val_loss": val["loss"], "epoch": epoch, "mse": val["mse"]}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                save_model(run_dir, model, meta)
+            write_metrics(run_dir / "metrics.csv", rows)
+            if progress:
+                progress.update(task, completed=step, info=f"val {val['loss']:.4f}")
+                progress.console.print(
+                    f"epoch {epoch:>3}  train {row['train_loss']:.5f}  val {row['val_loss']:.5f}  "
+                    f"val mse {row['val_mse']:.5f}  lr {lr:.2e}  {row['images_per_s']:.0f} img/s"
+                )
+            if stopped != "completed all epochs":
+                break
+    except KeyboardInterrupt:
+        stopped = "interrupted (Ctrl-C)"
+        if progress:
+            progress.stop()
+        console.print("[yellow]interrupted: keeping the best model so far[/yellow]")
+    finally:
+        if progress:
+            progress.stop()
+
+    if not math.isfinite(best["val_loss"]):
+        raise AekitError(
+            "training produced no finite validation loss (NaN or Inf); "
+            "lower --lr or check the data for extreme values"
+        )
+    model.load_state_dict(best_state)
+    n_show = min(8, len(eval_idx))
+    show = x_all[eval_idx[:n_show]]
+    recon_grid(show.float().numpy() / data.scale, reconstruct_unit(model, normalizer, show, device, bounded),
+               run_dir / "recon.png")
+    loss_plot(rows, run_dir / "loss.png")
+
+    summary = {
+        "aekit_version": __version__,
+        "data": data.source,
+        "n_found": data.n_found,
+        "n_images": len(data),
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "channels": c,
+        "image_size": [h, w],
+        "arch": cfg.arch,
+        "latent_dim": cfg.latent_dim,
+        "parameters": n_params,
+        "device": str(device),
+        "epochs_run": len(rows),
+        "best_epoch": best["epoch"],
+        "val_loss": best["val_loss"],
+        "val_mse": best["mse"],
+        "val_psnr": psnr(best["mse"]),
+        "pca_val_mse": pca_mse,
+        "pca_val_psnr": psnr(pca_mse),
+        "vs_pca": compare(best["mse"], pca_mse),
+        "val_on": "validation split" if len(val_idx) else "training data (too few items for a split)",
+        "stopped": stopped,
+        "seconds": round(time.perf_counter() - t_start, 2),
+        "images_per_s": rows[-1]["images_per_s"],
+        "skipped": [{"path": s.path, "reason": s.reason} for s in data.skipped],
+    }
+    write_json(run_dir / "summary.json", summary)
+    if verbose:
+        _print_end(summary, run_dir)
+    return summary
+
+
+def _print_start(data, cfg, device, n_params, n_train, n_val, run_dir) -> None:
+    c, h, w = data.shape
+    t = Table(title="aekit train", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("data", data.source)
+    t.add_row("files", f"{data.n_found} found, {len(data)} used, {len(data.skipped)} skipped")
+    for note in data.notes:
+        t.add_row("", note)
+    t.add_row("input", f"{c} channel(s) x {h} x {w}, {data.array.dtype}")
+    t.add_row("split", f"{n_train} train / {n_val} validation (seed {cfg.seed})")
+    t.add_row("model", f"{cfg.arch}, latent {cfg.latent_dim}, depth {cfg.depth}, {n_params:,} parameters")
+    budget = f", stop after {cfg.max_time:g} s" if cfg.max_time else ""
+    t.add_row("training", f"{cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}{budget}")
+    t.add_row("device", f"{device} ({torch.get_num_threads()} threads)" if device.type == "cpu" else str(device))
+    t.add_row("output", str(run_dir))
+    console.print(t)
+
+
+def _print_end(s: dict, run_dir: Path) -> None:
+    t = Table(title="result", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("stopped", s["stopped"])
+    start = " (the starting point: training did not improve on it)" if s["best_epoch"] == 0 else ""
+    t.add_row("best epoch", f"{s['best_epoch']} of {s['epochs_run']}{start}")
+    t.add_row("val MSE", f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {s['val_psnr']:.2f} dB")
+    verdict = {"better": "better than", "equal": "as good as", "worse": "[red]worse than[/red]"}[s["vs_pca"]]
+    t.add_row("vs PCA", f"PCA with {s['latent_dim']} components: MSE {s['pca_val_mse']:.6f}, "
+              f"PSNR {s['pca_val_psnr']:.2f} dB; the autoencoder is {verdict} PCA")
+    t.add_row("time", f"{s['seconds']:.1f} s, {s['images_per_s']:.0f} images/s in the last epoch")
+    t.add_row("run folder", str(run_dir))
+    console.print(t)
+    if s["skipped"]:
+        console.print(f"[yellow]skipped {len(s['skipped'])} file(s):[/yellow]")
+        for item in s["skipped"][:10]:
+            console.print(f"  {item['path']}: {item['reason']}")
+        if len(s["skipped"]) > 10:
+            console.print(f"  ... and {len(s['skipped']) - 10} more, listed in {run_dir / 'summary.json'}")
