@@ -24,19 +24,21 @@ class Run:
         return load(self.path, device=device)
 
 
-def train(data: Any, *, out: str | Path | None = None, config: str | Path | None = None,
-          verbose: bool = True, **options: Any) -> Run:
+def train(
+    data: Any, *, out: str | Path | None = None, config: str | Path | None = None, verbose: bool = True, **options: Any
+) -> Run:
     """Train an autoencoder on `data`: a folder or image file, a numpy array or tensor of images
     (N,H,W / N,H,W,C / N,C,H,W), or a `torch.utils.data.Dataset` yielding tensors, tuples or dicts.
 
     `options` are TrainConfig fields (latent_dim=32, epochs=10, max_time=60, ...); they override
     the YAML file `config`. `out` defaults to runs/<timestamp> with runs/latest pointing at it.
     """
-    from .train import fit
+    from .trainer import fit
 
     cfg = make_config(load_yaml(config) if config else None, **options)
-    dataset = load_data(data, channels=cfg.channels, image_size=cfg.image_size,
-                        extensions=cfg.extensions, show_progress=verbose)
+    dataset = load_data(
+        data, channels=cfg.channels, image_size=cfg.image_size, extensions=cfg.extensions, show_progress=verbose
+    )
     run_dir = make_run_dir(out)
     summary = fit(dataset, cfg, run_dir, verbose=verbose)
     return Run(path=run_dir, summary=summary, config=cfg)

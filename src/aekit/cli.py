@@ -96,8 +96,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_encode(args: argparse.Namespace) -> int:
     from .encode import encode_to_file
 
-    written, n, skipped = encode_to_file(args.run, args.data, args.output, batch_size=args.batch_size,
-                                         device=args.device, verbose=not args.quiet)
+    written, n, skipped = encode_to_file(
+        args.run, args.data, args.output, batch_size=args.batch_size, device=args.device, verbose=not args.quiet
+    )
     if not args.quiet:
         console.print(f"encoded {n} item(s), skipped {len(skipped)}: {', '.join(str(p) for p in written)}")
         for s in skipped[:10]:
@@ -121,17 +122,26 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    p = sub.add_parser("train", help="train an autoencoder on a folder of images",
-                       description="Train an autoencoder on DATA (a folder of images, searched recursively).")
+    p = sub.add_parser(
+        "train",
+        help="train an autoencoder on a folder of images",
+        description="Train an autoencoder on DATA (a folder of images, searched recursively).",
+    )
     p.add_argument("data", help="folder of images (or one image file)")
     add_train_options(p)
 
-    p = sub.add_parser("demo", help="train on the sample photos shipped with aekit",
-                       description="Train on the sample dataset embedded in aekit and say where the results are.")
+    p = sub.add_parser(
+        "demo",
+        help="train on the sample photos shipped with aekit",
+        description="Train on the sample dataset embedded in aekit and say where the results are.",
+    )
     add_train_options(p)
 
-    p = sub.add_parser("encode", help="write the latent code of every image",
-                       description="Encode DATA with a trained model: one row per file with its path.")
+    p = sub.add_parser(
+        "encode",
+        help="write the latent code of every image",
+        description="Encode DATA with a trained model: one row per file with its path.",
+    )
     p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
     p.add_argument("data", help="folder of images (or one image file)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .npy, .csv or .parquet")

@@ -34,8 +34,10 @@ class TrainConfig:
     latent_dim: int = _opt(64, "size of the latent code (embedding)")
     depth: int | None = _opt(None, "number of stride-2 stages; default from the image size")
     width: int = _opt(32, "channels of the first conv stage (doubles per stage, capped at 8x); conv arch only")
-    channels: int | None = _opt(None, "1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
-    image_size: list[int] | None = _opt(None, "H W (or one number for square); default the most common size, max side 128")
+    channels: int | None = _opt(None, "images: 1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
+    image_size: list[int] | None = _opt(
+        None, "H W, or one number for square; default the most common size (longest side <= 128)"
+    )
     epochs: int = _opt(30, "number of passes over the training data")
     batch_size: int = _opt(64, "images per optimisation step")
     lr: float = _opt(1e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
@@ -62,8 +64,8 @@ class TrainConfig:
             raise AekitError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
             raise AekitError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        if self.channels is not None and self.channels not in (1, 3, 4):
-            raise AekitError(f"channels must be 1, 3 or 4 for images, got {self.channels!r}")
+        if self.channels is not None:
+            _positive("channels", self.channels, int)
         if self.image_size is not None:
             size = [self.image_size] if isinstance(self.image_size, int) else list(self.image_size)
             if len(size) == 1:

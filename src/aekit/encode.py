@@ -18,18 +18,24 @@ def read_for_model(model: Autoencoder, data: Any, *, verbose: bool = True) -> Im
     if isinstance(data, (str, Path)):
         from .data.images import read_images
 
-        return read_images(data, channels=c, image_size=(h, w), high=model.meta["input"]["dtype"] == "uint16",
-                           show_progress=verbose)
+        return read_images(
+            data, channels=c, image_size=(h, w), high=model.meta["input"]["dtype"] == "uint16", show_progress=verbose
+        )
     return load_data(data)
 
 
-def encode_to_file(run: str | Path, data: Any, output: str | Path, *, batch_size: int = 256,
-                   device: str = "auto", verbose: bool = True) -> tuple[list[Path], int, list[Skipped]]:
+def encode_to_file(
+    run: str | Path, data: Any, output: str | Path, *, batch_size: int = 256, device: str = "auto", verbose: bool = True
+) -> tuple[list[Path], int, list[Skipped]]:
     """Encode DATA with the model in RUN and write `output`; returns (files written, items, skipped)."""
     check_output(output)  # fail on a bad extension before any work
     model = load(run, device=device)
     items = read_for_model(model, data, verbose=verbose)
-    z = np.concatenate([model.encode(items.array[i : i + batch_size], layout="NCHW", batch_size=batch_size)
-                        for i in range(0, len(items), batch_size)])
+    z = np.concatenate(
+        [
+            model.encode(items.array[i : i + batch_size], layout="NCHW", batch_size=batch_size)
+            for i in range(0, len(items), batch_size)
+        ]
+    )
     written = write_vectors(output, items.ids, z)
     return written, len(items), items.skipped

@@ -48,8 +48,9 @@ class Autoencoder:
         if arr.ndim == 2:
             arr = arr[None]
         c, h, w = self.input_shape
-        layout = layout or infer_layout(arr.shape, prefer="NCHW" if isinstance(x, torch.Tensor) else "NHWC",
-                                        expected_channels=c)
+        layout = layout or infer_layout(
+            arr.shape, prefer="NCHW" if isinstance(x, torch.Tensor) else "NHWC", expected_channels=c
+        )
         t = torch.from_numpy(np.ascontiguousarray(to_nchw(arr, layout)).astype(np.float32, copy=False))
         t = t.to(self.device) * self._unit_factor(arr)
         t = self._adapt_channels(t)
@@ -95,8 +96,9 @@ class Autoencoder:
     def encode(self, x: Any, *, batch_size: int = 256, layout: str | None = None) -> Any:
         """Latent codes (N, latent_dim), numpy or tensor like the input."""
         t = self.prepare(x, layout)
-        z = torch.cat([self.model.encode(self.normalizer.normalize(t[i : i + batch_size]))
-                       for i in range(0, len(t), batch_size)])
+        z = torch.cat(
+            [self.model.encode(self.normalizer.normalize(t[i : i + batch_size])) for i in range(0, len(t), batch_size)]
+        )
         return z.cpu() if isinstance(x, torch.Tensor) else z.cpu().numpy()
 
     @torch.no_grad()
@@ -106,8 +108,9 @@ class Autoencoder:
         if zt.ndim != 2 or zt.shape[1] != self.latent_dim:
             raise AekitError(f"latent codes must be shaped (N, {self.latent_dim}); got {tuple(zt.shape)}")
         zt = zt.to(self.device)
-        out = torch.cat([self._to_raw(self.model.decode(zt[i : i + batch_size]))
-                         for i in range(0, len(zt), batch_size)])
+        out = torch.cat(
+            [self._to_raw(self.model.decode(zt[i : i + batch_size])) for i in range(0, len(zt), batch_size)]
+        )
         return out.cpu() if isinstance(z, torch.Tensor) else out.cpu().numpy()
 
     @torch.no_grad()
@@ -116,11 +119,20 @@ class Autoencoder:
         is_tensor = isinstance(x, torch.Tensor)
         arr = x.detach().cpu().numpy() if is_tensor else np.asarray(x)
         c = self.input_shape[0]
-        lay = layout or infer_layout(arr.shape if arr.ndim > 2 else (1, *arr.shape),
-                                     prefer="NCHW" if is_tensor else "NHWC", expected_channels=c)
+        lay = layout or infer_layout(
+            arr.shape if arr.ndim > 2 else (1, *arr.shape), prefer="NCHW" if is_tensor else "NHWC", expected_channels=c
+        )
         t = self.prepare(x, lay)
-        out = torch.cat([self._to_raw(self.model(self.normalizer.normalize(t[i : i + batch_size])).recon)
-                         for i in range(0, len(t), batch_size)]).cpu().numpy()
+        out = (
+            torch.cat(
+                [
+                    self._to_raw(self.model(self.normalizer.normalize(t[i : i + batch_size])).recon)
+                    for i in range(0, len(t), batch_size)
+                ]
+            )
+            .cpu()
+            .numpy()
+        )
         if arr.dtype in (np.uint8, np.uint16):
             full = 255.0 if arr.dtype == np.uint8 else 65535.0
             out = np.rint(np.clip(out * (full / self.scale), 0, full)).astype(arr.dtype)

@@ -51,7 +51,8 @@ def loss_plot(rows: list[dict], path: Path) -> None:
     ax.plot(epochs, [r["val_loss"] for r in rows], label="validation", marker="o", ms=3)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (MSE, normalised units)")
-    ax.set_yscale("log")
+    if min(min(r["train_loss"], r["val_loss"]) for r in rows) > 0:
+        ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -25,7 +25,9 @@ def check_output(path: str | Path) -> Path:
     return p
 
 
-def write_vectors(path: str | Path, ids: list[str], vectors: np.ndarray, prefix: str = "z", id_name: str = "path") -> list[Path]:
+def write_vectors(
+    path: str | Path, ids: list[str], vectors: np.ndarray, prefix: str = "z", id_name: str = "path"
+) -> list[Path]:
     """Write `vectors` (N, D) with their ids; .npy gets the ids in a sidecar `<name>.paths.txt`.
 
     Returns the files written."""
@@ -38,6 +40,7 @@ def write_vectors(path: str | Path, ids: list[str], vectors: np.ndarray, prefix:
         atomic_write(side, lambda t: t.write_text("".join(f"{i}\n" for i in ids)))
         return [p, side]
     if ext == ".csv":
+
         def write(t: Path) -> None:
             with open(t, "w", newline="") as f:
                 w = csv.writer(f)

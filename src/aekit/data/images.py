@@ -167,6 +167,8 @@ def read_images(
 ) -> ImageData:
     """Decode every image under `root` into one (N, C, H, W) array; see the module policy."""
     root = Path(root)
+    if channels is not None and channels not in (1, 3, 4):
+        raise AekitError(f"channels must be 1, 3 or 4 for image files, got {channels}; use 1 gray, 3 RGB, 4 RGBA")
     if not root.exists():
         raise AekitError(f"data path not found: {root}; pass an image folder or file that exists")
     exts = tuple(dict.fromkeys([*IMAGE_EXTENSIONS, *(e.lower() for e in extensions)]))

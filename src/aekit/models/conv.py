@@ -27,9 +27,9 @@ def stage_sizes(h: int, w: int, depth: int) -> list[tuple[int, int]]:
 
 
 def auto_depth(h: int, w: int, max_depth: int = 5) -> int:
-    """Halve until the smaller side is at most 6 pixels (28 -> 2 stages, 32 -> 3, 64 -> 4)."""
+    """Halve until the smaller side is at most 7 pixels (28 -> 2 stages, 32 -> 3, 64 -> 4)."""
     depth, side = 0, min(h, w)
-    while side > 6 and depth < max_depth:
+    while side > 7 and depth < max_depth:
         side = math.ceil(side / 2)
         depth += 1
     return max(depth, 1)
@@ -48,8 +48,9 @@ class ConvAutoencoder(nn.Module):
     principal components and zeroes the conv outputs, so training starts exactly at PCA and the
     conv path learns what PCA misses."""
 
-    def __init__(self, in_shape: tuple[int, int, int], latent_dim: int, depth: int, width: int = 32,
-                 linear_path: bool = True):
+    def __init__(
+        self, in_shape: tuple[int, int, int], latent_dim: int, depth: int, width: int = 32, linear_path: bool = True
+    ):
         super().__init__()
         c, h, w = in_shape
         self.in_shape = (c, h, w)
@@ -168,8 +169,9 @@ class BasicAutoencoder(nn.Module):
 
 
 @register_model("conv", "conv autoencoder sized from the input with a PCA-initialised linear path; default")
-def conv(in_shape, latent_dim: int, depth: int | None = None, width: int = 32,
-         linear_path: bool = True) -> ConvAutoencoder:
+def conv(
+    in_shape, latent_dim: int, depth: int | None = None, width: int = 32, linear_path: bool = True
+) -> ConvAutoencoder:
     depth = depth or auto_depth(in_shape[1], in_shape[2])
     return ConvAutoencoder(tuple(in_shape), latent_dim, depth, width, linear_path)
 

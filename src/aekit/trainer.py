@@ -92,8 +92,9 @@ def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bo
 
 
 @torch.no_grad()
-def evaluate_pca(pca: PCA, normalizer: Normalizer, x_all: torch.Tensor, idx: torch.Tensor, bounded: bool,
-                 batch_size: int = 1024) -> float:
+def evaluate_pca(
+    pca: PCA, normalizer: Normalizer, x_all: torch.Tensor, idx: torch.Tensor, bounded: bool, batch_size: int = 1024
+) -> float:
     """MSE in [0, 1] units of PCA reconstructions (same latent size) of items `idx`, on the CPU."""
     norm = normalizer.cpu() if normalizer.scale.device.type != "cpu" else normalizer
     mse_sum, count = 0.0, 0
@@ -138,8 +139,11 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     if cfg.arch == "conv":
         kwargs["width"] = cfg.width
     model = create_model(cfg.arch, **kwargs)
-    pca = fit_pca(normalizer.cpu().normalize(x_all[train_idx[pca_rows(len(train_idx), c * h * w, cfg.seed)]]),
-                  cfg.latent_dim, cfg.seed)
+    pca = fit_pca(
+        normalizer.cpu().normalize(x_all[train_idx[pca_rows(len(train_idx), c * h * w, cfg.seed)]]),
+        cfg.latent_dim,
+        cfg.seed,
+    )
     normalizer.to(device)
     if hasattr(model, "init_from_pca"):  # start where the linear baseline ends
         model.init_from_pca(pca.mean, pca.components)
@@ -238,14 +242,16 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
 
     if not math.isfinite(best["val_loss"]):
         raise AekitError(
-            "training produced no finite validation loss (NaN or Inf); "
-            "lower --lr or check the data for extreme values"
+            "training produced no finite validation loss (NaN or Inf); lower --lr or check the data for extreme values"
         )
     model.load_state_dict(best_state)
     n_show = min(8, len(eval_idx))
-    show = x_all[eval_idx[:n_show]]
-    recon_grid(show.float().numpy() / data.scale, reconstruct_unit(model, normalizer, show, device, bounded),
-               run_dir / "recon.png")
+    show = x_all[eval_idx[torch.linspace(0, len(eval_idx) - 1, n_show).round().long()]]  # spread over the set
+    recon_grid(
+        show.float().numpy() / data.scale,
+        reconstruct_unit(model, normalizer, show, device, bounded),
+        run_dir / "recon.png",
+    )
     loss_plot(rows, run_dir / "loss.png")
 
     summary = {
@@ -309,8 +315,11 @@ def _print_end(s: dict, run_dir: Path) -> None:
     t.add_row("best epoch", f"{s['best_epoch']} of {s['epochs_run']}{start}")
     t.add_row("val MSE", f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {s['val_psnr']:.2f} dB")
     verdict = {"better": "better than", "equal": "as good as", "worse": "[red]worse than[/red]"}[s["vs_pca"]]
-    t.add_row("vs PCA", f"PCA with {s['latent_dim']} components: MSE {s['pca_val_mse']:.6f}, "
-              f"PSNR {s['pca_val_psnr']:.2f} dB; the autoencoder is {verdict} PCA")
+    t.add_row(
+        "vs PCA",
+        f"PCA with {s['latent_dim']} components: MSE {s['pca_val_mse']:.6f}, "
+        f"PSNR {s['pca_val_psnr']:.2f} dB; the autoencoder is {verdict} PCA",
+    )
     t.add_row("time", f"{s['seconds']:.1f} s, {s['images_per_s']:.0f} images/s in the last epoch")
     t.add_row("run folder", str(run_dir))
     console.print(t)

@@ -1,0 +1,86 @@
+"""Tiny seeded fixtures generated on the fly: image folders, arrays, datasets."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def smooth_images(n: int, h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
+    """(n, h, w, c) uint8 images of random smooth blobs: learnable structure, not noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    out = np.empty((n, h, w, c), np.float32)
+    for i in range(n):
+        for ch in range(c):
+            cy, cx, s = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.3)
+            out[i, :, :, ch] = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+    return (out * 255).astype(np.uint8)
+
+
+def write_pngs(folder: Path, images: np.ndarray, prefix: str = "img") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, im in enumerate(images):
+        p = folder / f"{prefix}{i:03d}.png"
+        Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture
+def gray28(tmp_path: Path) -> Path:
+    """24 grayscale 28x28 PNGs."""
+    folder = tmp_path / "gray28"
+    write_pngs(folder, smooth_images(24, 28, 28, 1))
+    return folder
+
+
+@pytest.fixture
+def rgb_folder(tmp_path: Path) -> Path:
+    """20 RGB 20x24 PNGs in two sub-folders."""
+    folder = tmp_path / "rgb"
+    imgs = smooth_images(20, 20, 24, 3, seed=1)
+    write_pngs(folder / "a", imgs[:10])
+    write_pngs(folder / "b", imgs[10:])
+    return folder
+
+
+def jpeg_bytes(im: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(im).save(buf, format="JPEG", **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def messy_folder(tmp_path: Path) -> Path:
+    """Nested folder of mixed formats, modes and sizes with broken and non-image files."""
+    root = tmp_path / "messy"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    rgb = smooth_images(6, 40, 30, 3, seed=2)
+    gray = smooth_images(3, 17, 31, 1, seed=3)
+    Image.fromarray(rgb[0]).save(root / "a.PNG")
+    (root / "b.JPG").write_bytes(jpeg_bytes(rgb[1]))
+    Image.fromarray(rgb[2]).save(root / "sub" / "c.bmp")
+    Image.fromarray(rgb[3]).convert("P").save(root / "sub" / "d.gif")
+    Image.fromarray(rgb[4]).save(root / "sub" / "e.tiff")
+    Image.fromarray(rgb[5]).save(root / "sub" / "deeper" / "f.webp")
+    Image.fromarray(rgb[0]).convert("RGBA").save(root / "sub" / "g_rgba.png")
+    Image.fromarray(rgb[1]).convert("CMYK").save(root / "sub" / "h_cmyk.jpg")
+    Image.fromarray(gray[0][..., 0]).save(root / "i_gray.png")
+    Image.fromarray(gray[1][..., 0]).convert("LA").save(root / "j_la.png")
+    Image.fromarray(gray[2][..., 0].astype(np.uint16) * 257).save(root / "k_16bit.png")
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(root / "l_tiny.png")
+    # broken and non-image files
+    (root / "empty.png").write_bytes(b"")
+    (root / "truncated.jpg").write_bytes(jpeg_bytes(rgb[2])[:300])
+    (root / "fake.png").write_text("this is not a png")
+    (root / "notes.txt").write_text("hello")
+    (root / ".DS_Store").write_bytes(b"\x00\x01")
+    Image.fromarray(rgb[3]).save(root / ".hidden" / "ignored.png")
+    return root

@@ -1,0 +1,104 @@
+"""aekit.train / aekit.load end to end on tiny data."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import aekit
+from tests.conftest import smooth_images
+
+FAST = {"epochs": 2, "batch_size": 8, "latent_dim": 8, "width": 8, "verbose": False}
+
+
+def test_gray28_round_trips_at_28x28(gray28, tmp_path):
+    run = aekit.train(gray28, out=tmp_path / "run", **FAST)
+    model = aekit.load(run.path)
+    assert model.input_shape == (1, 28, 28)
+    x = smooth_images(5, 28, 28, 1)[..., 0]  # (N, H, W) uint8
+    r = model.reconstruct(x)
+    assert r.shape == (5, 28, 28) and r.dtype == np.uint8
+    assert model.encode(x).shape == (5, 8)
+    assert model.decode(model.encode(x)).shape == (5, 1, 28, 28)
+    # layouts and containers: NHWC numpy, NCHW tensor, float in pixel units, another size
+    assert model.reconstruct(x[..., None]).shape == (5, 28, 28, 1)
+    t = torch.from_numpy(x[:, None].copy())
+    rt = model.reconstruct(t)
+    assert isinstance(rt, torch.Tensor) and rt.shape == (5, 1, 28, 28)
+    np.testing.assert_array_equal(rt.numpy()[:, 0], r)
+    rf = model.reconstruct(x.astype(np.float32))
+    assert rf.dtype == np.float32 and np.abs(rf - r).max() <= 1.0
+    assert model.reconstruct(smooth_images(2, 40, 50, 1)[..., 0]).shape == (2, 28, 28)
+    assert model.encode(smooth_images(2, 28, 28, 3)).shape == (2, 8)  # RGB in, gray model
+
+
+def test_run_folder_contents(rgb_folder, tmp_path):
+    run = aekit.train(rgb_folder, out=tmp_path / "run", **FAST)
+    files = {p.name for p in run.path.iterdir()}
+    assert {
+        "config.yaml",
+        "model.safetensors",
+        "model.json",
+        "metrics.csv",
+        "recon.png",
+        "loss.png",
+        "summary.json",
+    } <= files
+    s = json.loads((run.path / "summary.json").read_text())
+    assert s["n_train"] == 18 and s["n_val"] == 2 and s["skipped"] == []
+    assert 0 < s["val_mse"] < 1 and s["val_psnr"] == pytest.approx(10 * np.log10(1 / s["val_mse"]))
+    assert s["vs_pca"] in ("better", "equal", "worse") and s["pca_val_mse"] > 0
+    with open(run.path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    assert {"epoch", "train_loss", "val_loss", "lr", "seconds", "images_per_s"} <= set(rows[0])
+    assert all(float(r["images_per_s"]) > 0 for r in rows)
+    cfg = yaml.safe_load((run.path / "config.yaml").read_text())
+    assert cfg["channels"] == 3 and cfg["image_size"] == [20, 24] and cfg["epochs"] == 2
+    meta = json.loads((run.path / "model.json").read_text())
+    assert meta["input"] == {"channels": 3, "height": 20, "width": 24, "dtype": "uint8", "layout": "NCHW"}
+    assert meta["normalization"]["scale"] == 255.0 and len(meta["normalization"]["mean"]) == 3
+
+
+def test_training_reduces_loss_and_is_seeded(tmp_path):
+    x = smooth_images(64, 16, 16, 1, seed=5)
+    opts = {**FAST, "epochs": 4, "arch": "basic", "lr": 3e-3}
+    a = aekit.train(x, out=tmp_path / "a", **opts)
+    b = aekit.train(x, out=tmp_path / "b", **opts)
+    rows = list(csv.DictReader(open(a.path / "metrics.csv")))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert a.summary["val_mse"] == b.summary["val_mse"]
+
+
+def test_dataset_input_and_max_time(tmp_path):
+    class Ds(torch.utils.data.Dataset):
+        def __init__(self):
+            self.x = torch.rand(12, 2, 10, 10)
+
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, i):
+            return self.x[i], 0
+
+    run = aekit.train(Ds(), out=tmp_path / "run", **{**FAST, "epochs": 1000, "max_time": 1.0})
+    assert run.summary["stopped"].startswith("time budget")
+    assert run.summary["epochs_run"] < 1000 and run.summary["channels"] == 2
+    model = aekit.load(run.path)
+    assert model.reconstruct(torch.rand(3, 2, 10, 10)).shape == (3, 2, 10, 10)
+
+
+def test_single_image_still_trains(tmp_path):
+    run = aekit.train(smooth_images(1, 8, 8, 3), out=tmp_path / "run", **FAST)
+    assert run.summary["n_val"] == 0 and "training data" in run.summary["val_on"]
+
+
+def test_default_out_creates_latest_link(rgb_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = aekit.train(rgb_folder, **{**FAST, "epochs": 1})
+    latest = tmp_path / "runs" / "latest"
+    assert latest.is_symlink() and latest.resolve() == run.path.resolve()
+    assert aekit.load(latest).input_shape == (3, 20, 24)

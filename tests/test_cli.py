@@ -1,0 +1,159 @@
+"""One end-to-end test per command, plus the bad-input table: one line, exit code 2, no traceback."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from aekit.cli import main
+
+FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]
+
+
+def test_train_messy_folder_reports_skipped(messy_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                str(messy_folder),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--latent-dim",
+                "4",
+                "--width",
+                "8",
+                "--image-size",
+                "16",
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "skipped 4 file(s)" in err and "truncated.jpg" in err and "notes.txt" in err
+    s = json.loads((out / "summary.json").read_text())
+    assert {d["path"] for d in s["skipped"]} == {"empty.png", "truncated.jpg", "fake.png", "notes.txt"}
+    assert s["n_images"] == 12 and s["image_size"] == [16, 16]
+
+
+def test_train_with_config_file_and_flag_override(gray28, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: 2\nlatent_dim: 6\narch: basic\n")
+    out = tmp_path / "run"
+    assert main(["train", str(gray28), "--config", str(cfg), "--latent-dim", "5", "--out", str(out), "--quiet"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["epochs_run"] == 2 and s["latent_dim"] == 5 and s["arch"] == "basic"
+
+
+@pytest.mark.parametrize("ext", [".npy", ".csv", ".parquet"])
+def test_encode_writes_one_row_per_file(rgb_folder, tmp_path, ext):
+    run = tmp_path / "run"
+    assert main(["train", str(rgb_folder), "--out", str(run), *FAST]) == 0
+    target = tmp_path / f"emb{ext}"
+    assert main(["encode", str(run), str(rgb_folder), "-o", str(target), "--quiet"]) == 0
+    if ext == ".npy":
+        z = np.load(target)
+        paths = (tmp_path / "emb.paths.txt").read_text().split()
+    elif ext == ".csv":
+        rows = list(csv.reader(open(target)))
+        assert rows[0] == ["path", "z0", "z1", "z2", "z3"]
+        paths, z = [r[0] for r in rows[1:]], np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    else:
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(target)
+        paths, z = t.column("path").to_pylist(), np.stack([t.column(f"z{i}").to_numpy() for i in range(4)], 1)
+    assert z.shape == (20, 4) and paths[0] == "a/img000.png" and paths[-1] == "b/img009.png"
+    import aekit
+    from aekit.data import read_images
+
+    imgs = read_images(rgb_folder, show_progress=False).array
+    np.testing.assert_allclose(z, aekit.load(run).encode(imgs, layout="NCHW"), rtol=1e-4, atol=1e-5)
+
+
+def test_models_lists_registry(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "conv" in out and "basic" in out
+
+
+def test_demo_trains_on_embedded_sample(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "1", "--width", "8"]) == 0
+    captured = capsys.readouterr()
+    assert str(out) in captured.out and "demo done" in captured.err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_images"] == 600 and s["channels"] == 3 and (out / "recon.png").is_file()
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and "aekit" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--latent-dim" in capsys.readouterr().out
+
+
+def bad_inputs(tmp_path, rgb_folder):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"")
+    (broken / "b.jpg").write_text("nope")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    badcfg = tmp_path / "bad.yaml"
+    badcfg.write_text("epochz: 3\n")
+    g = str(rgb_folder)
+    return {
+        "missing path": (["train", str(tmp_path / "nope")], "not found"),
+        "empty folder": (["train", str(empty)], "no image files"),
+        "only broken files": (["train", str(broken)], "no readable image"),
+        "negative lr": (["train", g, "--lr", "-1"], "lr"),
+        "latent 0": (["train", g, "--latent-dim", "0"], "latent_dim"),
+        "unknown arch": (["train", g, "--arch", "nope"], "invalid choice"),
+        "channels 2": (["train", g, "--channels", "2"], "channels"),
+        "image size 0": (["train", g, "--image-size", "0"], "image_size"),
+        "unknown flag": (["train", g, "--bogus"], "unrecognized"),
+        "config unknown key": (["train", g, "--config", str(badcfg)], "unknown option"),
+        "config missing": (["train", g, "--config", str(tmp_path / "no.yaml")], "config file not found"),
+        "out is a file": (["train", g, "--out", str(afile)], "not a folder"),
+        "encode bad run": (["encode", g, g, "-o", str(tmp_path / "z.csv")], "model.json"),
+        "encode bad ext": (["encode", g, g, "-o", str(tmp_path / "z.txt")], ".npy"),
+    }
+
+
+CASES = [
+    "missing path",
+    "empty folder",
+    "only broken files",
+    "negative lr",
+    "latent 0",
+    "unknown arch",
+    "channels 2",
+    "image size 0",
+    "unknown flag",
+    "config unknown key",
+    "config missing",
+    "out is a file",
+    "encode bad run",
+    "encode bad ext",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_exit_2(case, tmp_path, rgb_folder, capsys):
+    argv, needle = bad_inputs(tmp_path, rgb_folder)[case]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and needle in err and "error" in err

@@ -1,0 +1,33 @@
+import pytest
+
+from aekit.config import TrainConfig, make_config
+from aekit.errors import AekitError
+
+
+def test_precedence_defaults_file_flags():
+    cfg = make_config({"epochs": 7, "lr": 0.01}, lr=0.5, batch_size=None)
+    assert cfg.epochs == 7 and cfg.lr == 0.5 and cfg.batch_size == TrainConfig().batch_size
+
+
+@pytest.mark.parametrize(
+    "values,match",
+    [
+        ({"lr": -1.0}, "lr"),
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"arch": "nope"}, "unknown arch"),
+        ({"channels": 0}, "channels"),
+        ({"image_size": [0]}, "image_size"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"bogus": 1}, "unknown option"),
+        ({"device": "tpu"}, "device"),
+        ({"epochs": 2.5}, "epochs"),
+    ],
+)
+def test_invalid_values_rejected(values, match):
+    with pytest.raises(AekitError, match=match):
+        make_config(values)
+
+
+def test_image_size_one_number_means_square():
+    assert make_config(image_size=[32]).image_size == [32, 32]
+    assert make_config(image_size=[20, 30]).image_size == [20, 30]
