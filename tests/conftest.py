@@ -10,6 +10,12 @@ import pytest
 from PIL import Image
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own decode cache; the user's ~/.cache is never touched."""
+    monkeypatch.setenv("AEKIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 def smooth_images(n: int, h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
     """(n, h, w, c) uint8 images of random smooth blobs: learnable structure, not noise."""
     rng = np.random.default_rng(seed)

@@ -157,3 +157,35 @@ def test_bad_input_is_one_line_exit_2(case, tmp_path, rgb_folder, capsys):
     assert code == 2
     assert len(err.splitlines()) == 1, err
     assert "Traceback" not in err and needle in err and "error" in err
+
+
+def test_second_run_reuses_the_cache_and_no_cache_writes_none(rgb_folder, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    args = ["train", str(rgb_folder), *FAST[:-1], "--cache-dir", str(cache)]
+    assert main([*args, "--out", str(tmp_path / "r1")]) == 0
+    assert "cached in" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "r2")]) == 0
+    assert "reused from the cache" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "encode",
+                str(tmp_path / "r1"),
+                str(rgb_folder),
+                "-o",
+                str(tmp_path / "z.csv"),
+                "--cache-dir",
+                str(cache),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    entries = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(entries) == 1  # encode, with the model's explicit options, reused the training entry
+    other = tmp_path / "nocache"
+    assert (
+        main(["train", str(rgb_folder), *FAST, "--no-cache", "--cache-dir", str(other), "--out", str(tmp_path / "r3")])
+        == 0
+    )
+    assert not other.exists()

@@ -37,7 +37,12 @@ def train(
 
     cfg = make_config(load_yaml(config) if config else None, **options)
     dataset = load_data(
-        data, channels=cfg.channels, image_size=cfg.image_size, extensions=cfg.extensions, show_progress=verbose
+        data,
+        channels=cfg.channels,
+        image_size=cfg.image_size,
+        extensions=cfg.extensions,
+        show_progress=verbose,
+        cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
     )
     run_dir = make_run_dir(out)
     summary = fit(dataset, cfg, run_dir, verbose=verbose)

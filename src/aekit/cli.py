@@ -29,7 +29,8 @@ class Parser(argparse.ArgumentParser):
 
 def _flag_type(annotation: str) -> tuple[type, bool]:
     """(element type, is a list) for the string annotations of TrainConfig fields."""
-    hint = eval(annotation, {"list": list}) if isinstance(annotation, str) else annotation  # noqa: S307
+    names = {"list": list, "int": int, "float": float, "str": str, "bool": bool}
+    hint = eval(annotation, names) if isinstance(annotation, str) else annotation  # noqa: S307
     args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, types.UnionType) else [hint]
     hint = args[0]
     if typing.get_origin(hint) is list:
@@ -50,7 +51,9 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         kw: dict = {"dest": name, "default": None, "help": help_text, "type": kind}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
-        if name == "extensions":
+        if kind is bool:
+            kw = {"dest": name, "default": None, "help": f.metadata["help"], "action": "store_true"}
+        elif name == "extensions":
             kw.update(action="append", metavar="EXT")
         elif is_list:
             kw.update(nargs="+", metavar="N")
@@ -97,7 +100,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .encode import encode_to_file
 
     written, n, skipped = encode_to_file(
-        args.run, args.data, args.output, batch_size=args.batch_size, device=args.device, verbose=not args.quiet
+        args.run,
+        args.data,
+        args.output,
+        batch_size=args.batch_size,
+        device=args.device,
+        verbose=not args.quiet,
+        cache_dir=None if args.no_cache else (args.cache_dir or "default"),
     )
     if not args.quiet:
         console.print(f"encoded {n} item(s), skipped {len(skipped)}: {', '.join(str(p) for p in written)}")
@@ -148,6 +157,8 @@ def build_parser() -> Parser:
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--cache-dir", help="where decoded images are cached (default: ~/.cache/aekit)")
+    p.add_argument("--no-cache", action="store_true", help="decode into memory only")
 
     sub.add_parser("models", help="list the model architectures", description="List the registered models.")
     return parser

@@ -47,6 +47,8 @@ class TrainConfig:
     max_time: float | None = _opt(None, "time budget in seconds; training stops cleanly when it is spent")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     extensions: list[str] = _opt(list, "extra file extensions to read as images, e.g. .jfif", factory=True)
+    cache_dir: str | None = _opt(None, "where decoded images are cached (default: $AEKIT_CACHE_DIR or ~/.cache/aekit)")
+    no_cache: bool = _opt(False, "decode into memory only; neither read nor write the cache")
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

@@ -12,25 +12,29 @@ from .inference import Autoencoder, load
 from .tables import check_output, write_vectors
 
 
-def read_for_model(model: Autoencoder, data: Any, *, verbose: bool = True) -> ImageData:
-    """Read DATA with the model's own preprocessing (channels, size, bit depth)."""
+def read_for_model(
+    model: Autoencoder, data: Any, *, verbose: bool = True, cache_dir: str | Path | None = "default"
+) -> ImageData:
+    """Read DATA with the model's own preprocessing (channels, size, bit depth), through the cache."""
     c, h, w = model.input_shape
-    if isinstance(data, (str, Path)):
-        from .data.images import read_images
-
-        return read_images(
-            data, channels=c, image_size=(h, w), high=model.meta["input"]["dtype"] == "uint16", show_progress=verbose
-        )
-    return load_data(data)
+    high = model.meta["input"]["dtype"] == "uint16"
+    return load_data(data, channels=c, image_size=(h, w), high=high, show_progress=verbose, cache_dir=cache_dir)
 
 
 def encode_to_file(
-    run: str | Path, data: Any, output: str | Path, *, batch_size: int = 256, device: str = "auto", verbose: bool = True
+    run: str | Path,
+    data: Any,
+    output: str | Path,
+    *,
+    batch_size: int = 256,
+    device: str = "auto",
+    verbose: bool = True,
+    cache_dir: str | Path | None = "default",
 ) -> tuple[list[Path], int, list[Skipped]]:
     """Encode DATA with the model in RUN and write `output`; returns (files written, items, skipped)."""
     check_output(output)  # fail on a bad extension before any work
     model = load(run, device=device)
-    items = read_for_model(model, data, verbose=verbose)
+    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir)
     z = np.concatenate(
         [
             model.encode(items.array[i : i + batch_size], layout="NCHW", batch_size=batch_size)

@@ -31,12 +31,16 @@ class Normalizer(nn.Module):
         }
 
 
-def channel_stats(array: np.ndarray, scale: float, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of (N, C, H, W) raw data in [0, 1] units, in chunks (bounded memory)."""
+def channel_stats(
+    array: np.ndarray, scale: float, idx: np.ndarray | None = None, chunk: int = 4096
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of rows `idx` of (N, C, H, W) raw data in [0, 1] units, read in
+    chunks so that memory stays bounded for memory-mapped data."""
     c = array.shape[1]
+    idx = np.arange(len(array)) if idx is None else np.asarray(idx)
     total, total_sq, count = np.zeros(c), np.zeros(c), 0
-    for i in range(0, len(array), chunk):
-        x = array[i : i + chunk].astype(np.float64) / scale
+    for i in range(0, len(idx), chunk):
+        x = array[idx[i : i + chunk]].astype(np.float64) / scale
         total += x.sum(axis=(0, 2, 3))
         total_sq += (x**2).sum(axis=(0, 2, 3))
         count += x.shape[0] * x.shape[2] * x.shape[3]

@@ -130,9 +130,9 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     train_idx, val_idx = split_indices(len(data), cfg.val_fraction, cfg.seed)
     eval_idx = val_idx if len(val_idx) else train_idx  # a single image: report on what we have
     x_all = torch.from_numpy(data.array)  # (N, C, H, W) raw units, stays on the host
-    if device.type == "cuda":
-        x_all = x_all.pin_memory()
-    mean, std = channel_stats(data.array[train_idx.numpy()], data.scale)
+    if device.type == "cuda" and not isinstance(data.array, np.memmap):
+        x_all = x_all.pin_memory()  # page-locked host memory: asynchronous copies to the GPU
+    mean, std = channel_stats(data.array, data.scale, train_idx.numpy())
     normalizer = Normalizer(data.scale, mean, std).to(device)
 
     kwargs = {"in_shape": (c, h, w), "latent_dim": cfg.latent_dim, "depth": cfg.depth}

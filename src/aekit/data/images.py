@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,20 @@ def infer_size(sizes: list[tuple[int, int]], max_side: int = DEFAULT_MAX_SIDE) -
     return (h, w), note
 
 
+def scan(root: str | Path, extensions: list[str] | tuple[str, ...] = ()) -> tuple[list[Path], list[Skipped]]:
+    """The image files under `root` and the other files found beside them; errors if there is no image."""
+    root = Path(root)
+    if not root.exists():
+        raise AekitError(f"data path not found: {root}; pass an image folder or file that exists")
+    exts = tuple(dict.fromkeys([*IMAGE_EXTENSIONS, *(e.lower() for e in extensions)]))
+    files, others = list_files(root, exts)
+    if not files:
+        hint = f"looked for {' '.join(exts)}; pass --ext to add an extension"
+        what = "no image files" if not others else f"no image files among {len(others)} files"
+        raise AekitError(f"{what} under {root}; {hint}")
+    return files, others
+
+
 def read_images(
     root: str | Path,
     *,
@@ -164,19 +179,18 @@ def read_images(
     extensions: list[str] | tuple[str, ...] = (),
     high: bool | None = None,
     show_progress: bool = True,
+    listing: tuple[list[Path], list[Skipped]] | None = None,
+    allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty,
 ) -> ImageData:
-    """Decode every image under `root` into one (N, C, H, W) array; see the module policy."""
+    """Decode every image under `root` into one (N, C, H, W) array; see the module policy.
+
+    `listing` is `scan(root, extensions)` when the caller already has it; `allocate(shape, dtype)`
+    makes the output array (a memory map for the cache). Rows past `len(ids)` are unused."""
     root = Path(root)
     if channels is not None and channels not in (1, 3, 4):
         raise AekitError(f"channels must be 1, 3 or 4 for image files, got {channels}; use 1 gray, 3 RGB, 4 RGBA")
-    if not root.exists():
-        raise AekitError(f"data path not found: {root}; pass an image folder or file that exists")
-    exts = tuple(dict.fromkeys([*IMAGE_EXTENSIONS, *(e.lower() for e in extensions)]))
-    files, skipped = list_files(root, exts)
-    if not files:
-        hint = f"looked for {' '.join(exts)}; pass --ext to add an extension"
-        what = "no image files" if not skipped else f"no image files among {len(skipped)} files"
-        raise AekitError(f"{what} under {root}; {hint}")
+    files, others = listing or scan(root, extensions)
+    skipped = list(others)
 
     with ThreadPoolExecutor(_WORKERS) as pool:
         probes = list(pool.map(_try(probe), files))
@@ -208,7 +222,7 @@ def read_images(
 
     paths = [path for path, _ in good]
     work = _try(lambda path: decode(path, channels, size, high))
-    array = np.empty((len(paths), channels, *size), np.uint16 if high else np.uint8)
+    array = allocate((len(paths), channels, *size), np.uint16 if high else np.uint8)
     ids = []
     with ThreadPoolExecutor(_WORKERS) as pool:
         results = track(pool.map(work, paths), len(paths), "decoding", show_progress)
@@ -227,7 +241,7 @@ def read_images(
         scale=65535.0 if high else 255.0,
         source=str(root),
         skipped=skipped,
-        n_found=len(files) + sum(1 for s in skipped if s.reason.startswith("not an image file")),
+        n_found=len(files) + len(others),
         notes=notes,
     )
 

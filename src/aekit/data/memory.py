@@ -118,17 +118,26 @@ def load_data(
     channels: int | None = None,
     image_size: Any = None,
     extensions: Any = (),
+    high: bool | None = None,
     show_progress: bool = True,
+    cache_dir: str | Path | None = "default",
 ) -> ImageData:
-    """Any supported input (folder, file, array, tensor, Dataset) as ImageData."""
+    """Any supported input (folder, file, array, tensor, Dataset) as ImageData.
+
+    Folders go through the decode-once cache in `cache_dir` ("default": the user cache
+    directory; None: no cache)."""
+    from .cache import read_images_cached
     from .images import read_images
 
     if isinstance(data, ImageData):
         return data
     if isinstance(data, (str, Path)):
-        return read_images(
-            data, channels=channels, image_size=image_size, extensions=extensions, show_progress=show_progress
+        opts = dict(
+            channels=channels, image_size=image_size, extensions=extensions, high=high, show_progress=show_progress
         )
+        if cache_dir is None:
+            return read_images(data, **opts)
+        return read_images_cached(data, cache_dir=None if cache_dir == "default" else cache_dir, **opts)
     if isinstance(data, (np.ndarray, torch.Tensor)):
         return from_array(data)
     if isinstance(data, torch.utils.data.Dataset):

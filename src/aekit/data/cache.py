@@ -1,0 +1,212 @@
+"""Decode once: the decoded array of a folder is kept on disk and reused by later runs.
+
+An entry is a folder `<cache_dir>/<key>/` holding `data.npy` (N, C, H, W, uint8 or uint16, memory
+mappable) and `index.json` (item ids, skipped files, scale, notes). The key is a fingerprint of
+the file list (relative paths, sizes, modification times), the preprocessing options, the cache
+format and the Pillow version: change a file, an option or the decoder and the entry is rebuilt.
+
+Builds are atomic: an entry is decoded into `.tmp-<key>-<pid>/` and renamed into place only when
+complete, so a killed build is never used. A full disk (or any error writing the cache) falls
+back to decoding into memory with a note. Entries that fit in memory (half the RAM by default)
+are read into memory; larger ones stay memory-mapped and batches are read from the map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL
+
+from .base import ImageData, Skipped
+from .images import read_images, scan
+
+CACHE_VERSION = 1
+STALE_SECONDS = 24 * 3600  # unfinished builds older than this are removed
+
+
+def default_cache_dir() -> Path:
+    """$AEKIT_CACHE_DIR, else the user cache directory (e.g. ~/.cache/aekit)."""
+    if os.environ.get("AEKIT_CACHE_DIR"):
+        return Path(os.environ["AEKIT_CACHE_DIR"])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("aekit"))
+
+
+def memory_limit() -> int:
+    """Bytes of decoded data held in memory rather than memory-mapped: half the physical RAM."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def fingerprint(root: Path, files: list[Path], others: list[Skipped], options: dict) -> str:
+    h = hashlib.sha256()
+    head = {"v": CACHE_VERSION, "pillow": PIL.__version__, "root": str(root.resolve()), "options": options}
+    h.update(json.dumps(head, sort_keys=True).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for s in others:
+        h.update(f"other\0{s.path}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def read_images_cached(
+    root: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    channels: int | None = None,
+    image_size: tuple[int, int] | list[int] | None = None,
+    extensions: list[str] | tuple[str, ...] = (),
+    high: bool | None = None,
+    show_progress: bool = True,
+    in_memory_limit: int | None = None,
+) -> ImageData:
+    """`read_images` through the cache: decode on the first call, reuse afterwards."""
+    root = Path(root)
+    files, others = scan(root, extensions)
+    options = {
+        "channels": channels,
+        "image_size": list(image_size) if image_size is not None else None,
+        "extensions": sorted(e.lower() for e in extensions),
+        "high": high,
+    }
+    base = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = fingerprint(root, files, others, options)
+    entry = base / key
+    limit = memory_limit() if in_memory_limit is None else in_memory_limit
+    alias = base / f"{key}.alias"
+    if not entry.is_dir() and alias.is_file():  # same data and resolved options as an existing entry
+        entry = base / alias.read_text().strip()
+    if (entry / "index.json").is_file():
+        try:
+            return _load(entry, limit)
+        except (OSError, ValueError, KeyError):
+            shutil.rmtree(entry, ignore_errors=True)  # unreadable entry: rebuild it
+    return _build(root, files, others, base, key, options, show_progress)
+
+
+def _load(entry: Path, limit: int) -> ImageData:
+    index = json.loads((entry / "index.json").read_text())
+    n = index["n_valid"]
+    mapped = np.load(entry / "data.npy", mmap_mode="r")
+    if mapped.nbytes <= limit:
+        array = np.array(mapped[:n])  # one sequential read into memory
+        where = "in memory"
+    else:
+        array = np.load(entry / "data.npy", mmap_mode="c")[:n]  # copy-on-write map: bounded memory
+        where = "memory-mapped"
+    return ImageData(
+        array=array,
+        ids=index["ids"],
+        scale=index["scale"],
+        source=index["source"],
+        skipped=[Skipped(**s) for s in index["skipped"]],
+        n_found=index["n_found"],
+        notes=[*index["notes"], f"decoded images reused from the cache ({where}): {entry}"],
+    )
+
+
+def _build(root, files, others, base, key, options, show_progress) -> ImageData:
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        _remove_stale(base)
+        tmp = base / f".tmp-{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:
+        return _uncached(root, files, others, options, show_progress, e)
+
+    def allocate(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        mm = np.lib.format.open_memmap(tmp / "data.npy", mode="w+", dtype=dtype, shape=shape)
+        with open(tmp / "data.npy", "rb+") as f:  # reserve the space now: a full disk fails here, not later
+            os.posix_fallocate(f.fileno(), 0, os.path.getsize(tmp / "data.npy"))
+        return mm
+
+    try:
+        data = read_images(
+            root,
+            **options,
+            show_progress=show_progress,
+            listing=(files, others),
+            allocate=allocate,
+        )
+        if isinstance(data.array, np.memmap):
+            data.array.flush()
+        index = {
+            "ids": data.ids,
+            "scale": data.scale,
+            "source": data.source,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in data.skipped],
+            "n_found": data.n_found,
+            "notes": data.notes,
+            "n_valid": len(data.ids),
+            "created": time.time(),
+        }
+        (tmp / "index.json").write_text(json.dumps(index))
+        _fsync_dir(tmp)
+        try:
+            os.rename(tmp, base / key)
+        except OSError:  # another process finished the same entry first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        data.notes.append(f"decoded images cached in {base / key}")
+        _write_alias(base, key, fingerprint(root, files, others, _resolved(data, options)))
+        return data
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return _uncached(root, files, others, options, show_progress, e)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _resolved(data: ImageData, options: dict) -> dict:
+    """The options that reading with inferred values amounted to (what encode/score pass explicitly)."""
+    c, h, w = data.shape
+    return {**options, "channels": c, "image_size": [h, w], "high": data.array.dtype == np.uint16}
+
+
+def _write_alias(base: Path, key: str, resolved_key: str) -> None:
+    if resolved_key == key:
+        return
+    tmp = base / f".tmp-{resolved_key}-{os.getpid()}.alias"
+    try:
+        tmp.write_text(key)
+        os.replace(tmp, base / f"{resolved_key}.alias")
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def _uncached(root, files, others, options, show_progress, error) -> ImageData:
+    data = read_images(
+        root,
+        **options,
+        show_progress=show_progress,
+        listing=(files, others),
+    )
+    data.notes.append(f"cache not written ({getattr(error, 'strerror', None) or error}); decoded into memory")
+    return data
+
+
+def _remove_stale(base: Path) -> None:
+    now = time.time()
+    for tmp in base.glob(".tmp-*"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _fsync_dir(path: Path) -> None:
+    for f in path.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())

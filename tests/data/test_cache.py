@@ -1,0 +1,104 @@
+import errno
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import aekit.data.images as images_mod
+from aekit.data.cache import default_cache_dir, read_images_cached
+from aekit.data.images import read_images
+from tests.conftest import smooth_images, write_pngs
+
+
+def entries(cache):
+    return sorted(p.name for p in cache.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def test_second_read_reuses_cache_without_decoding(rgb_folder, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    assert len(entries(cache)) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(images_mod, "decode", boom)
+    second = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    np.testing.assert_array_equal(first.array, second.array)
+    assert second.ids == first.ids and any("reused from the cache" in n for n in second.notes)
+
+
+def test_cache_matches_uncached_read(messy_folder, tmp_path):
+    cached = read_images_cached(messy_folder, cache_dir=tmp_path / "c", show_progress=False)
+    again = read_images_cached(messy_folder, cache_dir=tmp_path / "c", show_progress=False)
+    plain = read_images(messy_folder, show_progress=False)
+    for data in (cached, again):
+        np.testing.assert_array_equal(data.array, plain.array)
+        assert data.ids == plain.ids and data.scale == plain.scale
+        assert [(s.path, s.reason) for s in data.skipped] == [(s.path, s.reason) for s in plain.skipped]
+
+
+def test_changed_file_or_option_rebuilds(rgb_folder, tmp_path):
+    cache = tmp_path / "cache"
+    before = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    target = rgb_folder / "a" / "img000.png"
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(target)
+    os.utime(target, ns=(1, 1))  # a different modification time
+    after = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    assert len(entries(cache)) == 2
+    assert after.array[0].max() == 0 and before.array[0].max() > 0
+    read_images_cached(rgb_folder, cache_dir=cache, image_size=(8, 8), show_progress=False)
+    assert len(entries(cache)) == 3
+
+
+def test_killed_build_is_never_used(rgb_folder, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    real, calls = images_mod.decode, []
+
+    def dies_midway(*a, **k):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # like a kill in the middle of decoding
+        return real(*a, **k)
+
+    monkeypatch.setattr(images_mod, "decode", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    assert entries(cache) == []
+    monkeypatch.setattr(images_mod, "decode", real)
+    data = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    np.testing.assert_array_equal(data.array, read_images(rgb_folder, show_progress=False).array)
+
+
+def test_leftover_partial_entry_without_index_is_ignored(rgb_folder, tmp_path):
+    cache = tmp_path / "cache"
+    read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    (entry,) = [cache / e for e in entries(cache)]
+    (entry / "index.json").unlink()  # as if the build had died before finishing
+    (entry / "data.npy").write_bytes(b"garbage")
+    data = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    np.testing.assert_array_equal(data.array, read_images(rgb_folder, show_progress=False).array)
+
+
+def test_disk_full_falls_back_to_memory(rgb_folder, tmp_path, monkeypatch):
+    def full(*a):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    data = read_images_cached(rgb_folder, cache_dir=tmp_path / "cache", show_progress=False)
+    assert len(data) == 20 and any("No space left" in n for n in data.notes)
+    assert entries(tmp_path / "cache") == []
+
+
+def test_large_entry_stays_memory_mapped(tmp_path):
+    write_pngs(tmp_path / "imgs", smooth_images(10, 16, 16, 3))
+    read_images_cached(tmp_path / "imgs", cache_dir=tmp_path / "c", show_progress=False)
+    data = read_images_cached(tmp_path / "imgs", cache_dir=tmp_path / "c", show_progress=False, in_memory_limit=0)
+    assert isinstance(data.array, np.memmap) and any("memory-mapped" in n for n in data.notes)
+    np.testing.assert_array_equal(np.asarray(data.array), read_images(tmp_path / "imgs", show_progress=False).array)
+
+
+def test_default_cache_dir_honours_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("AEKIT_CACHE_DIR", str(tmp_path / "x"))
+    assert default_cache_dir() == tmp_path / "x"
