@@ -2,6 +2,7 @@
 
 import csv
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 import yaml
 
 import aekit
+import aekit.errors
 from tests.conftest import smooth_images
 
 FAST = {"epochs": 2, "batch_size": 8, "latent_dim": 8, "width": 8, "verbose": False}
@@ -91,9 +93,23 @@ def test_dataset_input_and_max_time(tmp_path):
     assert model.reconstruct(torch.rand(3, 2, 10, 10)).shape == (3, 2, 10, 10)
 
 
-def test_single_image_still_trains(tmp_path):
+def test_single_image_still_trains_and_summary_is_strict_json(tmp_path):
     run = aekit.train(smooth_images(1, 8, 8, 3), out=tmp_path / "run", **FAST)
-    assert run.summary["n_val"] == 0 and "training data" in run.summary["val_on"]
+    assert run.summary["n_val"] == 0 and "too few items" in run.summary["val_on"]
+    json.loads((run.path / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+
+
+def test_float_inputs_in_unit_range_warn_at_the_callers_line(gray28, tmp_path):
+    model = aekit.load(aekit.train(gray28, out=tmp_path / "run", **{**FAST, "epochs": 1}).path)
+    x = smooth_images(2, 28, 28, 1)[..., 0]
+    with pytest.warns(UserWarning, match="multiply by 255") as record:
+        model.encode(x / 255.0)
+    assert record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.encode(np.zeros((1, 28, 28), np.float32))  # all zero: nothing to warn about
+    with pytest.raises(aekit.errors.AekitError, match="no images"):
+        model.encode(np.zeros((0, 28, 28), np.uint8))
 
 
 def test_default_out_creates_latest_link(rgb_folder, tmp_path, monkeypatch):

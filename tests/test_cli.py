@@ -110,6 +110,9 @@ def bad_inputs(tmp_path, rgb_folder):
     badcfg = tmp_path / "bad.yaml"
     badcfg.write_text("epochz: 3\n")
     g = str(rgb_folder)
+    run = str(tmp_path / "run")
+    folder_csv = tmp_path / "d.csv"
+    folder_csv.mkdir()
     return {
         "missing path": (["train", str(tmp_path / "nope")], "not found"),
         "empty folder": (["train", str(empty)], "no image files"),
@@ -125,6 +128,14 @@ def bad_inputs(tmp_path, rgb_folder):
         "out is a file": (["train", g, "--out", str(afile)], "not a folder"),
         "encode bad run": (["encode", g, g, "-o", str(tmp_path / "z.csv")], "model.json"),
         "encode bad ext": (["encode", g, g, "-o", str(tmp_path / "z.txt")], ".npy"),
+        "encode into a file's child": (["encode", run, g, "-o", str(afile / "z.csv")], "is a file"),
+        "encode onto a folder": (["encode", run, g, "-o", str(folder_csv)], "is a folder"),
+        "encode batch 0": (["encode", run, g, "-o", str(tmp_path / "z.csv"), "--batch-size", "0"], "batch size"),
+        "encode unknown device": (["encode", run, g, "-o", str(tmp_path / "z.csv"), "--device", "tpu"], "device"),
+        "huge image size": (["train", g, "--image-size", "100000"], "limit"),
+        "depth too deep": (["train", g, "--depth", "10"], "too deep"),
+        "out holds a run": (["train", g, "--out", run], "already holds"),
+        "unknown precision": (["train", g, "--precision", "fp8"], "invalid choice"),
     }
 
 
@@ -143,12 +154,30 @@ CASES = [
     "out is a file",
     "encode bad run",
     "encode bad ext",
+    "encode into a file's child",
+    "encode onto a folder",
+    "encode batch 0",
+    "encode unknown device",
+    "huge image size",
+    "depth too deep",
+    "out holds a run",
+    "unknown precision",
 ]
+NEEDS_RUN = {
+    "encode into a file's child",
+    "encode onto a folder",
+    "encode batch 0",
+    "encode unknown device",
+    "out holds a run",
+}
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_line_exit_2(case, tmp_path, rgb_folder, capsys):
     argv, needle = bad_inputs(tmp_path, rgb_folder)[case]
+    if case in NEEDS_RUN:
+        assert main(["train", str(rgb_folder), *FAST, "--out", str(tmp_path / "run")]) == 0
+        capsys.readouterr()
     try:
         code = main(argv)
     except SystemExit as e:  # argparse errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from .config import TrainConfig, load_yaml, make_config
 from .data import load_data
 from .inference import Autoencoder, load
-from .rundir import make_run_dir
+from .rundir import check_out, make_run_dir
 
 
 @dataclass
@@ -36,6 +37,8 @@ def train(
     from .trainer import fit
 
     cfg = make_config(load_yaml(config) if config else None, **options)
+    check_out(out)
+    t0 = time.perf_counter()
     dataset = load_data(
         data,
         channels=cfg.channels,
@@ -44,6 +47,7 @@ def train(
         show_progress=verbose,
         cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
     )
+    dataset.load_seconds = round(time.perf_counter() - t0, 3)
     run_dir = make_run_dir(out)
     summary = fit(dataset, cfg, run_dir, verbose=verbose)
     return Run(path=run_dir, summary=summary, config=cfg)

@@ -72,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     run = train(args.data, out=args.out, config=args.config, verbose=not args.quiet, **_options(args))
     print(run.path)
-    return 0
+    return 130 if run.summary["stopped"].startswith("interrupted") else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -87,7 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     s = run.summary
     console.print(
         f"\n[bold green]demo done[/bold green]: trained on {s['n_images']} photo patches "
-        f"({sample}), validation PSNR {s['val_psnr']:.1f} dB.\n"
+        f"({sample}), validation MSE {s['val_mse']:.5f} (PCA: {s['pca_val_mse']:.5f}).\n"
         f"Results are in [bold]{run.path}[/bold]: recon.png (originals above reconstructions), "
         f"loss.png, metrics.csv, summary.json, model.safetensors + model.json.\n"
         f"Next: aekit encode {run.path} {sample} -o embeddings.csv"
@@ -130,6 +130,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="aekit", description="Train autoencoders on your own data, then use them.")
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    parser.subparsers = sub.choices
 
     p = sub.add_parser(
         "train",
@@ -166,7 +167,10 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # report unknown flags as the sub-command's error, with its help
+        sub = parser.subparsers.get(args.command, parser)
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2

@@ -17,6 +17,8 @@ import yaml
 from .errors import AekitError
 
 ARCHS = ("conv", "basic")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MAX_SIDE = 4096
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -36,7 +38,9 @@ class TrainConfig:
     width: int = _opt(32, "channels of the first conv stage (doubles per stage, capped at 8x); conv arch only")
     channels: int | None = _opt(None, "images: 1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
     image_size: list[int] | None = _opt(
-        None, "H W, or one number for square; default the most common size (longest side <= 128)"
+        None,
+        "H W or one number (square): images are resized to cover it, then center-cropped; "
+        "default the most common size (longest side <= 128)",
     )
     epochs: int = _opt(30, "number of passes over the training data")
     batch_size: int = _opt(64, "images per optimisation step")
@@ -46,6 +50,12 @@ class TrainConfig:
     seed: int = _opt(0, "random seed for the split, initialisation and batch order")
     max_time: float | None = _opt(None, "time budget in seconds; training stops cleanly when it is spent")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    precision: str = _opt(
+        "auto",
+        "auto (bf16 autocast where the CPU/GPU has native bf16, else fp32), fp32, bf16, fp16",
+        choices=PRECISIONS,
+    )
+    compile: bool = _opt(False, "compile the model with torch.compile (slower start, faster steps on GPUs)")
     extensions: list[str] = _opt(list, "extra file extensions to read as images, e.g. .jfif", factory=True)
     cache_dir: str | None = _opt(None, "where decoded images are cached (default: $AEKIT_CACHE_DIR or ~/.cache/aekit)")
     no_cache: bool = _opt(False, "decode into memory only; neither read nor write the cache")
@@ -74,7 +84,13 @@ class TrainConfig:
                 size = size * 2
             if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
                 raise AekitError(f"image_size must be one or two positive integers (H W), got {self.image_size!r}")
+            if max(size) > MAX_SIDE:
+                raise AekitError(
+                    f"image_size {size} is over the limit of {MAX_SIDE} pixels a side; pass a smaller size"
+                )
             self.image_size = size
+        if self.precision not in PRECISIONS:
+            raise AekitError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         dev = str(self.device)
         if dev.split(":")[0] not in DEVICES:
             raise AekitError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")

@@ -15,6 +15,8 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     kind = name.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise AekitError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     if kind == "cuda" and not torch.cuda.is_available():
         raise AekitError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu or auto")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

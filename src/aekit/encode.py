@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .data import ImageData, Skipped, load_data
+from .errors import AekitError
 from .inference import Autoencoder, load
 from .tables import check_output, write_vectors
 
@@ -32,7 +33,9 @@ def encode_to_file(
     cache_dir: str | Path | None = "default",
 ) -> tuple[list[Path], int, list[Skipped]]:
     """Encode DATA with the model in RUN and write `output`; returns (files written, items, skipped)."""
-    check_output(output)  # fail on a bad extension before any work
+    check_output(output)  # fail on a bad path or extension before any work
+    if batch_size < 1:
+        raise AekitError(f"batch size must be a positive integer, got {batch_size}")
     model = load(run, device=device)
     items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir)
     z = np.concatenate(

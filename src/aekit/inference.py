@@ -45,6 +45,8 @@ class Autoencoder:
     def prepare(self, x: Any, layout: str | None = None) -> torch.Tensor:
         """Raw images -> (N, C, H, W) float32 in the model's raw units, on the model's device."""
         arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if arr.size == 0:
+            raise AekitError(f"no images to process (input shape {arr.shape})")
         if arr.ndim == 2:
             arr = arr[None]
         c, h, w = self.input_shape
@@ -64,7 +66,8 @@ class Autoencoder:
         if arr.dtype == np.uint16:
             return self.scale / 65535.0
         if np.issubdtype(arr.dtype, np.floating):
-            if self.scale > 1 and arr.size and float(np.nanmax(arr)) <= 1.0 and float(np.nanmin(arr)) >= 0.0:
+            top = float(np.nanmax(arr)) if arr.size else 0.0
+            if self.scale > 1 and 0.0 < top <= 1.0 and float(np.nanmin(arr)) >= 0.0:
                 warnings.warn(
                     f"float input in [0, 1], but this model takes pixel values (0-{self.scale:g}); "
                     f"multiply by {self.scale:g} or pass integer images",
@@ -92,28 +95,21 @@ class Autoencoder:
         raise AekitError(f"input has {have} channels, the model takes {want}")
 
     # -- the three verbs ----------------------------------------------------------------------
-    @torch.no_grad()
     def encode(self, x: Any, *, batch_size: int = 256, layout: str | None = None) -> Any:
         """Latent codes (N, latent_dim), numpy or tensor like the input."""
         t = self.prepare(x, layout)
-        z = torch.cat(
-            [self.model.encode(self.normalizer.normalize(t[i : i + batch_size])) for i in range(0, len(t), batch_size)]
-        )
+        z = self._batched(lambda b: self.model.encode(self.normalizer.normalize(b)), t, batch_size)
         return z.cpu() if isinstance(x, torch.Tensor) else z.cpu().numpy()
 
-    @torch.no_grad()
     def decode(self, z: Any, *, batch_size: int = 256) -> Any:
         """Images (N, C, H, W) float32 in the data's raw units from latent codes."""
         zt = torch.as_tensor(np.asarray(z) if not isinstance(z, torch.Tensor) else z, dtype=torch.float32)
         if zt.ndim != 2 or zt.shape[1] != self.latent_dim:
             raise AekitError(f"latent codes must be shaped (N, {self.latent_dim}); got {tuple(zt.shape)}")
         zt = zt.to(self.device)
-        out = torch.cat(
-            [self._to_raw(self.model.decode(zt[i : i + batch_size])) for i in range(0, len(zt), batch_size)]
-        )
+        out = self._batched(lambda b: self._to_raw(self.model.decode(b)), zt, batch_size)
         return out.cpu() if isinstance(z, torch.Tensor) else out.cpu().numpy()
 
-    @torch.no_grad()
     def reconstruct(self, x: Any, *, batch_size: int = 256, layout: str | None = None) -> Any:
         """Reconstructions at the model's size, in the input's layout, dtype and container."""
         is_tensor = isinstance(x, torch.Tensor)
@@ -123,16 +119,8 @@ class Autoencoder:
             arr.shape if arr.ndim > 2 else (1, *arr.shape), prefer="NCHW" if is_tensor else "NHWC", expected_channels=c
         )
         t = self.prepare(x, lay)
-        out = (
-            torch.cat(
-                [
-                    self._to_raw(self.model(self.normalizer.normalize(t[i : i + batch_size])).recon)
-                    for i in range(0, len(t), batch_size)
-                ]
-            )
-            .cpu()
-            .numpy()
-        )
+        recon = self._batched(lambda b: self._to_raw(self.model(self.normalizer.normalize(b)).recon), t, batch_size)
+        out = recon.cpu().numpy()
         if arr.dtype in (np.uint8, np.uint16):
             full = 255.0 if arr.dtype == np.uint8 else 65535.0
             out = np.rint(np.clip(out * (full / self.scale), 0, full)).astype(arr.dtype)
@@ -142,6 +130,14 @@ class Autoencoder:
         if arr.ndim == 2:
             out = out[0]
         return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
+
+    @staticmethod
+    def _batched(fn, t: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """fn over batches of t, concatenated; no autograd."""
+        if batch_size < 1:
+            raise AekitError(f"batch_size must be a positive integer, got {batch_size}")
+        with torch.inference_mode():
+            return torch.cat([fn(t[i : i + batch_size]) for i in range(0, len(t), batch_size)])
 
     def _to_raw(self, recon: torch.Tensor) -> torch.Tensor:
         raw = self.normalizer.to_unit(recon) * self.scale

@@ -41,6 +41,7 @@ def recon_grid(originals: np.ndarray, recons: np.ndarray, path: Path, min_side: 
 
 def loss_plot(rows: list[dict], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -50,6 +51,7 @@ def loss_plot(rows: list[dict], path: Path) -> None:
     ax.plot(epochs, [r["train_loss"] for r in rows], label="train", marker="o", ms=3)
     ax.plot(epochs, [r["val_loss"] for r in rows], label="validation", marker="o", ms=3)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("loss (MSE, normalised units)")
     if min(min(r["train_loss"], r["val_loss"]) for r in rows) > 0:
         ax.set_yscale("log")

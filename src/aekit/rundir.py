@@ -30,6 +30,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -37,12 +38,18 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp_path.unlink(missing_ok=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda p: p.write_text(text))
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2) + "\n")
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def write_yaml(path: Path, data: Any) -> None:
@@ -59,12 +66,25 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
     atomic_write(path, write)
 
 
+def check_out(out: str | Path | None) -> None:
+    """Fail before any work when `out` cannot hold a new run."""
+    if out is None:
+        return
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise AekitError(f"output path {path} exists and is not a folder; pass another --out")
+    if (path / "model.json").exists():
+        raise AekitError(f"{path} already holds a trained run; pass another --out or delete it first")
+    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise AekitError(f"cannot write to {parent}; pass a writable --out")
+
+
 def make_run_dir(out: str | Path | None, base: str | Path = "runs") -> Path:
     """`out` as given, or `runs/<timestamp>` with `runs/latest` pointing at it."""
     if out is not None:
+        check_out(out)
         path = Path(out)
-        if path.exists() and not path.is_dir():
-            raise AekitError(f"output path {path} exists and is not a folder; pass another --out")
         _mkdir(path)
         return path
     base = Path(base)

@@ -17,6 +17,11 @@ def check_output(path: str | Path) -> Path:
     p = Path(path)
     if p.suffix.lower() not in FORMATS:
         raise AekitError(f"output {p} must end in {', '.join(FORMATS)}")
+    if p.is_dir():
+        raise AekitError(f"output {p} is a folder; pass a file name such as {p / 'embeddings.csv'}")
+    blocker = next((q for q in p.parents if q.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise AekitError(f"cannot create {p}: {blocker} is a file, not a folder")
     if p.suffix.lower() == ".parquet":
         try:
             import pyarrow  # noqa: F401

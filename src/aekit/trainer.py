@@ -7,6 +7,7 @@ an `AEOutput` whose `extra_loss` terms are added to the reconstruction loss.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import replace
@@ -19,6 +20,7 @@ from torch.nn import functional as F
 
 from . import __version__
 from .checkpoint import count_parameters, model_meta, save_model
+from .compute import compute_settings, train_step
 from .config import TrainConfig
 from .data.base import ImageData
 from .devices import resolve_device
@@ -96,7 +98,7 @@ def evaluate_pca(
     pca: PCA, normalizer: Normalizer, x_all: torch.Tensor, idx: torch.Tensor, bounded: bool, batch_size: int = 1024
 ) -> float:
     """MSE in [0, 1] units of PCA reconstructions (same latent size) of items `idx`, on the CPU."""
-    norm = normalizer.cpu() if normalizer.scale.device.type != "cpu" else normalizer
+    norm = copy.deepcopy(normalizer).cpu()  # .cpu() on a module moves it in place
     mse_sum, count = 0.0, 0
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]]
@@ -115,8 +117,9 @@ def compare(mse: float, reference: float, tolerance: float = 0.005) -> str:
     return "equal" if mse <= reference * (1 + tolerance) else "worse"
 
 
-def psnr(mse: float) -> float:
-    return float(10 * math.log10(1.0 / mse)) if mse > 0 else float("inf")
+def psnr(mse: float) -> float | None:
+    """PSNR in dB for data in [0, 1]; None for a perfect reconstruction (infinite PSNR)."""
+    return float(10 * math.log10(1.0 / mse)) if mse > 0 else None
 
 
 def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True) -> dict:
@@ -138,16 +141,21 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     kwargs = {"in_shape": (c, h, w), "latent_dim": cfg.latent_dim, "depth": cfg.depth}
     if cfg.arch == "conv":
         kwargs["width"] = cfg.width
+    if cfg.depth is not None and 2 ** (cfg.depth - 1) >= max(h, w):
+        deepest = max(1, math.floor(math.log2(max(h, w))))
+        raise AekitError(
+            f"depth {cfg.depth} is too deep for {h}x{w} images (at most {deepest}); pass a smaller --depth"
+        )
     model = create_model(cfg.arch, **kwargs)
     pca = fit_pca(
-        normalizer.cpu().normalize(x_all[train_idx[pca_rows(len(train_idx), c * h * w, cfg.seed)]]),
+        copy.deepcopy(normalizer).cpu().normalize(x_all[train_idx[pca_rows(len(train_idx), c * h * w, cfg.seed)]]),
         cfg.latent_dim,
         cfg.seed,
     )
-    normalizer.to(device)
     if hasattr(model, "init_from_pca"):  # start where the linear baseline ends
         model.init_from_pca(pca.mean, pca.components)
-    model.to(device)
+    compute = compute_settings(device, cfg.precision, cfg.compile)
+    train_model = compute.prepare(model)  # the same parameters; maybe compiled or channels_last
     pca_mse = evaluate_pca(pca, normalizer, x_all, eval_idx, bounded)
     kwargs["depth"] = len(model.sizes) - 1  # resolved: the run rebuilds exactly this network
     cfg = replace(cfg, channels=c, image_size=[h, w], depth=kwargs["depth"])
@@ -155,8 +163,10 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     meta = model_meta(cfg.arch, kwargs, normalizer, str(data.array.dtype), source=data.source)
 
     n_params = count_parameters(model)
+    if cfg.latent_dim >= c * h * w:
+        data.notes.append(f"latent_dim {cfg.latent_dim} >= the {c * h * w} input values: no compression")
     if verbose:
-        _print_start(data, cfg, device, n_params, len(train_idx), len(val_idx), run_dir)
+        _print_start(data, cfg, compute, n_params, len(train_idx), len(val_idx), run_dir)
 
     opt = torch.optim.AdamW(param_groups(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
@@ -188,13 +198,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
                 for group in opt.param_groups:
                     group["lr"] = lr * group["lr_scale"]
                 xb = x_all[order[i : i + cfg.batch_size]].to(device, non_blocking=True)  # (B, C, H, W) raw
-                xn = normalizer.normalize(xb)
-                out = model(xn)
-                loss = F.mse_loss(out.recon, xn) + sum(out.extra_loss.values())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach() * len(xb)
+                loss = train_step(train_model, opt, normalizer.normalize(xb), compute)
+                loss_sum += loss * len(xb)
                 seen += len(xb)
                 step += 1
                 now = time.perf_counter()
@@ -226,8 +231,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
             if progress:
                 progress.update(task, completed=step, info=f"val {val['loss']:.4f}")
                 progress.console.print(
-                    f"epoch {epoch:>3}  train {row['train_loss']:.5f}  val {row['val_loss']:.5f}  "
-                    f"val mse {row['val_mse']:.5f}  lr {lr:.2e}  {row['images_per_s']:.0f} img/s"
+                    f"epoch {epoch:>3}  loss train {row['train_loss']:.5f} val {row['val_loss']:.5f}  "
+                    f"val MSE {row['val_mse']:.6f} (pixels)  lr {lr:.2e}  {row['images_per_s']:.0f} img/s"
                 )
             if stopped != "completed all epochs":
                 break
@@ -267,6 +272,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
         "latent_dim": cfg.latent_dim,
         "parameters": n_params,
         "device": str(device),
+        "compute": compute.describe(),
+        "load_seconds": data.load_seconds,
         "epochs_run": len(rows),
         "best_epoch": best["epoch"],
         "val_loss": best["val_loss"],
@@ -275,7 +282,9 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
         "pca_val_mse": pca_mse,
         "pca_val_psnr": psnr(pca_mse),
         "vs_pca": compare(best["mse"], pca_mse),
-        "val_on": "validation split" if len(val_idx) else "training data (too few items for a split)",
+        "val_on": "validation split"
+        if len(val_idx)
+        else ("training data (val_fraction is 0)" if cfg.val_fraction == 0 else "training data (too few items)"),
         "stopped": stopped,
         "seconds": round(time.perf_counter() - t_start, 2),
         "images_per_s": rows[-1]["images_per_s"],
@@ -287,7 +296,7 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     return summary
 
 
-def _print_start(data, cfg, device, n_params, n_train, n_val, run_dir) -> None:
+def _print_start(data, cfg, compute, n_params, n_train, n_val, run_dir) -> None:
     c, h, w = data.shape
     t = Table(title="aekit train", show_header=False, title_justify="left")
     t.add_column(style="bold")
@@ -301,9 +310,14 @@ def _print_start(data, cfg, device, n_params, n_train, n_val, run_dir) -> None:
     t.add_row("model", f"{cfg.arch}, latent {cfg.latent_dim}, depth {cfg.depth}, {n_params:,} parameters")
     budget = f", stop after {cfg.max_time:g} s" if cfg.max_time else ""
     t.add_row("training", f"{cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}{budget}")
-    t.add_row("device", f"{device} ({torch.get_num_threads()} threads)" if device.type == "cpu" else str(device))
+    threads = f" ({torch.get_num_threads()} threads)" if compute.device.type == "cpu" else ""
+    t.add_row("compute", compute.describe() + threads)
     t.add_row("output", str(run_dir))
     console.print(t)
+
+
+def db(value: float | None) -> str:
+    return "inf" if value is None else f"{value:.2f}"
 
 
 def _print_end(s: dict, run_dir: Path) -> None:
@@ -313,12 +327,12 @@ def _print_end(s: dict, run_dir: Path) -> None:
     t.add_row("stopped", s["stopped"])
     start = " (the starting point: training did not improve on it)" if s["best_epoch"] == 0 else ""
     t.add_row("best epoch", f"{s['best_epoch']} of {s['epochs_run']}{start}")
-    t.add_row("val MSE", f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {s['val_psnr']:.2f} dB")
+    t.add_row("val MSE", f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {db(s['val_psnr'])} dB")
     verdict = {"better": "better than", "equal": "as good as", "worse": "[red]worse than[/red]"}[s["vs_pca"]]
     t.add_row(
         "vs PCA",
         f"PCA with {s['latent_dim']} components: MSE {s['pca_val_mse']:.6f}, "
-        f"PSNR {s['pca_val_psnr']:.2f} dB; the autoencoder is {verdict} PCA",
+        f"PSNR {db(s['pca_val_psnr'])} dB; the autoencoder is {verdict} PCA",
     )
     t.add_row("time", f"{s['seconds']:.1f} s, {s['images_per_s']:.0f} images/s in the last epoch")
     t.add_row("run folder", str(run_dir))

@@ -30,6 +30,7 @@ class ImageData:
     skipped: list[Skipped] = field(default_factory=list)
     n_found: int = 0
     notes: list[str] = field(default_factory=list)
+    load_seconds: float = 0.0  # wall time spent reading/decoding (or loading from the cache)
 
     def __len__(self) -> int:
         return len(self.array)

@@ -222,7 +222,15 @@ def read_images(
 
     paths = [path for path, _ in good]
     work = _try(lambda path: decode(path, channels, size, high))
-    array = allocate((len(paths), channels, *size), np.uint16 if high else np.uint8)
+    dtype = np.uint16 if high else np.uint8
+    need = len(paths) * channels * size[0] * size[1] * np.dtype(dtype).itemsize
+    try:
+        array = allocate((len(paths), channels, *size), dtype)
+    except MemoryError:
+        raise AekitError(
+            f"{len(paths)} images of {channels}x{size[0]}x{size[1]} need {need / 2**30:.1f} GiB, more than this "
+            "machine can hold; pass a smaller --image-size"
+        ) from None
     ids = []
     with ThreadPoolExecutor(_WORKERS) as pool:
         results = track(pool.map(work, paths), len(paths), "decoding", show_progress)
@@ -239,7 +247,7 @@ def read_images(
         array=array[: len(ids)],
         ids=ids,
         scale=65535.0 if high else 255.0,
-        source=str(root),
+        source=str(root.resolve()),
         skipped=skipped,
         n_found=len(files) + len(others),
         notes=notes,

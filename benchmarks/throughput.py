@@ -1,0 +1,206 @@
+"""Training throughput: the seed recipe vs the compute limit vs `aekit train`, in one run.
+
+    python benchmarks/throughput.py [--data DIR] [--epochs 3] [--json OUT.json]
+
+Without --data it makes `patches56` (10000 real 56x56 photo patches) with
+../shared/bench/make_patches.py under /tmp/aekit-bench. Every measurement runs in its own
+process (nothing else should run on the machine meanwhile) and reports its peak RSS:
+
+- seed:     ../shared/bench/seed_baseline.py (PIL decode in __getitem__, batch 32), images/s
+- limit:    the same `--arch basic` network (latent 128, batch 32) trained from a uint8 tensor
+            already in memory, with aekit's compute settings: the compute limit
+- aekit32:  `aekit train --arch basic --latent-dim 128 --batch-size 32` on the folder, fresh
+            cache: cold first epoch (decode included) and warm epochs
+- aekit:    the same at aekit's default batch size (warm cache)
+- encode:   `aekit encode` of the whole folder (warm cache), images/s
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "bench"
+RSS = (
+    "import resource, sys; "
+    "print('peak_rss_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)"
+)
+
+
+def run_py(code: str, *args: str) -> tuple[str, float, float]:
+    """Run Python code in a fresh process; returns (stdout+stderr, wall seconds, peak RSS MB)."""
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", code + "\n" + RSS, *args], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    out = p.stdout + p.stderr
+    if p.returncode != 0:
+        raise RuntimeError(f"benchmark step failed:\n{out[-3000:]}")
+    rss = float(re.findall(r"peak_rss_mb ([\d.]+)", out)[-1])
+    return out, wall, rss
+
+
+def seed(folder: Path, epochs: int) -> dict:
+    code = (
+        "import runpy, sys; sys.argv = ['seed_baseline.py', sys.argv[1], sys.argv[2]];"
+        f"runpy.run_path({str(SHARED / 'seed_baseline.py')!r}, run_name='__main__')"
+    )
+    out, _, rss = run_py(code, str(folder), str(epochs))
+    return {"images_per_s": float(re.findall(r"seed images/s ([\d.]+)", out)[-1]), "peak_rss_mb": rss}
+
+
+LIMIT = """
+import sys, time, torch
+from aekit.data import read_images
+from aekit.models import create_model
+from aekit.normalize import Normalizer, channel_stats
+from aekit.trainer import compute_settings, train_step
+data = read_images(sys.argv[1], show_progress=False)
+x = torch.from_numpy(data.array)
+n, epochs, bs = len(x), int(sys.argv[2]), 32
+torch.manual_seed(0)
+model = create_model("basic", in_shape=data.shape, latent_dim=128)
+norm = Normalizer(255.0, *channel_stats(data.array, 255.0))
+settings = compute_settings(torch.device("cpu"))
+model = settings.prepare(model)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+rates = []
+for epoch in range(epochs):
+    perm = torch.randperm(n)
+    t = time.perf_counter()
+    for i in range(0, n, bs):
+        train_step(model, opt, norm.normalize(x[perm[i:i + bs]]), settings)
+    rates.append(n / (time.perf_counter() - t))
+print("limit images/s", max(rates[1:] or rates))
+"""
+
+
+def limit(folder: Path, epochs: int) -> dict:
+    out, _, rss = run_py(LIMIT, str(folder), str(epochs))
+    return {"images_per_s": float(re.findall(r"limit images/s ([\d.]+)", out)[-1]), "peak_rss_mb": rss}
+
+
+TRAIN = "import sys; from aekit.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def aekit_train(folder: Path, epochs: int, cache: Path, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        args = [
+            "train",
+            str(folder),
+            "--arch",
+            "basic",
+            "--latent-dim",
+            "128",
+            "--epochs",
+            str(epochs),
+            "--cache-dir",
+            str(cache),
+            "--out",
+            out,
+            "--quiet",
+            *extra,
+        ]
+        _, wall, rss = run_py(TRAIN, *args)
+        rows = list(csv.DictReader(open(Path(out) / "metrics.csv")))
+        summary = json.loads((Path(out) / "summary.json").read_text())
+    rates = [float(r["images_per_s"]) for r in rows]
+    n_train = summary["n_train"]
+    warm = max(rates[1:]) if len(rates) > 1 else rates[0]
+    return {
+        "first_epoch_images_per_s": rates[0],
+        "warm_images_per_s": warm,
+        "load_seconds": summary["load_seconds"],
+        "cold_epoch_seconds": summary["load_seconds"] + n_train / rates[0],
+        "warm_epoch_seconds": n_train / warm,
+        "process_seconds": wall,
+        "compute": summary["compute"],
+        "peak_rss_mb": rss,
+    }
+
+
+ENCODE = """
+import sys, time
+from aekit.encode import encode_to_file
+t = time.perf_counter()
+_, n, _ = encode_to_file(sys.argv[1], sys.argv[2], sys.argv[3], cache_dir=sys.argv[4], verbose=False)
+print("encode images/s", n / (time.perf_counter() - t))
+"""
+
+
+def encode(folder: Path, cache: Path) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        run_py(
+            TRAIN,
+            "train",
+            str(folder),
+            "--arch",
+            "basic",
+            "--latent-dim",
+            "128",
+            "--epochs",
+            "1",
+            "--cache-dir",
+            str(cache),
+            "--out",
+            out,
+            "--quiet",
+        )
+        text, _, rss = run_py(ENCODE, out, str(folder), str(Path(out) / "z.npy"), str(cache))
+    return {"images_per_s": float(re.findall(r"encode images/s ([\d.]+)", text)[-1]), "peak_rss_mb": rss}
+
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    import torch
+
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="folder of 56x56 RGB images (default: make patches56)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="write the results here too")
+    args = ap.parse_args()
+    folder = args.data
+    if folder is None:
+        folder = Path("/tmp/aekit-bench/patches56")
+        if not folder.is_dir() or len(os.listdir(folder)) < 10000:
+            subprocess.run([sys.executable, str(SHARED / "make_patches.py"), str(folder), "10000", "56"], check=True)
+    res = {"machine": machine(), "data": str(folder), "epochs": args.epochs}
+    with tempfile.TemporaryDirectory() as cache:
+        cache = Path(cache)
+        res["seed"] = seed(folder, args.epochs)
+        print("seed", res["seed"], flush=True)
+        res["limit"] = limit(folder, args.epochs)
+        print("limit", res["limit"], flush=True)
+        res["aekit32"] = aekit_train(folder, args.epochs, cache, ["--batch-size", "32"])  # cold cache first
+        print("aekit bs32", res["aekit32"], flush=True)
+        res["aekit_default"] = aekit_train(folder, args.epochs, cache, [])
+        print("aekit default bs", res["aekit_default"], flush=True)
+        res["encode"] = encode(folder, cache)
+        print("encode", res["encode"], flush=True)
+    s, lim, a = res["seed"]["images_per_s"], res["limit"]["images_per_s"], res["aekit32"]
+    res["ratios"] = {
+        "aekit32_warm_vs_seed": a["warm_images_per_s"] / s,
+        "aekit32_warm_vs_limit": a["warm_images_per_s"] / lim,
+        "cold_vs_warm_epoch": a["cold_epoch_seconds"] / a["warm_epoch_seconds"],
+        "encode_vs_train": res["encode"]["images_per_s"] / res["aekit_default"]["warm_images_per_s"],
+    }
+    print(json.dumps(res, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""How training steps run on a device: precision (autocast), memory format, torch.compile.
+
+`compute_settings` turns the user's `precision` and `compile` options into concrete choices for
+the device; `train_step` runs one optimisation step with them. The trainer and the throughput
+benchmark's compute-limit measurement share this one step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class ComputeSettings:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # autocast dtype, None for fp32
+    channels_last: bool
+    compile: bool
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Move the model to the device in the chosen memory format; compile if asked."""
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return torch.compile(model) if self.compile else model
+
+    def describe(self) -> str:
+        precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.amp_dtype]
+        parts = [str(self.device), precision]
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.compile:
+            parts.append("torch.compile")
+        return ", ".join(parts)
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def compute_settings(device: torch.device, precision: str = "auto", compile: bool = False) -> ComputeSettings:
+    if precision == "auto":
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        elif device.type == "cpu":
+            precision = "bf16" if cpu_has_bf16() else "fp32"
+        else:
+            precision = "fp32"
+    amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    # channels_last pays off with reduced precision on CPUs (oneDNN) and on tensor-core GPUs
+    channels_last = amp is not None and device.type in ("cpu", "cuda")
+    scaler = torch.amp.GradScaler(device.type) if amp is torch.float16 else None
+    return ComputeSettings(device, amp, channels_last, compile, scaler)
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, xn: torch.Tensor, s: ComputeSettings) -> torch.Tensor:
+    """One optimisation step on a normalised batch (B, C, H, W); returns the detached loss."""
+    if s.channels_last:
+        xn = xn.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(s.device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None):
+        out = model(xn)
+    # the loss is computed in fp32 whatever the autocast dtype
+    loss = F.mse_loss(out.recon.float(), xn) + sum(v.float() for v in out.extra_loss.values())
+    opt.zero_grad(set_to_none=True)
+    if s.scaler is not None:
+        s.scaler.scale(loss).backward()
+        s.scaler.step(opt)
+        s.scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    return loss.detach()
