@@ -89,7 +89,7 @@ def limit(folder: Path, epochs: int) -> dict:
     return {"images_per_s": float(re.findall(r"limit images/s ([\d.]+)", out)[-1]), "peak_rss_mb": rss}
 
 
-TRAIN = "import sys; from aekit.cli import main; sys.exit(main(sys.argv[1:]))"
+TRAIN = "import sys; from aekit.cli import main; rc = main(sys.argv[1:]); assert rc == 0, rc"
 
 
 def aekit_train(folder: Path, epochs: int, cache: Path, extra: list[str]) -> dict:

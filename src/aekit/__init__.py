@@ -9,6 +9,13 @@ recon = model.reconstruct(images)   # same layout and dtype as `images`
 
 __version__ = "0.1.0"
 
-from .api import Run, load, train  # noqa: E402
-
 __all__ = ["Run", "__version__", "load", "train"]
+
+
+def __getattr__(name: str):
+    # torch is imported on first use, so `aekit --help` and decoding workers start fast
+    if name in ("Run", "load", "train"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'aekit' has no attribute {name!r}")

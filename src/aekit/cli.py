@@ -105,6 +105,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         args.output,
         batch_size=args.batch_size,
         device=args.device,
+        precision=args.precision,
         verbose=not args.quiet,
         cache_dir=None if args.no_cache else (args.cache_dir or "default"),
     )
@@ -160,6 +161,12 @@ def build_parser() -> Parser:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--cache-dir", help="where decoded images are cached (default: ~/.cache/aekit)")
     p.add_argument("--no-cache", action="store_true", help="decode into memory only")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "auto", "bf16", "fp16"),
+        help="fp32 (default, exact) or reduced precision for speed",
+    )
 
     sub.add_parser("models", help="list the model architectures", description="List the registered models.")
     return parser

@@ -29,6 +29,7 @@ def encode_to_file(
     *,
     batch_size: int = 256,
     device: str = "auto",
+    precision: str = "fp32",
     verbose: bool = True,
     cache_dir: str | Path | None = "default",
 ) -> tuple[list[Path], int, list[Skipped]]:
@@ -36,7 +37,7 @@ def encode_to_file(
     check_output(output)  # fail on a bad path or extension before any work
     if batch_size < 1:
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
-    model = load(run, device=device)
+    model = load(run, device=device, precision=precision)
     items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir)
     z = np.concatenate(
         [

@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from .checkpoint import load_model
+from .compute import PRECISIONS, compute_settings
 from .data.memory import from_nchw, infer_layout, to_nchw
 from .devices import resolve_device
 from .errors import AekitError
@@ -27,9 +28,15 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow's RGB -> L
 class Autoencoder:
     """A trained autoencoder: `encode`, `decode`, `reconstruct` on raw images."""
 
-    def __init__(self, model: torch.nn.Module, normalizer, meta: dict, device: str = "auto"):
+    def __init__(self, model: torch.nn.Module, normalizer, meta: dict, device: str = "auto", precision: str = "fp32"):
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        if precision not in PRECISIONS:
+            raise AekitError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        # fp32 by default: embeddings and scores are exact and reproducible; channels_last is
+        # free speed on CPUs (oneDNN) and GPUs whatever the precision
+        self.compute = compute_settings(self.device, precision)
+        self.compute.channels_last = self.device.type in ("cpu", "cuda")
+        self.model = self.compute.prepare(model).eval()
         self.normalizer = normalizer.to(self.device)
         self.meta = meta
         inp = meta["input"]
@@ -53,8 +60,10 @@ class Autoencoder:
         layout = layout or infer_layout(
             arr.shape, prefer="NCHW" if isinstance(x, torch.Tensor) else "NHWC", expected_channels=c
         )
-        t = torch.from_numpy(np.ascontiguousarray(to_nchw(arr, layout)).astype(np.float32, copy=False))
-        t = t.to(self.device) * self._unit_factor(arr)
+        factor = self._unit_factor(arr)
+        t = torch.from_numpy(np.ascontiguousarray(to_nchw(arr, layout))).to(self.device).float()
+        if factor != 1.0:
+            t = t.mul_(factor)
         t = self._adapt_channels(t)
         if t.shape[-2:] != (h, w):
             t = fit_size(t, (h, w))
@@ -131,13 +140,16 @@ class Autoencoder:
             out = out[0]
         return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
 
-    @staticmethod
-    def _batched(fn, t: torch.Tensor, batch_size: int) -> torch.Tensor:
-        """fn over batches of t, concatenated; no autograd."""
+    def _batched(self, fn, t: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """fn over batches of t, concatenated, in the chosen precision; no autograd; fp32 out."""
         if batch_size < 1:
             raise AekitError(f"batch_size must be a positive integer, got {batch_size}")
-        with torch.inference_mode():
-            return torch.cat([fn(t[i : i + batch_size]) for i in range(0, len(t), batch_size)])
+        amp = self.compute.amp_dtype
+        fmt = torch.channels_last if self.compute.channels_last and t.ndim == 4 else torch.contiguous_format
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=bool(amp)):
+            return torch.cat(
+                [fn(t[i : i + batch_size].contiguous(memory_format=fmt)).float() for i in range(0, len(t), batch_size)]
+            )
 
     def _to_raw(self, recon: torch.Tensor) -> torch.Tensor:
         raw = self.normalizer.to_unit(recon) * self.scale
@@ -154,7 +166,9 @@ def fit_size(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return t[..., y : y + h, x : x + w]
 
 
-def load(run: str | Path, *, device: str = "auto") -> Autoencoder:
-    """Load a trained model from a run directory (e.g. "runs/latest") without the training code."""
+def load(run: str | Path, *, device: str = "auto", precision: str = "fp32") -> Autoencoder:
+    """Load a trained model from a run directory (e.g. "runs/latest") without the training code.
+
+    `precision` "fp32" (default, exact) or "auto"/"bf16"/"fp16" for faster approximate inference."""
     model, normalizer, meta = load_model(run)
-    return Autoencoder(model, normalizer, meta, device=device)
+    return Autoencoder(model, normalizer, meta, device=device, precision=precision)

@@ -17,7 +17,9 @@ class Normalizer(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def normalize(self, raw: torch.Tensor) -> torch.Tensor:
-        return (raw.float() / self.scale - self.mean) / self.std
+        # (raw / scale - mean) / std as one fused multiply-add on the batch
+        gain = 1.0 / (self.scale * self.std)
+        return torch.addcmul(-self.mean / self.std, raw.float(), gain)
 
     def to_unit(self, y: torch.Tensor) -> torch.Tensor:
         """Normalised values back to [0, 1] units (pixels / scale)."""

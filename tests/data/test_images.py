@@ -103,3 +103,14 @@ def test_errors_name_the_path(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"")
     with pytest.raises(AekitError, match="no readable image"):
         read_images(tmp_path)
+
+
+def test_process_pool_path_gives_the_same_result(messy_folder, monkeypatch):
+    import aekit.data.images as images_mod
+
+    threads = read_images(messy_folder, show_progress=False)
+    monkeypatch.setattr(images_mod, "PROCESS_MIN_ITEMS", 1)
+    processes = read_images(messy_folder, show_progress=False)
+    np.testing.assert_array_equal(threads.array, processes.array)
+    assert threads.ids == processes.ids
+    assert [(s.path, s.reason) for s in threads.skipped] == [(s.path, s.reason) for s in processes.skipped]

@@ -2,6 +2,13 @@
 
 from .base import ImageData, Skipped
 from .images import IMAGE_EXTENSIONS, read_images
-from .memory import from_array, from_dataset, load_data
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageData", "Skipped", "from_array", "from_dataset", "load_data", "read_images"]
+
+
+def __getattr__(name: str):
+    if name in ("from_array", "from_dataset", "load_data"):  # these import torch
+        from . import memory
+
+        return getattr(memory, name)
+    raise AttributeError(f"module 'aekit.data' has no attribute {name!r}")
