@@ -218,3 +218,27 @@ def test_second_run_reuses_the_cache_and_no_cache_writes_none(rgb_folder, tmp_pa
         == 0
     )
     assert not other.exists()
+
+
+def test_evaluate_compares_with_pca_on_any_data(rgb_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(rgb_folder), *FAST, "--out", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("val_mse", "val_psnr", "val_ssim", "pca_val_mse", "pca_val_psnr", "pca_val_ssim", "vs_pca"):
+        assert key in summary
+    assert len(summary["metrics"]["autoencoder"]["per_channel"]["ssim"]) == 3
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(run), str(rgb_folder / "a"), "-o", str(out)]) == 0
+    printed = capsys.readouterr().err
+    assert "PCA, 4 components" in printed and "channel 2" in printed
+    res = json.loads(out.read_text())
+    assert res["n_items"] == 10 and res["vs_pca"] in ("better", "equal", "worse")
+    assert 0 < res["autoencoder"]["mse"] < 1 and -1 <= res["pca"]["ssim"] <= 1
+    # the same numbers from the model itself, computed independently
+    import aekit
+    from aekit.data import read_images
+
+    imgs = read_images(rgb_folder / "a", show_progress=False).array
+    recon = aekit.load(run).reconstruct(imgs.astype(np.float32), layout="NCHW")
+    mse = float(np.mean((np.clip(recon / 255, 0, 1) - imgs / 255) ** 2))
+    assert res["autoencoder"]["mse"] == pytest.approx(mse, rel=1e-4)

@@ -19,6 +19,7 @@ from . import __version__
 from .errors import AekitError
 from .models import create_model
 from .normalize import Normalizer
+from .pca import PCA
 from .rundir import atomic_write, resolve_run, write_json
 
 FORMAT_VERSION = 1
@@ -66,6 +67,19 @@ def load_model(run: str | Path) -> tuple[nn.Module, Normalizer, dict]:
         )
     model.eval()
     return model, normalizer, meta
+
+
+def save_pca(run_dir: Path, pca: PCA) -> None:
+    tensors = {"mean": pca.mean.contiguous(), "components": pca.components.contiguous()}
+    atomic_write(run_dir / "pca.safetensors", lambda p: save_file(tensors, str(p)))
+
+
+def load_pca(run_dir: Path) -> PCA:
+    path = run_dir / "pca.safetensors"
+    if not path.is_file():
+        raise AekitError(f"{run_dir} has no pca.safetensors (written by aekit train since 0.1); retrain to evaluate")
+    t = load_file(str(path))
+    return PCA(t["mean"], t["components"])
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -116,6 +116,21 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    evaluate(
+        args.run,
+        args.data,
+        output=args.output,
+        batch_size=args.batch_size,
+        device=args.device,
+        verbose=not args.quiet,
+        cache_dir=None if args.no_cache else (args.cache_dir or "default"),
+    )
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import describe_models
 
@@ -124,7 +139,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "demo": cmd_demo, "encode": cmd_encode, "models": cmd_models}
+COMMANDS = {"train": cmd_train, "demo": cmd_demo, "encode": cmd_encode, "evaluate": cmd_evaluate, "models": cmd_models}
 
 
 def build_parser() -> Parser:
@@ -167,6 +182,21 @@ def build_parser() -> Parser:
         choices=("fp32", "auto", "bf16", "fp16"),
         help="fp32 (default, exact) or reduced precision for speed",
     )
+
+    p = sub.add_parser(
+        "evaluate",
+        help="MSE, PSNR and SSIM of a trained model on any data, next to PCA",
+        description="Evaluate a trained model on DATA next to PCA with the same number of components "
+        "(fitted on the run's training data). Metrics in [0, 1] pixel units, overall and per channel.",
+    )
+    p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
+    p.add_argument("data", help="folder of images (or one image file)")
+    p.add_argument("-o", "--output", metavar="FILE.json", help="also write the metrics as JSON")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--cache-dir", help="where decoded images are cached (default: ~/.cache/aekit)")
+    p.add_argument("--no-cache", action="store_true", help="decode into memory only")
 
     sub.add_parser("models", help="list the model architectures", description="List the registered models.")
     return parser

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import torch
 
-MAX_VALUES = 50_000_000  # PCA is fitted on a seeded subsample of at most this many values (and 8192 items)
+MAX_VALUES = 25_000_000  # PCA is fitted on a seeded subsample of at most this many values (and 8192 items)
 
 
 class PCA(NamedTuple):
@@ -36,17 +36,19 @@ def pca_rows(n: int, d: int, seed: int = 0) -> torch.Tensor:
 
 
 def fit_pca_flat(flat: torch.Tensor, k: int, seed: int = 0) -> PCA:
-    flat = flat.double()
-    mean = flat.mean(0)
+    n, d = flat.shape
+    small = min(n, d) <= 2048  # exact SVD in float64; else randomised SVD in float32 (one copy)
+    flat = flat.double() if small else flat.float()
+    mean = flat.mean(0, dtype=torch.float64).to(flat.dtype)
     centered = flat - mean
-    n, d = centered.shape
     k_eff = min(k, n, d)
-    if min(n, d) <= 2048:
+    if small:
         _, _, vh = torch.linalg.svd(centered, full_matrices=False)
         comps = vh[:k_eff].T
     else:
-        torch.manual_seed(seed)
-        _, _, v = torch.svd_lowrank(centered, q=min(k_eff + 16, n, d), niter=6)
+        with torch.random.fork_rng():  # seeded, without touching the caller's random state
+            torch.manual_seed(seed)
+            _, _, v = torch.svd_lowrank(centered, q=min(k_eff + 16, n, d), niter=6)
         comps = v[:, :k_eff]
     if k_eff < k:  # fewer items than components: pad with zero columns (unused directions)
         comps = torch.cat([comps, torch.zeros(d, k - k_eff, dtype=comps.dtype)], 1)

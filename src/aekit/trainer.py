@@ -19,15 +19,16 @@ from rich.table import Table
 from torch.nn import functional as F
 
 from . import __version__
-from .checkpoint import count_parameters, model_meta, save_model
+from .checkpoint import count_parameters, model_meta, save_model, save_pca
 from .compute import compute_settings, train_step
 from .config import TrainConfig
 from .data.base import ImageData
 from .devices import resolve_device
 from .errors import AekitError
+from .evaluate import compare, comparison_table, format_db, say_verdict
 from .models import create_model
 from .normalize import Normalizer, channel_stats
-from .pca import PCA, fit_pca, pca_rows
+from .pca import fit_pca, pca_rows
 from .plots import loss_plot, recon_grid
 from .progress import console, make_progress
 from .rundir import write_json, write_metrics, write_yaml
@@ -93,35 +94,6 @@ def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bo
     return unit.float().cpu().numpy()
 
 
-@torch.no_grad()
-def evaluate_pca(
-    pca: PCA, normalizer: Normalizer, x_all: torch.Tensor, idx: torch.Tensor, bounded: bool, batch_size: int = 1024
-) -> float:
-    """MSE in [0, 1] units of PCA reconstructions (same latent size) of items `idx`, on the CPU."""
-    norm = copy.deepcopy(normalizer).cpu()  # .cpu() on a module moves it in place
-    mse_sum, count = 0.0, 0
-    for i in range(0, len(idx), batch_size):
-        xb = x_all[idx[i : i + batch_size]]
-        unit = norm.to_unit(pca.reconstruct(norm.normalize(xb)))
-        if bounded:
-            unit = unit.clamp(0, 1)
-        mse_sum += F.mse_loss(unit, xb.float() / norm.scale, reduction="sum").item()
-        count += xb.numel()
-    return mse_sum / count
-
-
-def compare(mse: float, reference: float, tolerance: float = 0.005) -> str:
-    """'better', 'equal' (within 0.5%) or 'worse' than the reference MSE."""
-    if mse < reference * (1 - tolerance):
-        return "better"
-    return "equal" if mse <= reference * (1 + tolerance) else "worse"
-
-
-def psnr(mse: float) -> float | None:
-    """PSNR in dB for data in [0, 1]; None for a perfect reconstruction (infinite PSNR)."""
-    return float(10 * math.log10(1.0 / mse)) if mse > 0 else None
-
-
 def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True) -> dict:
     """Train on `data` with `cfg`, writing everything into `run_dir`; returns the summary."""
     t_start = time.perf_counter()
@@ -156,7 +128,7 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
         model.init_from_pca(pca.mean, pca.components)
     compute = compute_settings(device, cfg.precision, cfg.compile)
     train_model = compute.prepare(model)  # the same parameters; maybe compiled or channels_last
-    pca_mse = evaluate_pca(pca, normalizer, x_all, eval_idx, bounded)
+    save_pca(run_dir, pca)
     kwargs["depth"] = len(model.sizes) - 1  # resolved: the run rebuilds exactly this network
     cfg = replace(cfg, channels=c, image_size=[h, w], depth=kwargs["depth"])
     write_yaml(run_dir / "config.yaml", {"data": data.source, **cfg.to_dict()})
@@ -258,6 +230,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
         run_dir / "recon.png",
     )
     loss_plot(rows, run_dir / "loss.png")
+    final = compare(model, normalizer, pca, x_all, eval_idx, device, bounded, cfg.batch_size * 4)
+    ae, lin = final["autoencoder"], final["pca"]
 
     summary = {
         "aekit_version": __version__,
@@ -277,11 +251,14 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
         "epochs_run": len(rows),
         "best_epoch": best["epoch"],
         "val_loss": best["val_loss"],
-        "val_mse": best["mse"],
-        "val_psnr": psnr(best["mse"]),
-        "pca_val_mse": pca_mse,
-        "pca_val_psnr": psnr(pca_mse),
-        "vs_pca": compare(best["mse"], pca_mse),
+        "val_mse": ae["mse"],
+        "val_psnr": ae["psnr"],
+        "val_ssim": ae["ssim"],
+        "pca_val_mse": lin["mse"],
+        "pca_val_psnr": lin["psnr"],
+        "pca_val_ssim": lin["ssim"],
+        "vs_pca": final["vs_pca"],
+        "metrics": final,
         "val_on": "validation split"
         if len(val_idx)
         else ("training data (val_fraction is 0)" if cfg.val_fraction == 0 else "training data (too few items)"),
@@ -293,6 +270,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     write_json(run_dir / "summary.json", summary)
     if verbose:
         _print_end(summary, run_dir)
+        console.print(comparison_table(final, f"validation ({len(eval_idx)} items): autoencoder vs PCA"))
+        console.print(say_verdict(final))
     return summary
 
 
@@ -316,10 +295,6 @@ def _print_start(data, cfg, compute, n_params, n_train, n_val, run_dir) -> None:
     console.print(t)
 
 
-def db(value: float | None) -> str:
-    return "inf" if value is None else f"{value:.2f}"
-
-
 def _print_end(s: dict, run_dir: Path) -> None:
     t = Table(title="result", show_header=False, title_justify="left")
     t.add_column(style="bold")
@@ -327,12 +302,9 @@ def _print_end(s: dict, run_dir: Path) -> None:
     t.add_row("stopped", s["stopped"])
     start = " (the starting point: training did not improve on it)" if s["best_epoch"] == 0 else ""
     t.add_row("best epoch", f"{s['best_epoch']} of {s['epochs_run']}{start}")
-    t.add_row("val MSE", f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {db(s['val_psnr'])} dB")
-    verdict = {"better": "better than", "equal": "as good as", "worse": "[red]worse than[/red]"}[s["vs_pca"]]
     t.add_row(
-        "vs PCA",
-        f"PCA with {s['latent_dim']} components: MSE {s['pca_val_mse']:.6f}, "
-        f"PSNR {db(s['pca_val_psnr'])} dB; the autoencoder is {verdict} PCA",
+        "val MSE",
+        f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {format_db(s['val_psnr'])} dB, SSIM {s['val_ssim']:.4f}",
     )
     t.add_row("time", f"{s['seconds']:.1f} s, {s['images_per_s']:.0f} images/s in the last epoch")
     t.add_row("run folder", str(run_dir))

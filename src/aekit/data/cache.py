@@ -91,7 +91,7 @@ def read_images_cached(
             return _load(entry, limit)
         except (OSError, ValueError, KeyError):
             shutil.rmtree(entry, ignore_errors=True)  # unreadable entry: rebuild it
-    return _build(root, files, others, base, key, options, show_progress)
+    return _build(root, files, others, base, key, options, show_progress, limit)
 
 
 def _load(entry: Path, limit: int) -> ImageData:
@@ -115,7 +115,7 @@ def _load(entry: Path, limit: int) -> ImageData:
     )
 
 
-def _build(root, files, others, base, key, options, show_progress) -> ImageData:
+def _build(root, files, others, base, key, options, show_progress, limit) -> ImageData:
     try:
         base.mkdir(parents=True, exist_ok=True)
         _remove_stale(base)
@@ -159,6 +159,8 @@ def _build(root, files, others, base, key, options, show_progress) -> ImageData:
             shutil.rmtree(tmp, ignore_errors=True)
         data.notes.append(f"decoded images cached in {base / key}")
         _write_alias(base, key, fingerprint(root, files, others, _resolved(data, options)))
+        if data.array.nbytes <= limit:  # train from RAM, as a warm run would, not the map just written
+            data.array = np.array(data.array)
         return data
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)

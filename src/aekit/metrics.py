@@ -1,0 +1,84 @@
+"""Reconstruction metrics in [0, 1] pixel units: MSE, PSNR and SSIM, overall and per channel.
+
+SSIM is the standard one (Wang et al. 2004): Gaussian window of 11 pixels, sigma 1.5,
+K1 = 0.01, K2 = 0.03, data range 1, computed per channel on the valid region and averaged.
+Images smaller than the window use a window as large as the image (odd), sigma scaled with it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+C1, C2 = 0.01**2, 0.03**2
+
+
+def gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> torch.Tensor:
+    ax = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(ax**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()  # (C, 1, k, k)
+
+
+def ssim_per_channel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SSIM of (N, C, H, W) images in [0, 1]; returns (N, C)."""
+    n, c, h, w = x.shape
+    size = min(11, h, w)
+    size -= 1 - size % 2  # odd
+    win = gaussian_window(size, 1.5 * size / 11, c, x.device, torch.float32)
+    x, y = x.float(), y.float()
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, win, groups=c)  # (N, C, H-k+1, W-k+1)
+
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + C1) * (2 * sxy + C2)) / ((mx * mx + my * my + C1) * (sxx + syy + C2))
+    return s.mean(dim=(2, 3))
+
+
+def psnr(mse: float) -> float | None:
+    """PSNR in dB for data in [0, 1]; None for a perfect reconstruction (infinite PSNR)."""
+    return float(10 * math.log10(1.0 / mse)) if mse > 0 else None
+
+
+class Metrics:
+    """Accumulates squared error and SSIM over batches of (recon, target) in [0, 1] units."""
+
+    def __init__(self) -> None:
+        self.sq = None  # (C,) summed squared error
+        self.ssim = None  # (C,) summed SSIM
+        self.pixels = 0  # per channel
+        self.images = 0
+
+    @torch.no_grad()
+    def update(self, recon: torch.Tensor, target: torch.Tensor) -> None:
+        recon, target = recon.float(), target.float()
+        sq = ((recon - target) ** 2).sum(dim=(0, 2, 3)).double().cpu()
+        ss = ssim_per_channel(recon, target).sum(0).double().cpu()
+        self.sq = sq if self.sq is None else self.sq + sq
+        self.ssim = ss if self.ssim is None else self.ssim + ss
+        self.pixels += target.shape[0] * target.shape[2] * target.shape[3]
+        self.images += target.shape[0]
+
+    def result(self) -> dict:
+        mse_c = (self.sq / self.pixels).tolist()
+        ssim_c = (self.ssim / self.images).tolist()
+        mse = float(sum(mse_c) / len(mse_c))
+        return {
+            "mse": mse,
+            "psnr": psnr(mse),
+            "ssim": float(sum(ssim_c) / len(ssim_c)),
+            "per_channel": {"mse": mse_c, "psnr": [psnr(m) for m in mse_c], "ssim": ssim_c},
+        }
+
+
+def verdict(mse: float, reference: float, tolerance: float = 0.005) -> str:
+    """'better', 'equal' (within 0.5%) or 'worse' than the reference MSE."""
+    if mse < reference * (1 - tolerance):
+        return "better"
+    return "equal" if mse <= reference * (1 + tolerance) else "worse"

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+import torch
+
+from aekit.metrics import Metrics, ssim_per_channel, verdict
+
+
+def test_ssim_is_one_for_identical_and_drops_with_noise():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(ssim_per_channel(x, x), torch.ones(2, 3), atol=1e-5)
+    noisy = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
+    s = ssim_per_channel(x, noisy)
+    assert (s < 0.9).all() and (s > 0).all()
+
+
+def test_ssim_matches_scikit_image():
+    skimage_metrics = pytest.importorskip("skimage.metrics")
+    rng = np.random.default_rng(0)
+    a = rng.random((40, 36)).astype(np.float64)
+    b = np.clip(a + 0.1 * rng.standard_normal(a.shape), 0, 1)
+    ref = skimage_metrics.structural_similarity(
+        a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    ours = ssim_per_channel(torch.tensor(a)[None, None], torch.tensor(b)[None, None]).item()
+    assert ours == pytest.approx(ref, abs=2e-3)
+
+
+def test_small_images_use_a_smaller_window():
+    x = torch.rand(1, 1, 5, 7)
+    assert ssim_per_channel(x, x).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_metrics_accumulate_per_channel():
+    m = Metrics()
+    target = torch.zeros(4, 2, 8, 8)
+    recon = target.clone()
+    recon[:, 1] = 0.1  # only channel 1 is off
+    m.update(recon[:2], target[:2])
+    m.update(recon[2:], target[2:])
+    r = m.result()
+    assert r["per_channel"]["mse"] == pytest.approx([0.0, 0.01])
+    assert r["mse"] == pytest.approx(0.005) and r["per_channel"]["psnr"][0] is None
+    assert r["psnr"] == pytest.approx(10 * np.log10(1 / 0.005))
+
+
+def test_verdict():
+    assert verdict(0.9, 1.0) == "better" and verdict(1.001, 1.0) == "equal" and verdict(1.2, 1.0) == "worse"
