@@ -19,6 +19,7 @@ from .errors import AekitError
 ARCHS = ("conv", "basic")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_SIDE = 4096
+AUGMENTS = ("flip", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -35,7 +36,7 @@ class TrainConfig:
     arch: str = _opt("conv", "model architecture; see `aekit models`", choices=ARCHS)
     latent_dim: int = _opt(64, "size of the latent code (embedding)")
     depth: int | None = _opt(None, "number of stride-2 stages; default from the image size")
-    width: int = _opt(32, "channels of the first conv stage (doubles per stage, capped at 8x); conv arch only")
+    width: int = _opt(16, "channels of the first conv stage (doubles per stage, capped at 8x); conv arch only")
     channels: int | None = _opt(None, "images: 1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
     image_size: list[int] | None = _opt(
         None,
@@ -47,6 +48,9 @@ class TrainConfig:
     lr: float = _opt(1e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
     weight_decay: float = _opt(1e-4, "AdamW weight decay")
     val_fraction: float = _opt(0.1, "fraction of the data held out for validation (seeded split)")
+    augment: str = _opt(
+        "flip", "batch augmentation on the device: flip (random horizontal flips) or none", choices=AUGMENTS
+    )
     seed: int = _opt(0, "random seed for the split, initialisation and batch order")
     max_time: float | None = _opt(None, "time budget in seconds; training stops cleanly when it is spent")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
@@ -89,6 +93,8 @@ class TrainConfig:
                     f"image_size {size} is over the limit of {MAX_SIDE} pixels a side; pass a smaller size"
                 )
             self.image_size = size
+        if self.augment not in AUGMENTS:
+            raise AekitError(f"unknown augment {self.augment!r}; choose one of {', '.join(AUGMENTS)}")
         if self.precision not in PRECISIONS:
             raise AekitError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         dev = str(self.device)

@@ -170,7 +170,11 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
                 for group in opt.param_groups:
                     group["lr"] = lr * group["lr_scale"]
                 xb = x_all[order[i : i + cfg.batch_size]].to(device, non_blocking=True)  # (B, C, H, W) raw
-                loss = train_step(train_model, opt, normalizer.normalize(xb), compute)
+                xn = normalizer.normalize(xb)
+                if cfg.augment == "flip":  # a seeded half of the batch mirrored left-right
+                    flip = (torch.rand(len(xn), generator=gen) < 0.5).to(device).view(-1, 1, 1, 1)
+                    xn = torch.where(flip, xn.flip(-1), xn)
+                loss = train_step(train_model, opt, xn, compute)
                 loss_sum += loss * len(xb)
                 seen += len(xb)
                 step += 1
