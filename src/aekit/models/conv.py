@@ -49,7 +49,7 @@ class ConvAutoencoder(nn.Module):
     conv path learns what PCA misses."""
 
     def __init__(
-        self, in_shape: tuple[int, int, int], latent_dim: int, depth: int, width: int = 32, linear_path: bool = True
+        self, in_shape: tuple[int, int, int], latent_dim: int, depth: int, width: int = 16, linear_path: bool = True
     ):
         super().__init__()
         c, h, w = in_shape
@@ -170,7 +170,7 @@ class BasicAutoencoder(nn.Module):
 
 @register_model("conv", "conv autoencoder sized from the input with a PCA-initialised linear path; default")
 def conv(
-    in_shape, latent_dim: int, depth: int | None = None, width: int = 32, linear_path: bool = True
+    in_shape, latent_dim: int, depth: int | None = None, width: int = 16, linear_path: bool = True
 ) -> ConvAutoencoder:
     depth = depth or auto_depth(in_shape[1], in_shape[2])
     return ConvAutoencoder(tuple(in_shape), latent_dim, depth, width, linear_path)
