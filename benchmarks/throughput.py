@@ -92,25 +92,15 @@ def limit(folder: Path, epochs: int) -> dict:
 TRAIN = "import sys; from aekit.cli import main; rc = main(sys.argv[1:]); assert rc == 0, rc"
 
 
+def train_args(folder: Path, epochs: int, cache: Path, out: str) -> list[str]:
+    """`aekit train` of the benchmark's model: the basic net, latent 128."""
+    return ["train", str(folder), "--arch", "basic", "--latent-dim", "128", "--epochs", str(epochs),
+            "--cache-dir", str(cache), "--out", out, "--quiet"]  # fmt: skip
+
+
 def aekit_train(folder: Path, epochs: int, cache: Path, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        args = [
-            "train",
-            str(folder),
-            "--arch",
-            "basic",
-            "--latent-dim",
-            "128",
-            "--epochs",
-            str(epochs),
-            "--cache-dir",
-            str(cache),
-            "--out",
-            out,
-            "--quiet",
-            *extra,
-        ]
-        _, wall, rss = run_py(TRAIN, *args)
+        _, wall, rss = run_py(TRAIN, *train_args(folder, epochs, cache, out), *extra)
         rows = list(csv.DictReader(open(Path(out) / "metrics.csv")))
         summary = json.loads((Path(out) / "summary.json").read_text())
     rates = [float(r["images_per_s"]) for r in rows]
@@ -139,22 +129,7 @@ print("encode images/s", n / (time.perf_counter() - t))
 
 def encode(folder: Path, cache: Path) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        run_py(
-            TRAIN,
-            "train",
-            str(folder),
-            "--arch",
-            "basic",
-            "--latent-dim",
-            "128",
-            "--epochs",
-            "1",
-            "--cache-dir",
-            str(cache),
-            "--out",
-            out,
-            "--quiet",
-        )
+        run_py(TRAIN, *train_args(folder, 1, cache, out))
         text, _, rss = run_py(ENCODE, out, str(folder), str(Path(out) / "z.npy"), str(cache))
     return {"images_per_s": float(re.findall(r"encode images/s ([\d.]+)", text)[-1]), "peak_rss_mb": rss}
 

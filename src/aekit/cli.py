@@ -67,6 +67,27 @@ def _options(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in field_help()}
 
 
+def add_use_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that use a trained model on data (encode, evaluate, ...)."""
+    p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
+    p.add_argument("data", help="folder of images (or one image file)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--cache-dir", help="where decoded images are cached (default: ~/.cache/aekit)")
+    p.add_argument("--no-cache", action="store_true", help="decode into memory only")
+
+
+def _use(args: argparse.Namespace) -> dict:
+    """Keyword arguments of the library functions behind the add_use_options commands."""
+    return {
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "verbose": not args.quiet,
+        "cache_dir": None if args.no_cache else (args.cache_dir or "default"),
+    }
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .api import train
 
@@ -99,16 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_encode(args: argparse.Namespace) -> int:
     from .encode import encode_to_file
 
-    written, n, skipped = encode_to_file(
-        args.run,
-        args.data,
-        args.output,
-        batch_size=args.batch_size,
-        device=args.device,
-        precision=args.precision,
-        verbose=not args.quiet,
-        cache_dir=None if args.no_cache else (args.cache_dir or "default"),
-    )
+    written, n, skipped = encode_to_file(args.run, args.data, args.output, precision=args.precision, **_use(args))
     if not args.quiet:
         console.print(f"encoded {n} item(s), skipped {len(skipped)}: {', '.join(str(p) for p in written)}")
         for s in skipped[:10]:
@@ -119,15 +131,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
-    evaluate(
-        args.run,
-        args.data,
-        output=args.output,
-        batch_size=args.batch_size,
-        device=args.device,
-        verbose=not args.quiet,
-        cache_dir=None if args.no_cache else (args.cache_dir or "default"),
-    )
+    evaluate(args.run, args.data, output=args.output, **_use(args))
     return 0
 
 
@@ -168,14 +172,8 @@ def build_parser() -> Parser:
         help="write the latent code of every image",
         description="Encode DATA with a trained model: one row per file with its path.",
     )
-    p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
-    p.add_argument("data", help="folder of images (or one image file)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .npy, .csv or .parquet")
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("--cache-dir", help="where decoded images are cached (default: ~/.cache/aekit)")
-    p.add_argument("--no-cache", action="store_true", help="decode into memory only")
+    add_use_options(p)
     p.add_argument(
         "--precision",
         default="fp32",
@@ -189,14 +187,8 @@ def build_parser() -> Parser:
         description="Evaluate a trained model on DATA next to PCA with the same number of components "
         "(fitted on the run's training data). Metrics in [0, 1] pixel units, overall and per channel.",
     )
-    p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
-    p.add_argument("data", help="folder of images (or one image file)")
     p.add_argument("-o", "--output", metavar="FILE.json", help="also write the metrics as JSON")
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("--cache-dir", help="where decoded images are cached (default: ~/.cache/aekit)")
-    p.add_argument("--no-cache", action="store_true", help="decode into memory only")
+    add_use_options(p)
 
     sub.add_parser("models", help="list the model architectures", description="List the registered models.")
     return parser
