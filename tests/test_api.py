@@ -118,3 +118,25 @@ def test_default_out_creates_latest_link(rgb_folder, tmp_path, monkeypatch):
     latest = tmp_path / "runs" / "latest"
     assert latest.is_symlink() and latest.resolve() == run.path.resolve()
     assert aekit.load(latest).input_shape == (3, 20, 24)
+
+
+@pytest.mark.parametrize("shape", [(40, 12, 12, 1), (30, 10, 14, 3)])
+def test_default_model_never_ends_worse_than_pca(tmp_path, shape):
+    """The conv model starts at PCA and keeps its start unless training improves on it."""
+    n, h, w, c = shape
+    x = smooth_images(n, h, w, c, seed=9)
+    run = aekit.train(x, out=tmp_path / "run", **{**FAST, "epochs": 3, "lr": 0.05})  # a harsh LR on purpose
+    s = run.summary
+    assert s["vs_pca"] in ("better", "equal")
+    assert s["val_mse"] <= s["pca_val_mse"] * 1.005
+    recon = aekit.load(run.path).reconstruct(x)
+    assert recon.std() > 0  # no collapse to a constant output
+
+
+def test_width_scales_with_many_channels(tmp_path):
+    x = np.random.default_rng(0).random((12, 13, 8, 8)).astype(np.float32)  # 13 bands, N,C,H,W
+    opts = {k: v for k, v in FAST.items() if k != "width"}
+    run = aekit.train(torch.from_numpy(x), out=tmp_path / "run", **opts)
+    meta = json.loads((run.path / "model.json").read_text())
+    assert meta["model_kwargs"]["width"] == 26 and meta["input"]["channels"] == 13
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["width"] == 26

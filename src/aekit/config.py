@@ -36,7 +36,11 @@ class TrainConfig:
     arch: str = _opt("conv", "model architecture; see `aekit models`", choices=ARCHS)
     latent_dim: int = _opt(64, "size of the latent code (embedding)")
     depth: int | None = _opt(None, "number of stride-2 stages; default from the image size")
-    width: int = _opt(16, "channels of the first conv stage (doubles per stage, capped at 8x); conv arch only")
+    width: int | None = _opt(
+        None,
+        "channels of the first conv stage, doubling per stage up to 8x; default 16, or 2x the input "
+        "channels when there are more than 8 (conv arch only)",
+    )
     channels: int | None = _opt(None, "images: 1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
     image_size: list[int] | None = _opt(
         None,
@@ -68,7 +72,8 @@ class TrainConfig:
         if self.arch not in ARCHS:
             raise AekitError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)} (see `aekit models`)")
         _positive("latent_dim", self.latent_dim, int)
-        _positive("width", self.width, int)
+        if self.width is not None:
+            _positive("width", self.width, int)
         _positive("epochs", self.epochs, int)
         _positive("batch_size", self.batch_size, int)
         _positive("lr", self.lr, float)

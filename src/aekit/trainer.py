@@ -27,6 +27,7 @@ from .devices import resolve_device
 from .errors import AekitError
 from .evaluate import compare, comparison_table, format_db, say_verdict
 from .models import create_model
+from .models.conv import auto_width
 from .normalize import Normalizer, channel_stats
 from .pca import fit_pca, pca_rows
 from .plots import loss_plot, recon_grid
@@ -112,7 +113,7 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
 
     kwargs = {"in_shape": (c, h, w), "latent_dim": cfg.latent_dim, "depth": cfg.depth}
     if cfg.arch == "conv":
-        kwargs["width"] = cfg.width
+        kwargs["width"] = cfg.width or auto_width(c)
     if cfg.depth is not None and 2 ** (cfg.depth - 1) >= max(h, w):
         deepest = max(1, math.floor(math.log2(max(h, w))))
         raise AekitError(
@@ -130,7 +131,7 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     train_model = compute.prepare(model)  # the same parameters; maybe compiled or channels_last
     save_pca(run_dir, pca)
     kwargs["depth"] = len(model.sizes) - 1  # resolved: the run rebuilds exactly this network
-    cfg = replace(cfg, channels=c, image_size=[h, w], depth=kwargs["depth"])
+    cfg = replace(cfg, channels=c, image_size=[h, w], depth=kwargs["depth"], width=kwargs.get("width", cfg.width))
     write_yaml(run_dir / "config.yaml", {"data": data.source, **cfg.to_dict()})
     meta = model_meta(cfg.arch, kwargs, normalizer, str(data.array.dtype), source=data.source)
 

@@ -26,6 +26,11 @@ def stage_sizes(h: int, w: int, depth: int) -> list[tuple[int, int]]:
     return sizes
 
 
+def auto_width(channels: int) -> int:
+    """16 first-stage channels (chosen on RGB photo patches), or 2x the bands for multi-band data."""
+    return max(16, 2 * channels)
+
+
 def auto_depth(h: int, w: int, max_depth: int = 5) -> int:
     """Halve until the smaller side is at most 7 pixels (28 -> 2 stages, 32 -> 3, 64 -> 4)."""
     depth, side = 0, min(h, w)
