@@ -12,8 +12,10 @@ from PIL import Image
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own decode cache; the user's ~/.cache is never touched."""
+    """Every test gets its own decode cache and working directory (where runs/ would go); the
+    user's ~/.cache and the checkout are never touched."""
     monkeypatch.setenv("AEKIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 def smooth_images(n: int, h: int, w: int, c: int, seed: int = 0) -> np.ndarray:

@@ -140,3 +140,12 @@ def test_width_scales_with_many_channels(tmp_path):
     meta = json.loads((run.path / "model.json").read_text())
     assert meta["model_kwargs"]["width"] == 26 and meta["input"]["channels"] == 13
     assert yaml.safe_load((run.path / "config.yaml").read_text())["width"] == 26
+
+
+def test_failed_start_leaves_no_run_folder_and_keeps_latest(rgb_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    good = aekit.train(rgb_folder, **{**FAST, "epochs": 1})
+    with pytest.raises(aekit.errors.AekitError, match="too deep"):
+        aekit.train(rgb_folder, **{**FAST, "depth": 12})
+    assert [p.name for p in (tmp_path / "runs").iterdir() if p.name != "latest"] == [good.path.name]
+    assert (tmp_path / "runs" / "latest").resolve() == good.path.resolve()

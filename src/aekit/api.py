@@ -10,7 +10,7 @@ from typing import Any
 from .config import TrainConfig, load_yaml, make_config
 from .data import load_data
 from .inference import Autoencoder, load
-from .rundir import check_out, make_run_dir
+from .rundir import check_out, link_latest, make_run_dir, remove_if_empty
 
 
 @dataclass
@@ -49,7 +49,13 @@ def train(
     )
     dataset.load_seconds = round(time.perf_counter() - t0, 3)
     run_dir = make_run_dir(out)
-    summary = fit(dataset, cfg, run_dir, verbose=verbose)
+    try:
+        summary = fit(dataset, cfg, run_dir, verbose=verbose)
+    except BaseException:
+        remove_if_empty(run_dir)  # e.g. an option the data cannot take: leave nothing behind
+        raise
+    if out is None:
+        link_latest(run_dir)  # only once the run has written its results
     return Run(path=run_dir, summary=summary, config=cfg)
 
 

@@ -81,7 +81,7 @@ def check_out(out: str | Path | None) -> None:
 
 
 def make_run_dir(out: str | Path | None, base: str | Path = "runs") -> Path:
-    """`out` as given, or `runs/<timestamp>` with `runs/latest` pointing at it."""
+    """`out` as given, or a new `runs/<timestamp>` (see `link_latest`)."""
     if out is not None:
         check_out(out)
         path = Path(out)
@@ -94,14 +94,27 @@ def make_run_dir(out: str | Path | None, base: str | Path = "runs") -> Path:
         i += 1
         path = base / f"{stamp}-{i}"
     _mkdir(path)
-    link = base / "latest"
-    try:
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(path.name, target_is_directory=True)
-    except OSError:
-        pass  # no symlinks on this filesystem: the run directory itself is still printed
     return path
+
+
+def link_latest(path: Path) -> None:
+    """Point `<parent>/latest` at a finished run, replacing the link atomically."""
+    link = path.parent / "latest"
+    tmp = path.parent / f".latest-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(path.name, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # no symlinks on this filesystem: the run folder is still printed
+
+
+def remove_if_empty(path: Path) -> None:
+    """Remove a run folder that a failed start left empty."""
+    try:
+        path.rmdir()
+    except OSError:
+        pass
 
 
 def _mkdir(path: Path) -> None:
