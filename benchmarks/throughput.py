@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -146,31 +147,34 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="folder of 56x56 RGB images (default: make patches56)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--json", type=Path, help="write the results here too")
+    ap.add_argument("--repeats", type=int, default=3, help="run the whole sequence this many times; report medians")
     args = ap.parse_args()
     folder = args.data
     if folder is None:
         folder = Path("/tmp/aekit-bench/patches56")
         if not folder.is_dir() or len(os.listdir(folder)) < 10000:
             subprocess.run([sys.executable, str(SHARED / "make_patches.py"), str(folder), "10000", "56"], check=True)
-    res = {"machine": machine(), "data": str(folder), "epochs": args.epochs}
-    with tempfile.TemporaryDirectory() as cache:
-        cache = Path(cache)
-        res["seed"] = seed(folder, args.epochs)
-        print("seed", res["seed"], flush=True)
-        res["limit"] = limit(folder, args.epochs)
-        print("limit", res["limit"], flush=True)
-        res["aekit32"] = aekit_train(folder, args.epochs, cache, ["--batch-size", "32"])  # cold cache first
-        print("aekit bs32", res["aekit32"], flush=True)
-        res["aekit_default"] = aekit_train(folder, args.epochs, cache, [])
-        print("aekit default bs", res["aekit_default"], flush=True)
-        res["encode"] = encode(folder, cache)
-        print("encode", res["encode"], flush=True)
-    s, lim, a = res["seed"]["images_per_s"], res["limit"]["images_per_s"], res["aekit32"]
-    res["ratios"] = {
-        "aekit32_warm_vs_seed": a["warm_images_per_s"] / s,
-        "aekit32_warm_vs_limit": a["warm_images_per_s"] / lim,
-        "cold_vs_warm_epoch": a["cold_epoch_seconds"] / a["warm_epoch_seconds"],
-        "encode_vs_train": res["encode"]["images_per_s"] / res["aekit_default"]["warm_images_per_s"],
+    res = {"machine": machine(), "data": str(folder), "epochs": args.epochs, "runs": []}
+    for r in range(args.repeats):  # the whole sequence again: this shared VM drifts by +-15% over minutes
+        run: dict = {}
+        with tempfile.TemporaryDirectory() as cache:
+            cache = Path(cache)
+            run["seed"] = seed(folder, args.epochs)
+            run["limit"] = limit(folder, args.epochs)
+            run["aekit32"] = aekit_train(folder, args.epochs, cache, ["--batch-size", "32"])  # cold cache first
+            run["aekit_default"] = aekit_train(folder, args.epochs, cache, [])
+            run["encode"] = encode(folder, cache)
+        s, lim, a = run["seed"]["images_per_s"], run["limit"]["images_per_s"], run["aekit32"]
+        run["ratios"] = {
+            "aekit32_warm_vs_seed": a["warm_images_per_s"] / s,
+            "aekit32_warm_vs_limit": a["warm_images_per_s"] / lim,
+            "cold_vs_warm_epoch": a["cold_epoch_seconds"] / a["warm_epoch_seconds"],
+            "encode_vs_train": run["encode"]["images_per_s"] / run["aekit_default"]["warm_images_per_s"],
+        }
+        print(f"run {r + 1}:", json.dumps(run["ratios"]), flush=True)
+        res["runs"].append(run)
+    res["median_ratios"] = {
+        k: statistics.median(run["ratios"][k] for run in res["runs"]) for k in res["runs"][0]["ratios"]
     }
     print(json.dumps(res, indent=2))
     if args.json:

@@ -14,12 +14,20 @@ from .tables import check_output, write_vectors
 
 
 def read_for_model(
-    model: Autoencoder, data: Any, *, verbose: bool = True, cache_dir: str | Path | None = "default"
+    model: Autoencoder,
+    data: Any,
+    *,
+    verbose: bool = True,
+    cache_dir: str | Path | None = "default",
+    stream: bool = True,
 ) -> ImageData:
-    """Read DATA with the model's own preprocessing (channels, size, bit depth), through the cache."""
+    """Read DATA with the model's own preprocessing (channels, size, bit depth), through the cache;
+    a cached folder stays memory-mapped (one pass over it needs no copy in memory)."""
     c, h, w = model.input_shape
     high = model.meta["input"]["dtype"] == "uint16"
-    return load_data(data, channels=c, image_size=(h, w), high=high, show_progress=verbose, cache_dir=cache_dir)
+    return load_data(
+        data, channels=c, image_size=(h, w), high=high, show_progress=verbose, cache_dir=cache_dir, stream=stream
+    )
 
 
 def encode_to_file(

@@ -61,7 +61,10 @@ class Autoencoder:
             arr.shape, prefer="NCHW" if isinstance(x, torch.Tensor) else "NHWC", expected_channels=c
         )
         factor = self._unit_factor(arr)
-        t = torch.from_numpy(np.ascontiguousarray(to_nchw(arr, layout))).to(self.device).float()
+        t = torch.from_numpy(np.ascontiguousarray(to_nchw(arr, layout))).to(self.device)
+        if self.compute.channels_last and t.ndim == 4:  # reorder while the data is still 1-2 bytes a value
+            t = t.contiguous(memory_format=torch.channels_last)
+        t = t.float()
         if factor != 1.0:
             t = t.mul_(factor)
         t = self._adapt_channels(t)

@@ -121,11 +121,13 @@ def load_data(
     high: bool | None = None,
     show_progress: bool = True,
     cache_dir: str | Path | None = "default",
+    stream: bool = False,
 ) -> ImageData:
     """Any supported input (folder, file, array, tensor, Dataset) as ImageData.
 
     Folders go through the decode-once cache in `cache_dir` ("default": the user cache
-    directory; None: no cache)."""
+    directory; None: no cache). `stream=True` leaves a cached folder memory-mapped (for one pass
+    over the data, as encode does) instead of reading it into memory."""
     from .cache import read_images_cached
     from .images import read_images
 
@@ -137,7 +139,9 @@ def load_data(
         )
         if cache_dir is None:
             return read_images(data, **opts)
-        return read_images_cached(data, cache_dir=None if cache_dir == "default" else cache_dir, **opts)
+        return read_images_cached(
+            data, cache_dir=None if cache_dir == "default" else cache_dir, in_memory_limit=0 if stream else None, **opts
+        )
     if isinstance(data, (np.ndarray, torch.Tensor)):
         return from_array(data)
     if isinstance(data, torch.utils.data.Dataset):

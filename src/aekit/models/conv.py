@@ -144,7 +144,7 @@ class BasicAutoencoder(nn.Module):
         chans = [16 * 2**i for i in range(depth)]
         enc, c_in = [], c
         for c_out in chans:
-            enc += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.ReLU()]
+            enc += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
             c_in = c_out
         self.encoder = nn.Sequential(*enc)
         hb, wb = self.sizes[-1]
@@ -159,7 +159,7 @@ class BasicAutoencoder(nn.Module):
             c_out = chans[i - 1] if i > 0 else c
             dec.append(nn.ConvTranspose2d(chans[i], c_out, 3, stride=2, padding=1, output_padding=pad))
             if i > 0:
-                dec.append(nn.ReLU())
+                dec.append(nn.ReLU(inplace=True))
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
