@@ -19,6 +19,7 @@ Policy, applied in this order:
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing as mp
 import os
 import sys
@@ -27,7 +28,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -237,9 +237,10 @@ def read_images(
         notes.append("16-bit or float images found: stored as 16-bit, full scale 65535")
 
     paths = [path for path, _ in good]
-    work = partial(_decode_or_reason, channels=channels, size=size, high=high)
     dtype = np.uint16 if high else np.uint8
     need = len(paths) * channels * size[0] * size[1] * np.dtype(dtype).itemsize
+    if allocate is np.empty and _use_processes(len(paths)):
+        allocate = _shared_empty  # forked workers write their rows straight into it
     try:
         array = allocate((len(paths), channels, *size), dtype)
     except MemoryError:
@@ -247,14 +248,18 @@ def read_images(
             f"{len(paths)} images of {channels}x{size[0]}x{size[1]} need {need / 2**30:.1f} GiB, more than this "
             "machine can hold; pass a smaller --image-size"
         ) from None
-    ids = []
-    results = track(parallel_map(work, paths), len(paths), "decoding", show_progress)
-    for path, r in zip(paths, results):  # in order; each decoded image is copied in and freed
-        if isinstance(r, str):
-            skipped.append(Skipped(_rel(path, root), r))
-        else:
-            array[len(ids)] = r
-            ids.append(_rel(path, root))
+    global _TARGET
+    _TARGET = array  # workers (threads, or processes forked after this) write row i of file i
+    try:
+        tasks = [(i, path, channels, size, high) for i, path in enumerate(paths)]
+        reasons = list(track(parallel_map(_decode_row, tasks), len(paths), "decoding", show_progress))
+    finally:
+        _TARGET = None
+    kept = [i for i, reason in enumerate(reasons) if reason is None]
+    skipped += [Skipped(_rel(paths[i], root), reason) for i, reason in enumerate(reasons) if reason is not None]
+    ids = [_rel(paths[i], root) for i in kept]
+    if len(kept) < len(paths):  # close the gaps left by files that failed to decode
+        array[: len(kept)] = array[kept]
     if not ids:
         raise AekitError(f"no readable image under {root}: every file failed to decode (first: {skipped[-1].reason})")
     skipped.sort(key=lambda s: s.path)
@@ -284,13 +289,37 @@ def _decode_or_reason(path: Path, channels: int, size: tuple[int, int], high: bo
         return str(e)
 
 
+_TARGET: np.ndarray | None = None  # the array decode workers write into (shared memory for processes)
+
+
+def _decode_row(task: tuple) -> str | None:
+    """Decode file `task[1]` into row `task[0]` of _TARGET; None, or the reason to skip it."""
+    row, path, channels, size, high = task
+    result = _decode_or_reason(path, channels, size, high)
+    if isinstance(result, str):
+        return result
+    _TARGET[row] = result
+    return None
+
+
+def _shared_empty(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """An array in anonymous shared memory: rows written by forked workers are seen by the parent."""
+    count = int(np.prod(shape))
+    buf = mmap.mmap(-1, max(1, count * np.dtype(dtype).itemsize))
+    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
+
+
+def _use_processes(n: int) -> bool:
+    return n >= PROCESS_MIN_ITEMS and _CPUS >= 2 and sys.platform == "linux"
+
+
 def parallel_map(fn: Callable, items: list) -> Iterator:
     """fn over items, in order, on every core: forked processes for large folders on Linux
     (decoding holds the GIL for much of its work), threads otherwise.
 
     Fork, not spawn or forkserver: those re-import the user's main script, which a library must
     not require to be guarded by `if __name__ == "__main__"`. The workers only run Pillow and numpy."""
-    if len(items) < PROCESS_MIN_ITEMS or _CPUS < 2 or sys.platform != "linux":
+    if not _use_processes(len(items)):
         with ThreadPoolExecutor(_WORKERS) as pool:
             yield from pool.map(fn, items)
         return
