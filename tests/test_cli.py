@@ -242,3 +242,13 @@ def test_evaluate_compares_with_pca_on_any_data(rgb_folder, tmp_path, capsys):
     recon = aekit.load(run).reconstruct(imgs.astype(np.float32), layout="NCHW")
     mse = float(np.mean((np.clip(recon / 255, 0, 1) - imgs / 255) ** 2))
     assert res["autoencoder"]["mse"] == pytest.approx(mse, rel=1e-4)
+
+
+def test_python_dash_m_and_console_script_entry_points():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "aekit", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("aekit ")
+    bad = subprocess.run([sys.executable, "-m", "aekit", "train", "/no/such/folder"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr

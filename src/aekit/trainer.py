@@ -172,9 +172,9 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
                     group["lr"] = lr * group["lr_scale"]
                 xb = x_all[order[i : i + cfg.batch_size]].to(device, non_blocking=True)  # (B, C, H, W) raw
                 xn = normalizer.normalize(xb)
-                if cfg.augment == "flip":  # a seeded half of the batch mirrored left-right
-                    flip = (torch.rand(len(xn), generator=gen) < 0.5).to(device).view(-1, 1, 1, 1)
-                    xn = torch.where(flip, xn.flip(-1), xn)
+                if cfg.augment == "flip":  # a seeded half of the batch mirrored left-right, in place
+                    mirrored = torch.nonzero(torch.rand(len(xb), generator=gen) < 0.5).flatten().to(device)
+                    xn[mirrored] = xn[mirrored].flip(-1)
                 loss = train_step(train_model, opt, xn, compute)
                 loss_sum += loss * len(xb)
                 seen += len(xb)
