@@ -27,7 +27,7 @@ from .devices import resolve_device
 from .errors import AekitError
 from .evaluate import compare, comparison_table, format_db, say_verdict
 from .models import create_model
-from .models.conv import auto_width
+from .models.conv import auto_width, max_depth
 from .normalize import Normalizer, channel_stats
 from .pca import fit_pca, pca_rows
 from .plots import loss_plot, recon_grid
@@ -114,8 +114,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     kwargs = {"in_shape": (c, h, w), "latent_dim": cfg.latent_dim, "depth": cfg.depth}
     if cfg.arch == "conv":
         kwargs["width"] = cfg.width or auto_width(c)
-    if cfg.depth is not None and 2 ** (cfg.depth - 1) >= max(h, w):
-        deepest = max(1, math.floor(math.log2(max(h, w))))
+    deepest = max_depth(h, w)
+    if cfg.depth is not None and cfg.depth > deepest:
         raise AekitError(
             f"depth {cfg.depth} is too deep for {h}x{w} images (at most {deepest}); pass a smaller --depth"
         )

@@ -49,3 +49,13 @@ def test_pca_matches_exact_svd():
     err = ((pca.reconstruct(x) - x) ** 2).mean()
     u, s, vh = torch.linalg.svd(x - x.mean(0), full_matrices=False)
     assert abs(float(err) - float((s[10:] ** 2).sum() / x.numel())) < 1e-3
+
+
+def test_max_depth():
+    from aekit.models.conv import max_depth, stage_sizes
+
+    assert max_depth(1, 1) == 1 and max_depth(2, 2) == 1 and max_depth(28, 28) == 5 and max_depth(32, 9) == 5
+    for side in (2, 3, 17, 28, 32, 33):
+        d = max_depth(side, side)
+        assert stage_sizes(side, side, d)[-2][0] > 1  # every stage still has something to halve
+        assert stage_sizes(side, side, d + 1)[-2][0] == 1

@@ -26,6 +26,12 @@ def stage_sizes(h: int, w: int, depth: int) -> list[tuple[int, int]]:
     return sizes
 
 
+def max_depth(h: int, w: int) -> int:
+    """Most stride-2 stages that still shrink the image: the last one starts above 1 pixel."""
+    side = max(h, w)
+    return 1 if side <= 1 else math.floor(math.log2(side - 1)) + 1
+
+
 def auto_width(channels: int) -> int:
     """16 first-stage channels (chosen on RGB photo patches), or 2x the bands for multi-band data."""
     return max(16, 2 * channels)
