@@ -149,3 +149,12 @@ def test_failed_start_leaves_no_run_folder_and_keeps_latest(rgb_folder, tmp_path
         aekit.train(rgb_folder, **{**FAST, "depth": 12})
     assert [p.name for p in (tmp_path / "runs").iterdir() if p.name != "latest"] == [good.path.name]
     assert (tmp_path / "runs" / "latest").resolve() == good.path.resolve()
+
+
+def test_batch_size_does_not_change_results(gray28, tmp_path):
+    model = aekit.load(aekit.train(gray28, out=tmp_path / "run", **{**FAST, "epochs": 1}).path)
+    x = smooth_images(7, 28, 28, 1)[..., 0]
+    np.testing.assert_allclose(model.encode(x, batch_size=3), model.encode(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.reconstruct(x, batch_size=2), model.reconstruct(x))
+    z = model.encode(x)
+    np.testing.assert_allclose(model.decode(z, batch_size=4), model.decode(z), rtol=1e-5, atol=1e-4)

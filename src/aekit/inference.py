@@ -49,18 +49,22 @@ class Autoencoder:
         return f"Autoencoder(arch={self.meta['arch']!r}, input={c}x{h}x{w}, latent_dim={self.latent_dim})"
 
     # -- preprocessing ------------------------------------------------------------------------
-    def prepare(self, x: Any, layout: str | None = None) -> torch.Tensor:
-        """Raw images -> (N, C, H, W) float32 in the model's raw units, on the model's device."""
+    def _as_array(self, x: Any, layout: str | None) -> tuple[np.ndarray, str]:
+        """The input as a numpy array of N images, and its layout (inferred once for all batches)."""
         arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         if arr.size == 0:
             raise AekitError(f"no images to process (input shape {arr.shape})")
         if arr.ndim == 2:
             arr = arr[None]
-        c, h, w = self.input_shape
-        layout = layout or infer_layout(
-            arr.shape, prefer="NCHW" if isinstance(x, torch.Tensor) else "NHWC", expected_channels=c
-        )
-        factor = self._unit_factor(arr)
+        prefer = "NCHW" if isinstance(x, torch.Tensor) else "NHWC"
+        return arr, layout or infer_layout(arr.shape, prefer=prefer, expected_channels=self.input_shape[0])
+
+    def prepare(self, x: Any, layout: str | None = None) -> torch.Tensor:
+        """Raw images -> (N, C, H, W) float32 in the model's raw units, on the model's device."""
+        arr, layout = self._as_array(x, layout)
+        return self._to_tensor(arr, layout, self._unit_factor(arr))
+
+    def _to_tensor(self, arr: np.ndarray, layout: str, factor: float) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(to_nchw(arr, layout))).to(self.device)
         if self.compute.channels_last and t.ndim == 4:  # reorder while the data is still 1-2 bytes a value
             t = t.contiguous(memory_format=torch.channels_last)
@@ -68,6 +72,7 @@ class Autoencoder:
         if factor != 1.0:
             t = t.mul_(factor)
         t = self._adapt_channels(t)
+        h, w = self.input_shape[1:]
         if t.shape[-2:] != (h, w):
             t = fit_size(t, (h, w))
         return t
@@ -83,7 +88,7 @@ class Autoencoder:
                 warnings.warn(
                     f"float input in [0, 1], but this model takes pixel values (0-{self.scale:g}); "
                     f"multiply by {self.scale:g} or pass integer images",
-                    stacklevel=4,
+                    stacklevel=3,  # _unit_factor <- encode/reconstruct/prepare <- the caller
                 )
             return 1.0
         raise AekitError(f"unsupported input type {arr.dtype}; pass uint8, uint16 or float images")
@@ -109,8 +114,9 @@ class Autoencoder:
     # -- the three verbs ----------------------------------------------------------------------
     def encode(self, x: Any, *, batch_size: int = 256, layout: str | None = None) -> Any:
         """Latent codes (N, latent_dim), numpy or tensor like the input."""
-        t = self.prepare(x, layout)
-        z = self._batched(lambda b: self.model.encode(self.normalizer.normalize(b)), t, batch_size)
+        arr, layout = self._as_array(x, layout)
+        factor = self._unit_factor(arr)
+        z = self._batched(lambda b: self.model.encode(self.normalizer.normalize(b)), arr, layout, factor, batch_size)
         return z.cpu() if isinstance(x, torch.Tensor) else z.cpu().numpy()
 
     def decode(self, z: Any, *, batch_size: int = 256) -> Any:
@@ -118,20 +124,18 @@ class Autoencoder:
         zt = torch.as_tensor(np.asarray(z) if not isinstance(z, torch.Tensor) else z, dtype=torch.float32)
         if zt.ndim != 2 or zt.shape[1] != self.latent_dim:
             raise AekitError(f"latent codes must be shaped (N, {self.latent_dim}); got {tuple(zt.shape)}")
-        zt = zt.to(self.device)
-        out = self._batched(lambda b: self._to_raw(self.model.decode(b)), zt, batch_size)
+        out = self._batched(lambda b: self._to_raw(self.model.decode(b.to(self.device))), zt, None, 1.0, batch_size)
         return out.cpu() if isinstance(z, torch.Tensor) else out.cpu().numpy()
 
     def reconstruct(self, x: Any, *, batch_size: int = 256, layout: str | None = None) -> Any:
         """Reconstructions at the model's size, in the input's layout, dtype and container."""
         is_tensor = isinstance(x, torch.Tensor)
-        arr = x.detach().cpu().numpy() if is_tensor else np.asarray(x)
-        c = self.input_shape[0]
-        lay = layout or infer_layout(
-            arr.shape if arr.ndim > 2 else (1, *arr.shape), prefer="NCHW" if is_tensor else "NHWC", expected_channels=c
+        single = np.ndim(x) == 2
+        arr, lay = self._as_array(x, layout)
+        factor = self._unit_factor(arr)
+        recon = self._batched(
+            lambda b: self._to_raw(self.model(self.normalizer.normalize(b)).recon), arr, lay, factor, batch_size
         )
-        t = self.prepare(x, lay)
-        recon = self._batched(lambda b: self._to_raw(self.model(self.normalizer.normalize(b)).recon), t, batch_size)
         out = recon.cpu().numpy()
         if arr.dtype in (np.uint8, np.uint16):
             full = 255.0 if arr.dtype == np.uint8 else 65535.0
@@ -139,20 +143,23 @@ class Autoencoder:
         if lay == "NHW" and out.shape[1] != 1:
             lay = "NCHW"  # a gray input to a colour model comes back with the model's channels
         out = from_nchw(out, lay)
-        if arr.ndim == 2:
+        if single:
             out = out[0]
         return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
 
-    def _batched(self, fn, t: torch.Tensor, batch_size: int) -> torch.Tensor:
-        """fn over batches of t, concatenated, in the chosen precision; no autograd; fp32 out."""
+    def _batched(self, fn, data, layout: str | None, factor: float, batch_size: int) -> torch.Tensor:
+        """fn over batches of `data`, concatenated, in the chosen precision; no autograd; fp32 out.
+        Raw images (layout given) are converted one batch at a time: memory stays at one batch of
+        floats whatever the size of the input. Latent codes (layout None) go in as they are."""
         if batch_size < 1:
             raise AekitError(f"batch_size must be a positive integer, got {batch_size}")
         amp = self.compute.amp_dtype
-        fmt = torch.channels_last if self.compute.channels_last and t.ndim == 4 else torch.contiguous_format
+
+        def run(chunk):
+            return fn(chunk if layout is None else self._to_tensor(chunk, layout, factor)).float()
+
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=bool(amp)):
-            return torch.cat(
-                [fn(t[i : i + batch_size].contiguous(memory_format=fmt)).float() for i in range(0, len(t), batch_size)]
-            )
+            return torch.cat([run(data[i : i + batch_size]) for i in range(0, len(data), batch_size)])
 
     def _to_raw(self, recon: torch.Tensor) -> torch.Tensor:
         raw = self.normalizer.to_unit(recon) * self.scale
