@@ -46,6 +46,7 @@ def train(
         extensions=cfg.extensions,
         show_progress=verbose,
         cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
+        layout=cfg.layout,
     )
     dataset.load_seconds = round(time.perf_counter() - t0, 3)
     run_dir = make_run_dir(out)

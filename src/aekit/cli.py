@@ -70,7 +70,7 @@ def _options(args: argparse.Namespace) -> dict:
 def add_use_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that use a trained model on data (encode, evaluate, ...)."""
     p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
-    p.add_argument("data", help="folder of images (or one image file)")
+    p.add_argument("data", help="folder of images, one image file, or a .npy/.npz array of images")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -155,9 +155,10 @@ def build_parser() -> Parser:
     p = sub.add_parser(
         "train",
         help="train an autoencoder on a folder of images",
-        description="Train an autoencoder on DATA (a folder of images, searched recursively).",
+        description="Train an autoencoder on DATA: a folder of images (searched recursively), "
+        "or a .npy/.npz array of images shaped N,H,W / N,H,W,C / N,C,H,W.",
     )
-    p.add_argument("data", help="folder of images (or one image file)")
+    p.add_argument("data", help="folder of images, one image file, or a .npy/.npz array of images")
     add_train_options(p)
 
     p = sub.add_parser(

@@ -42,6 +42,11 @@ class TrainConfig:
         "channels when there are more than 8 (conv arch only)",
     )
     channels: int | None = _opt(None, "images: 1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
+    layout: str | None = _opt(
+        None,
+        "array files: NHW, NHWC or NCHW; default inferred (the axis of size 1, 3 or 4 is the channel)",
+        choices=("NHW", "NHWC", "NCHW"),
+    )
     image_size: list[int] | None = _opt(
         None,
         "H W or one number (square): images are resized to cover it, then center-cropped; "

@@ -83,6 +83,42 @@ def from_array(x: Any, *, layout: str | None = None, source: str = "array") -> I
     return ImageData(array=arr, ids=[str(i) for i in range(len(arr))], scale=scale, source=source, n_found=len(arr))
 
 
+ARRAY_SUFFIXES = (".npy", ".npz")
+NPZ_KEYS = ("images", "image", "x", "data", "arr_0")
+
+
+def read_array_file(path: Path, *, layout: str | None = None) -> ImageData:
+    """Images from a .npy file, or from a .npz file's only array (or its 'images'/'x'/'data' array).
+
+    Never unpickles: object arrays are refused. Item identifiers are the row numbers."""
+    if not path.is_file():
+        raise AekitError(f"data file not found: {path}; pass an existing .npy/.npz file or an image folder")
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(path, mmap_mode="c", allow_pickle=False)  # copy-on-write: the file is never written
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                keys = list(npz.keys())
+                key = keys[0] if len(keys) == 1 else next((k for k in NPZ_KEYS if k in keys), None)
+                if key is None:
+                    raise AekitError(
+                        f"{path} holds several arrays ({', '.join(keys)}); name the images 'images' or save one array"
+                    )
+                arr = npz[key]
+    except ValueError as e:
+        raise AekitError(f"cannot read {path} without unpickling ({e}); save a plain numeric array") from None
+    except OSError as e:
+        raise AekitError(f"cannot read {path}: {e}") from None
+    if arr.ndim == 2:
+        raise AekitError(
+            f"{path} is a 2-D array {arr.shape} (a table); tables need the MLP autoencoder, not available yet. "
+            "Image arrays are N,H,W / N,H,W,C / N,C,H,W"
+        )
+    data = from_array(arr, layout=layout, source=str(path.resolve()))
+    data.notes.append(f"array {tuple(arr.shape)} {arr.dtype}, read as {layout or infer_layout(arr.shape)}")
+    return data
+
+
 def _first_tensor(item: Any) -> Any:
     if isinstance(item, dict):
         for key in ("image", "images", "x", "input", "data"):
@@ -122,6 +158,7 @@ def load_data(
     show_progress: bool = True,
     cache_dir: str | Path | None = "default",
     stream: bool = False,
+    layout: str | None = None,
 ) -> ImageData:
     """Any supported input (folder, file, array, tensor, Dataset) as ImageData.
 
@@ -133,6 +170,8 @@ def load_data(
 
     if isinstance(data, ImageData):
         return data
+    if isinstance(data, (str, Path)) and Path(data).suffix.lower() in ARRAY_SUFFIXES:
+        return read_array_file(Path(data), layout=layout)
     if isinstance(data, (str, Path)):
         opts = dict(
             channels=channels, image_size=image_size, extensions=extensions, high=high, show_progress=show_progress
@@ -143,7 +182,7 @@ def load_data(
             data, cache_dir=None if cache_dir == "default" else cache_dir, in_memory_limit=0 if stream else None, **opts
         )
     if isinstance(data, (np.ndarray, torch.Tensor)):
-        return from_array(data)
+        return from_array(data, layout=layout)
     if isinstance(data, torch.utils.data.Dataset):
         return from_dataset(data)
     raise AekitError(f"cannot read data of type {type(data).__name__}; pass a folder path, an array or a Dataset")
