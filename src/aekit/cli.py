@@ -76,6 +76,7 @@ def add_use_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--cache-dir", help="where decoded images are cached (default: ~/.cache/aekit)")
     p.add_argument("--no-cache", action="store_true", help="decode into memory only")
+    p.add_argument("--layout", choices=("NHW", "NHWC", "NCHW"), help="array files: layout (default: inferred)")
 
 
 def _use(args: argparse.Namespace) -> dict:
@@ -85,6 +86,7 @@ def _use(args: argparse.Namespace) -> dict:
         "device": args.device,
         "verbose": not args.quiet,
         "cache_dir": None if args.no_cache else (args.cache_dir or "default"),
+        "layout": args.layout,
     }
 
 

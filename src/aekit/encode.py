@@ -20,13 +20,21 @@ def read_for_model(
     verbose: bool = True,
     cache_dir: str | Path | None = "default",
     stream: bool = True,
+    layout: str | None = None,
 ) -> ImageData:
     """Read DATA with the model's own preprocessing (channels, size, bit depth), through the cache;
     a cached folder stays memory-mapped (one pass over it needs no copy in memory)."""
     c, h, w = model.input_shape
     high = model.meta["input"]["dtype"] == "uint16"
     return load_data(
-        data, channels=c, image_size=(h, w), high=high, show_progress=verbose, cache_dir=cache_dir, stream=stream
+        data,
+        channels=c,
+        image_size=(h, w),
+        high=high,
+        show_progress=verbose,
+        cache_dir=cache_dir,
+        stream=stream,
+        layout=layout,
     )
 
 
@@ -40,13 +48,14 @@ def encode_to_file(
     precision: str = "fp32",
     verbose: bool = True,
     cache_dir: str | Path | None = "default",
+    layout: str | None = None,
 ) -> tuple[list[Path], int, list[Skipped]]:
     """Encode DATA with the model in RUN and write `output`; returns (files written, items, skipped)."""
     check_output(output)  # fail on a bad path or extension before any work
     if batch_size < 1:
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
     model = load(run, device=device, precision=precision)
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir)
+    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout)
     z = np.concatenate(
         [
             model.encode(items.array[i : i + batch_size], layout="NCHW", batch_size=batch_size)

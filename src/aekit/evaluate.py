@@ -94,6 +94,7 @@ def evaluate(
     device: str = "auto",
     verbose: bool = True,
     cache_dir: str | Path | None = "default",
+    layout: str | None = None,
 ) -> dict:
     """Evaluate the model in RUN on DATA next to the run's PCA; optionally write JSON to `output`."""
     from .encode import read_for_model
@@ -102,7 +103,7 @@ def evaluate(
     run_dir = resolve_run(run)
     model = load(run_dir, device=device)
     pca = load_pca(run_dir)
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir)
+    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout)
     x_all = torch.from_numpy(items.array)
     res = compare(
         model.model, model.normalizer, pca, x_all, torch.arange(len(items)), model.device, model.scale > 1, batch_size

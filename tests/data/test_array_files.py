@@ -41,6 +41,9 @@ def test_layout_flag_overrides_inference(tmp_path):
     assert main(["train", str(tmp_path / "a.npy"), *FAST, "--layout", "NCHW", "--out", str(tmp_path / "r")]) == 0
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert s["channels"] == 3 and s["image_size"] == [8, 3]
+    out = tmp_path / "z.npy"
+    assert main(["encode", str(tmp_path / "r"), str(tmp_path / "a.npy"), "--layout", "NCHW", "-o", str(out)]) == 0
+    assert np.load(out).shape == (16, 4)
 
 
 def test_npz_picks_the_images_array(tmp_path):
