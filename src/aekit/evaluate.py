@@ -33,10 +33,8 @@ def compare(
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]]
         target = xb.float() / cpu_norm.scale
-        recon = normalizer.to_unit(model(normalizer.normalize(xb.to(device))).recon).float().cpu()
-        linear = cpu_norm.to_unit(pca.reconstruct(cpu_norm.normalize(xb)))
-        if bounded:
-            recon, linear = recon.clamp(0, 1), linear.clamp(0, 1)
+        recon = normalizer.to_unit(model(normalizer.normalize(xb.to(device))).recon, bounded).float().cpu()
+        linear = cpu_norm.to_unit(pca.reconstruct(cpu_norm.normalize(xb)), bounded)
         ae.update(recon, target)
         lin.update(linear, target)
     model.train(was_training)

@@ -162,8 +162,7 @@ class Autoencoder:
             return torch.cat([run(data[i : i + batch_size]) for i in range(0, len(data), batch_size)])
 
     def _to_raw(self, recon: torch.Tensor) -> torch.Tensor:
-        raw = self.normalizer.to_unit(recon) * self.scale
-        return raw.clamp(0, self.scale) if self.scale > 1 else raw
+        return self.normalizer.to_unit(recon, clamp=self.scale > 1) * self.scale
 
 
 def fit_size(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

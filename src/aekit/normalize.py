@@ -21,9 +21,11 @@ class Normalizer(nn.Module):
         gain = 1.0 / (self.scale * self.std)
         return torch.addcmul(-self.mean / self.std, raw.float(), gain)
 
-    def to_unit(self, y: torch.Tensor) -> torch.Tensor:
-        """Normalised values back to [0, 1] units (pixels / scale)."""
-        return y * self.std + self.mean
+    def to_unit(self, y: torch.Tensor, clamp: bool = False) -> torch.Tensor:
+        """Normalised values back to [0, 1] units (pixels / scale); `clamp` to the valid range
+        (integer images, whose pixels cannot leave [0, 1])."""
+        unit = y * self.std + self.mean
+        return unit.clamp(0, 1) if clamp else unit
 
     def to_dict(self) -> dict:
         return {

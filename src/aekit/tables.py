@@ -40,7 +40,12 @@ def write_vectors(
     ext = p.suffix.lower()
     cols = [f"{prefix}{i}" for i in range(vectors.shape[1])]
     if ext == ".npy":
-        atomic_write(p, lambda t: np.save(t.open("wb"), vectors.astype(np.float32)))
+
+        def save(t: Path) -> None:
+            with open(t, "wb") as f:  # a handle: np.save would add ".npy" to the temporary name
+                np.save(f, vectors.astype(np.float32))
+
+        atomic_write(p, save)
         side = p.with_suffix(".paths.txt")
         atomic_write(side, lambda t: t.write_text("".join(f"{i}\n" for i in ids)))
         return [p, side]

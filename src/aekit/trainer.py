@@ -76,9 +76,7 @@ def evaluate(model, normalizer, x_all, idx, device, batch_size, bounded) -> dict
         xn = normalizer.normalize(xb)
         out = model(xn)
         loss_sum += F.mse_loss(out.recon, xn, reduction="sum").item()
-        unit = normalizer.to_unit(out.recon)
-        if bounded:
-            unit = unit.clamp(0, 1)
+        unit = normalizer.to_unit(out.recon, bounded)
         mse_sum += F.mse_loss(unit, xb.float() / normalizer.scale, reduction="sum").item()
         count += xb.numel()
     model.train()
@@ -88,9 +86,7 @@ def evaluate(model, normalizer, x_all, idx, device, batch_size, bounded) -> dict
 @torch.no_grad()
 def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bool) -> np.ndarray:
     model.eval()
-    unit = normalizer.to_unit(model(normalizer.normalize(x_raw.to(device))).recon)
-    if bounded:
-        unit = unit.clamp(0, 1)
+    unit = normalizer.to_unit(model(normalizer.normalize(x_raw.to(device))).recon, bounded)
     model.train()
     return unit.float().cpu().numpy()
 

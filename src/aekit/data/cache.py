@@ -47,16 +47,21 @@ def memory_limit() -> int:
         return 4 << 30
 
 
-def fingerprint(root: Path, files: list[Path], others: list[Skipped], options: dict) -> str:
+def listing_digest(files: list[Path], others: list[Skipped]) -> str:
+    """Digest of the file list with sizes and modification times (one stat per file)."""
     h = hashlib.sha256()
-    head = {"v": CACHE_VERSION, "pillow": PIL.__version__, "root": str(root.resolve()), "options": options}
-    h.update(json.dumps(head, sort_keys=True).encode())
     for f in files:
         st = f.stat()
         h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     for s in others:
         h.update(f"other\0{s.path}\n".encode())
-    return h.hexdigest()[:32]
+    return h.hexdigest()
+
+
+def fingerprint(root: Path, listing: str, options: dict) -> str:
+    """Cache key: the listing digest, the preprocessing options, the cache format and Pillow."""
+    head = {"v": CACHE_VERSION, "pillow": PIL.__version__, "root": str(root.resolve()), "options": options}
+    return hashlib.sha256((json.dumps(head, sort_keys=True) + listing).encode()).hexdigest()[:32]
 
 
 def read_images_cached(
@@ -80,7 +85,8 @@ def read_images_cached(
         "high": high,
     }
     base = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = fingerprint(root, files, others, options)
+    listing = listing_digest(files, others)
+    key = fingerprint(root, listing, options)
     entry = base / key
     limit = memory_limit() if in_memory_limit is None else in_memory_limit
     alias = base / f"{key}.alias"
@@ -91,7 +97,7 @@ def read_images_cached(
             return _load(entry, limit)
         except (OSError, ValueError, KeyError):
             shutil.rmtree(entry, ignore_errors=True)  # unreadable entry: rebuild it
-    return _build(root, files, others, base, key, options, show_progress, limit)
+    return _build(root, files, others, listing, base, key, options, show_progress, limit)
 
 
 def _load(entry: Path, limit: int) -> ImageData:
@@ -115,7 +121,7 @@ def _load(entry: Path, limit: int) -> ImageData:
     )
 
 
-def _build(root, files, others, base, key, options, show_progress, limit) -> ImageData:
+def _build(root, files, others, listing, base, key, options, show_progress, limit) -> ImageData:
     try:
         base.mkdir(parents=True, exist_ok=True)
         _remove_stale(base)
@@ -158,7 +164,7 @@ def _build(root, files, others, base, key, options, show_progress, limit) -> Ima
         except OSError:  # another process finished the same entry first: keep theirs
             shutil.rmtree(tmp, ignore_errors=True)
         data.notes.append(f"decoded images cached in {base / key}")
-        _write_alias(base, key, fingerprint(root, files, others, _resolved(data, options)))
+        _write_alias(base, key, fingerprint(root, listing, _resolved(data, options)))
         if data.array.nbytes <= limit:  # train from RAM, as a warm run would, not the map just written
             data.array = np.array(data.array)
         return data
