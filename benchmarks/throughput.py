@@ -121,7 +121,7 @@ def aekit_train(folder: Path, epochs: int, cache: Path, extra: list[str]) -> dic
 
 ENCODE = """
 import sys, time
-from aekit.encode import encode_to_file
+from aekit.encoding import encode_to_file
 t = time.perf_counter()
 _, n, _ = encode_to_file(sys.argv[1], sys.argv[2], sys.argv[3], cache_dir=sys.argv[4], verbose=False)
 print("encode images/s", n / (time.perf_counter() - t))

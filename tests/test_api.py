@@ -158,3 +158,15 @@ def test_batch_size_does_not_change_results(gray28, tmp_path):
     np.testing.assert_array_equal(model.reconstruct(x, batch_size=2), model.reconstruct(x))
     z = model.encode(x)
     np.testing.assert_allclose(model.decode(z, batch_size=4), model.decode(z), rtol=1e-5, atol=1e-4)
+
+
+def test_api_verbs_stay_functions_when_every_module_is_imported():
+    import importlib
+    import inspect
+    import pkgutil
+
+    for info in pkgutil.walk_packages(aekit.__path__, "aekit."):
+        if info.name != "aekit.__main__":
+            importlib.import_module(info.name)  # a submodule named like a verb would shadow it
+    for name in ("train", "load", "encode", "score", "reconstruct", "evaluate"):
+        assert inspect.isfunction(getattr(aekit, name)), name

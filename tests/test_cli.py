@@ -136,6 +136,8 @@ def bad_inputs(tmp_path, rgb_folder):
         "depth too deep": (["train", g, "--depth", "10"], "too deep"),
         "out holds a run": (["train", g, "--out", run], "already holds"),
         "unknown precision": (["train", g, "--precision", "fp8"], "invalid choice"),
+        "score bad ext": (["score", run, g, "-o", str(tmp_path / "s.txt")], ".csv or .parquet"),
+        "reconstruct onto a file": (["reconstruct", run, g, "-o", str(afile)], "is a file"),
     }
 
 
@@ -162,6 +164,8 @@ CASES = [
     "depth too deep",
     "out holds a run",
     "unknown precision",
+    "score bad ext",
+    "reconstruct onto a file",
 ]
 NEEDS_RUN = {
     "encode into a file's child",
@@ -169,6 +173,8 @@ NEEDS_RUN = {
     "encode batch 0",
     "encode unknown device",
     "out holds a run",
+    "score bad ext",
+    "reconstruct onto a file",
 }
 
 

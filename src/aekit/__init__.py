@@ -9,12 +9,12 @@ recon = model.reconstruct(images)   # same layout and dtype as `images`
 
 __version__ = "0.1.0"
 
-__all__ = ["Run", "__version__", "load", "train"]
+__all__ = ["Run", "__version__", "encode", "evaluate", "load", "reconstruct", "score", "train"]
 
 
 def __getattr__(name: str):
     # torch is imported on first use, so `aekit --help` and decoding workers start fast
-    if name in ("Run", "load", "train"):
+    if name in ("Run", "load", "train", "encode", "evaluate", "reconstruct", "score"):
         from . import api
 
         return getattr(api, name)

@@ -60,4 +60,43 @@ def train(
     return Run(path=run_dir, summary=summary, config=cfg)
 
 
-__all__ = ["Autoencoder", "Run", "load", "train"]
+def encode(run: str | Path, data: Any, output: str | Path | None = None, **options: Any) -> tuple[list[str], Any]:
+    """Latent codes of every item of `data` (folder, file, array): (ids, codes (N, latent_dim)).
+    With `output` (.npy/.csv/.parquet) they are also written there, as `aekit encode` does."""
+    import numpy as np
+
+    from .encoding import encode_items
+
+    ids, z, _ = encode_items(run, data, **options)
+    if output is not None:
+        from .tables import write_vectors
+
+        write_vectors(output, ids, z)
+    return ids, np.asarray(z)
+
+
+def score(run: str | Path, data: Any, output: str | Path | None = None, **options: Any):
+    """Anomaly scores of every item of `data` with the run's threshold (see `aekit score --help`
+    for the options: metric, threshold, threshold_percentile, contamination, ...). Returns
+    `Scores(ids, scores, is_anomaly, threshold, summary)`; with `output` also writes the CSV,
+    the worst-items picture and the summary."""
+    from .scoring import score_to_file
+
+    return score_to_file(run, data, output, **options)
+
+
+def reconstruct(run: str | Path, data: Any, output: str | Path, **options: Any) -> dict:
+    """Write the reconstruction of every item of `data` into the folder `output` (as `aekit reconstruct`)."""
+    from .reconstruction import reconstruct_to_dir
+
+    return reconstruct_to_dir(run, data, output, **options)
+
+
+def evaluate(run: str | Path, data: Any, output: str | Path | None = None, **options: Any) -> dict:
+    """The model next to PCA on `data`: MSE, PSNR, SSIM overall and per channel (as `aekit evaluate`)."""
+    from .evaluation import evaluate as _evaluate
+
+    return _evaluate(run, data, output=output, **options)
+
+
+__all__ = ["Autoencoder", "Run", "encode", "evaluate", "load", "reconstruct", "score", "train"]

@@ -120,7 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from .encode import encode_to_file
+    from .encoding import encode_to_file
 
     written, n, skipped = encode_to_file(args.run, args.data, args.output, precision=args.precision, **_use(args))
     if not args.quiet:
@@ -131,9 +131,34 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     evaluate(args.run, args.data, output=args.output, **_use(args))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .scoring import score_to_file
+
+    score_to_file(
+        args.run,
+        args.data,
+        args.output,
+        metric=args.metric,
+        threshold=args.threshold,
+        threshold_percentile=args.threshold_percentile,
+        contamination=args.contamination,
+        worst=args.worst,
+        precision=args.precision,
+        **_use(args),
+    )
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .reconstruction import reconstruct_to_dir
+
+    reconstruct_to_dir(args.run, args.data, args.output, compare=args.compare, precision=args.precision, **_use(args))
     return 0
 
 
@@ -145,7 +170,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "demo": cmd_demo, "encode": cmd_encode, "evaluate": cmd_evaluate, "models": cmd_models}
+COMMANDS = {
+    "train": cmd_train,
+    "demo": cmd_demo,
+    "encode": cmd_encode,
+    "reconstruct": cmd_reconstruct,
+    "score": cmd_score,
+    "evaluate": cmd_evaluate,
+    "models": cmd_models,
+}
+
+
+def add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "auto", "bf16", "fp16"),
+        help="fp32 (default, exact) or reduced precision for speed",
+    )
 
 
 def build_parser() -> Parser:
@@ -177,12 +219,54 @@ def build_parser() -> Parser:
     )
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .npy, .csv or .parquet")
     add_use_options(p)
-    p.add_argument(
-        "--precision",
-        default="fp32",
-        choices=("fp32", "auto", "bf16", "fp16"),
-        help="fp32 (default, exact) or reduced precision for speed",
+    add_precision(p)
+
+    p = sub.add_parser(
+        "reconstruct",
+        help="write the model's reconstruction of every image",
+        description="Reconstruct DATA with a trained model into the folder DIR, mirroring the input tree "
+        "(PNG for 8/16-bit images; arrays give DIR/reconstructions.npy). DIR must be new, empty, or "
+        "written by an earlier aekit reconstruct.",
     )
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--compare", action="store_true", help="also write DIR/compare/: each original left of its reconstruction"
+    )
+    add_use_options(p)
+    add_precision(p)
+
+    p = sub.add_parser(
+        "score",
+        help="anomaly scores: reconstruction error of every item, with a threshold",
+        description="Score DATA with a trained model: one row per item (path, score, is_anomaly, rank), "
+        "worst first. The score is the reconstruction error in [0, 1] pixel units; the threshold is the "
+        "one fixed at training time (by default the 99th percentile of the validation items' errors) "
+        "unless one of --threshold, --threshold-percentile, --contamination is given. Also writes "
+        "OUTPUT_worst.png (the worst items above their reconstructions) and OUTPUT_summary.json.",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .csv or .parquet")
+    p.add_argument(
+        "--metric",
+        default="mse",
+        choices=("mse", "mae", "ssim"),
+        help="mse (default), mae, or ssim (1 - SSIM: structural dissimilarity)",
+    )
+    p.add_argument("--threshold", type=float, metavar="VALUE", help="flag items whose score exceeds VALUE")
+    p.add_argument(
+        "--threshold-percentile",
+        type=float,
+        metavar="P",
+        help="threshold at this percentile of the run's validation errors (training default: 99)",
+    )
+    p.add_argument(
+        "--contamination",
+        type=float,
+        metavar="FRACTION",
+        help="flag this fraction of the scored items (e.g. 0.05): the threshold comes from this data",
+    )
+    p.add_argument("--worst", type=int, default=16, metavar="N", help="items in the worst-items picture (default 16)")
+    add_use_options(p)
+    add_precision(p)
 
     p = sub.add_parser(
         "evaluate",

@@ -70,6 +70,12 @@ class TrainConfig:
     )
     compile: bool = _opt(False, "compile the model with torch.compile (slower start, faster steps on GPUs)")
     extensions: list[str] = _opt(list, "extra file extensions to read as images, e.g. .jfif", factory=True)
+    threshold_percentile: float = _opt(
+        99.0, "anomaly threshold: this percentile of the validation items' reconstruction errors"
+    )
+    contamination: float | None = _opt(
+        None, "anomaly threshold instead set to flag this fraction of the validation items (e.g. 0.01)"
+    )
     cache_dir: str | None = _opt(None, "where decoded images are cached (default: $AEKIT_CACHE_DIR or ~/.cache/aekit)")
     no_cache: bool = _opt(False, "decode into memory only; neither read nor write the cache")
 
@@ -103,6 +109,9 @@ class TrainConfig:
                     f"image_size {size} is over the limit of {MAX_SIDE} pixels a side; pass a smaller size"
                 )
             self.image_size = size
+        from .scoring import check_rule
+
+        check_rule(self.threshold_percentile, self.contamination)
         if self.augment not in AUGMENTS:
             raise AekitError(f"unknown augment {self.augment!r}; choose one of {', '.join(AUGMENTS)}")
         if self.precision not in PRECISIONS:

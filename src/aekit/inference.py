@@ -147,6 +147,33 @@ class Autoencoder:
             out = out[0]
         return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
 
+    def score(self, x: Any, *, metric: str = "mse", batch_size: int = 256, layout: str | None = None) -> np.ndarray:
+        """Per-item anomaly score (N,): reconstruction error in [0, 1] pixel units (`metric` mse,
+        mae or ssim = 1 - SSIM). Compare with `threshold` (set at training time)."""
+        from .scoring import METRICS, item_errors
+
+        if metric not in METRICS:
+            raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        arr, lay = self._as_array(x, layout)
+        factor = self._unit_factor(arr)
+
+        def errors(b: torch.Tensor) -> torch.Tensor:
+            recon = self.normalizer.to_unit(self.model(self.normalizer.normalize(b)).recon, clamp=self.scale > 1)
+            return item_errors(recon, b / self.scale, metric)
+
+        return self._batched(errors, arr, lay, factor, batch_size).cpu().numpy().astype(np.float64)
+
+    @property
+    def threshold(self) -> float | None:
+        """The anomaly threshold on the MSE score fixed at training time (None for older runs);
+        `threshold_info` says how it was set."""
+        t = self.meta.get("threshold")
+        return float(t["value"]) if t else None
+
+    @property
+    def threshold_info(self) -> dict | None:
+        return self.meta.get("threshold")
+
     def _batched(self, fn, data, layout: str | None, factor: float, batch_size: int) -> torch.Tensor:
         """fn over batches of `data`, concatenated, in the chosen precision; no autograd; fp32 out.
         Raw images (layout given) are converted one batch at a time: memory stays at one batch of

@@ -27,9 +27,9 @@ def make_progress(transient: bool = False) -> Progress:
     )
 
 
-def track(items: Iterable[T], total: int, description: str, enabled: bool = True) -> Iterator[T]:
-    """Iterate with a progress bar (shown only for long jobs on a terminal when `enabled`)."""
-    if not enabled or total < 200:
+def track(items: Iterable[T], total: int, description: str, enabled: bool = True, min_total: int = 200) -> Iterator[T]:
+    """Iterate with a progress bar (shown only for long jobs, `total` >= `min_total`, when `enabled`)."""
+    if not enabled or total < min_total:
         yield from items
         return
     with make_progress(transient=True) as progress:

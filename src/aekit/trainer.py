@@ -25,7 +25,7 @@ from .config import TrainConfig
 from .data.base import ImageData
 from .devices import resolve_device
 from .errors import AekitError
-from .evaluate import compare, comparison_table, format_db, say_verdict
+from .evaluation import compare, comparison_table, format_db, say_verdict
 from .models import create_model
 from .models.conv import auto_width, max_depth
 from .normalize import Normalizer, channel_stats
@@ -33,6 +33,7 @@ from .pca import fit_pca, pca_rows
 from .plots import loss_plot, recon_grid
 from .progress import console, make_progress
 from .rundir import write_json, write_metrics, write_yaml
+from .scoring import METRICS, item_errors, threshold_from, write_validation_scores
 
 WARMUP = 0.03  # fraction of training spent warming the learning rate up
 
@@ -89,6 +90,19 @@ def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bo
     unit = normalizer.to_unit(model(normalizer.normalize(x_raw.to(device))).recon, bounded)
     model.train()
     return unit.float().cpu().numpy()
+
+
+@torch.no_grad()
+def validation_errors(model, normalizer, x_all, idx, device, bounded: bool, batch_size: int) -> dict[str, np.ndarray]:
+    """Per-item errors of items `idx` under every score metric: what the anomaly threshold is set from."""
+    model.eval()
+    out: dict[str, list] = {m: [] for m in METRICS}
+    for i in range(0, len(idx), batch_size):
+        xb = x_all[idx[i : i + batch_size]].to(device, non_blocking=True)
+        recon = normalizer.to_unit(model(normalizer.normalize(xb)).recon, bounded)
+        for m in METRICS:
+            out[m].append(item_errors(recon, xb.float() / normalizer.scale, m).cpu())
+    return {m: torch.cat(v).double().numpy() for m, v in out.items()}
 
 
 def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True) -> dict:
@@ -232,6 +246,15 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     )
     loss_plot(rows, run_dir / "loss.png")
     final = compare(model, normalizer, pca, x_all, eval_idx, device, bounded, cfg.batch_size * 4)
+    errors = validation_errors(model, normalizer, x_all, eval_idx, device, bounded, cfg.batch_size * 4)
+    write_validation_scores(run_dir, [data.ids[i] for i in eval_idx.tolist()], errors)
+    whose = f"the {len(eval_idx)} {'validation' if len(val_idx) else 'training'} items"
+    rules = {
+        m: threshold_from(e, m, percentile=cfg.threshold_percentile, contamination=cfg.contamination, of=whose)
+        for m, e in errors.items()
+    }
+    meta["threshold"] = {**rules["mse"], "by_metric": {m: r for m, r in rules.items() if m != "mse"}}
+    write_json(run_dir / "model.json", meta)
     ae, lin = final["autoencoder"], final["pca"]
 
     summary = {
@@ -263,6 +286,7 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
         "val_on": "validation split"
         if len(val_idx)
         else ("training data (val_fraction is 0)" if cfg.val_fraction == 0 else "training data (too few items)"),
+        "threshold": rules["mse"],
         "stopped": stopped,
         "seconds": round(time.perf_counter() - t_start, 2),
         "images_per_s": rows[-1]["images_per_s"],
@@ -307,6 +331,7 @@ def _print_end(s: dict, run_dir: Path) -> None:
         "val MSE",
         f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {format_db(s['val_psnr'])} dB, SSIM {s['val_ssim']:.4f}",
     )
+    t.add_row("anomaly threshold", s["threshold"]["explanation"])
     t.add_row("time", f"{s['seconds']:.1f} s, {s['images_per_s']:.0f} images/s in the last epoch")
     t.add_row("run folder", str(run_dir))
     console.print(t)

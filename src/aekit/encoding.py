@@ -38,6 +38,31 @@ def read_for_model(
     )
 
 
+def encode_items(
+    run: str | Path,
+    data: Any,
+    *,
+    batch_size: int = 256,
+    device: str = "auto",
+    precision: str = "fp32",
+    verbose: bool = True,
+    cache_dir: str | Path | None = "default",
+    layout: str | None = None,
+) -> tuple[list[str], np.ndarray, list[Skipped]]:
+    """(ids, latent codes, skipped) of every item of DATA under the model in RUN."""
+    if batch_size < 1:
+        raise AekitError(f"batch size must be a positive integer, got {batch_size}")
+    model = load(run, device=device, precision=precision)
+    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout)
+    z = np.concatenate(
+        [
+            model.encode(items.array[i : i + batch_size], layout="NCHW", batch_size=batch_size)
+            for i in range(0, len(items), batch_size)
+        ]
+    )
+    return list(items.ids), z, items.skipped
+
+
 def encode_to_file(
     run: str | Path,
     data: Any,
@@ -52,15 +77,14 @@ def encode_to_file(
 ) -> tuple[list[Path], int, list[Skipped]]:
     """Encode DATA with the model in RUN and write `output`; returns (files written, items, skipped)."""
     check_output(output)  # fail on a bad path or extension before any work
-    if batch_size < 1:
-        raise AekitError(f"batch size must be a positive integer, got {batch_size}")
-    model = load(run, device=device, precision=precision)
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout)
-    z = np.concatenate(
-        [
-            model.encode(items.array[i : i + batch_size], layout="NCHW", batch_size=batch_size)
-            for i in range(0, len(items), batch_size)
-        ]
+    ids, z, skipped = encode_items(
+        run,
+        data,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        verbose=verbose,
+        cache_dir=cache_dir,
+        layout=layout,
     )
-    written = write_vectors(output, items.ids, z)
-    return written, len(items), items.skipped
+    return write_vectors(output, ids, z), len(ids), skipped

@@ -95,7 +95,7 @@ def evaluate(
     layout: str | None = None,
 ) -> dict:
     """Evaluate the model in RUN on DATA next to the run's PCA; optionally write JSON to `output`."""
-    from .encode import read_for_model
+    from .encoding import read_for_model
     from .inference import load
 
     run_dir = resolve_run(run)
