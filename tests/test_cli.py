@@ -258,3 +258,11 @@ def test_python_dash_m_and_console_script_entry_points():
     assert out.stdout.startswith("aekit ")
     bad = subprocess.run([sys.executable, "-m", "aekit", "train", "/no/such/folder"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, aekit.cli; aekit.cli.build_parser(); sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0  # `aekit --help` starts fast

@@ -9,12 +9,13 @@ recon = model.reconstruct(images)   # same layout and dtype as `images`
 
 __version__ = "0.1.0"
 
-__all__ = ["Run", "__version__", "encode", "evaluate", "load", "reconstruct", "score", "train"]
+API = ("Run", "train", "load", "encode", "reconstruct", "score", "evaluate", "sample", "interpolate")
+__all__ = ["__version__", *API]
 
 
 def __getattr__(name: str):
     # torch is imported on first use, so `aekit --help` and decoding workers start fast
-    if name in ("Run", "load", "train", "encode", "evaluate", "reconstruct", "score"):
+    if name in API:
         from . import api
 
         return getattr(api, name)

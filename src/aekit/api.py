@@ -99,4 +99,29 @@ def evaluate(run: str | Path, data: Any, output: str | Path | None = None, **opt
     return _evaluate(run, data, output=output, **options)
 
 
-__all__ = ["Autoencoder", "Run", "encode", "evaluate", "load", "reconstruct", "score", "train"]
+def sample(run: str | Path, n: int = 16, output: str | Path | None = None, **options: Any):
+    """(n, C, H, W) images decoded from the prior of a VAE run; with `output` also a grid PNG."""
+    from .generation import sample as _sample
+
+    return _sample(run, n, output, **options)
+
+
+def interpolate(run: str | Path, a: str | Path, b: str | Path, steps: int = 8, output=None, **options: Any):
+    """Images decoded between the codes of image files `a` and `b`; with `output` also a strip PNG."""
+    from .generation import interpolate as _interpolate
+
+    return _interpolate(run, a, b, steps, output, **options)
+
+
+__all__ = [
+    "Autoencoder",
+    "Run",
+    "encode",
+    "evaluate",
+    "interpolate",
+    "load",
+    "reconstruct",
+    "sample",
+    "score",
+    "train",
+]

@@ -162,6 +162,30 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .generation import sample
+
+    out = args.output if args.output or not args.out_dir else None
+    sample(
+        args.run,
+        args.n,
+        out if out is not None or args.out_dir else "samples.png",
+        out_dir=args.out_dir,
+        seed=args.seed,
+        temperature=args.temperature,
+        device=args.device,
+        verbose=not args.quiet,
+    )
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from .generation import interpolate
+
+    interpolate(args.run, args.a, args.b, args.n, args.output, device=args.device, verbose=not args.quiet)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import describe_models
 
@@ -177,6 +201,8 @@ COMMANDS = {
     "reconstruct": cmd_reconstruct,
     "score": cmd_score,
     "evaluate": cmd_evaluate,
+    "sample": cmd_sample,
+    "interpolate": cmd_interpolate,
     "models": cmd_models,
 }
 
@@ -276,6 +302,35 @@ def build_parser() -> Parser:
     )
     p.add_argument("-o", "--output", metavar="FILE.json", help="also write the metrics as JSON")
     add_use_options(p)
+
+    p = sub.add_parser(
+        "sample",
+        help="new images decoded from random latent codes (VAE)",
+        description="Draw N codes from the prior N(0, I) of a variational autoencoder (trained with "
+        "--model vae) and decode them: a grid picture (-o) and/or one file per sample (--out-dir).",
+    )
+    p.add_argument("run", help="run folder of a model trained with --model vae")
+    p.add_argument("-n", type=int, default=16, help="number of samples (default: 16)")
+    p.add_argument("-o", "--output", metavar="FILE.png", help="grid picture (default: samples.png)")
+    p.add_argument("--out-dir", metavar="DIR", help="also write each sample as its own file here")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's spread (default: 1)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    p = sub.add_parser(
+        "interpolate",
+        help="walk the latent space between two images",
+        description="Encode images A and B, decode N evenly spaced points between their codes and write "
+        "a strip: A, the decoded points, B.",
+    )
+    p.add_argument("run", help="run folder written by `aekit train`")
+    p.add_argument("a", help="first image file")
+    p.add_argument("b", help="second image file")
+    p.add_argument("-n", type=int, default=8, metavar="STEPS", help="decoded points, ends included (default: 8)")
+    p.add_argument("-o", "--output", default="interpolation.png", metavar="FILE.png", help="strip picture")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     sub.add_parser("models", help="list the model architectures", description="List the registered models.")
     return parser

@@ -7,11 +7,13 @@ benchmark's compute-limit measurement share this one step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from .models.base import loss_fn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -65,14 +67,27 @@ def compute_settings(device: torch.device, precision: str = "auto", compile: boo
     return ComputeSettings(device, amp, channels_last, compile, scaler)
 
 
-def train_step(model: nn.Module, opt: torch.optim.Optimizer, xn: torch.Tensor, s: ComputeSettings) -> torch.Tensor:
-    """One optimisation step on a normalised batch (B, C, H, W); returns the detached loss."""
+def train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    xn: torch.Tensor,
+    s: ComputeSettings,
+    *,
+    target: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    epoch: float = math.inf,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step on a normalised batch (B, C, H, W) whose reconstruction target is
+    `target` (default the batch itself); returns the detached loss terms ("loss" and the model's
+    others). `mask` (1 valid, 0 ignored) and `epoch` (for schedules such as KL warm-up) go to the
+    model's loss."""
     if s.channels_last:
         xn = xn.contiguous(memory_format=torch.channels_last)
     with torch.autocast(s.device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None):
         out = model(xn)
     # the loss is computed in fp32 whatever the autocast dtype
-    loss = F.mse_loss(out.recon.float(), xn) + sum(v.float() for v in out.extra_loss.values())
+    terms = loss_fn(model)(out, xn if target is None else target, mask, epoch)
+    loss = terms["loss"]
     opt.zero_grad(set_to_none=True)
     if s.scaler is not None:
         s.scaler.scale(loss).backward()
@@ -81,4 +96,4 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, xn: torch.Tensor, s
     else:
         loss.backward()
         opt.step()
-    return loss.detach()
+    return {k: v.detach() for k, v in terms.items()}

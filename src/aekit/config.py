@@ -17,6 +17,8 @@ import yaml
 from .errors import AekitError
 
 ARCHS = ("conv", "basic")
+MODELS = ("ae", "vae", "dae")
+RECON_LOSSES = ("mse", "bce")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_SIDE = 4096
 AUGMENTS = ("flip", "none")
@@ -33,7 +35,12 @@ def _opt(default: Any, help: str, factory: bool = False, **kw: Any) -> Any:
 class TrainConfig:
     """Everything that decides how a model is trained; saved as `config.yaml` in each run."""
 
-    arch: str = _opt("conv", "model architecture; see `aekit models`", choices=ARCHS)
+    model: str = _opt(
+        "ae",
+        "ae (autoencoder), vae (variational: sample and interpolate) or dae (denoising: learns to remove --noise)",
+        choices=MODELS,
+    )
+    arch: str = _opt("conv", "network architecture (the backbone of every model); see `aekit models`", choices=ARCHS)
     latent_dim: int = _opt(64, "size of the latent code (embedding)")
     depth: int | None = _opt(None, "number of stride-2 stages; default from the image size")
     width: int | None = _opt(
@@ -51,6 +58,18 @@ class TrainConfig:
         None,
         "H W or one number (square): images are resized to cover it, then center-cropped; "
         "default the most common size (longest side <= 128)",
+    )
+    beta: float = _opt(1.0, "vae: weight of the KL term (beta-VAE)")
+    kl_warmup_epochs: float = _opt(
+        5.0, "vae: epochs over which the KL weight rises from 0 to beta (at most half the epochs; 0: off)"
+    )
+    free_bits: float = _opt(0.0, "vae: nats of KL per latent dimension that cost nothing (against posterior collapse)")
+    recon_loss: str = _opt(
+        "mse", "vae: mse (Gaussian) or bce (Bernoulli, for data in [0, 1] such as 8-bit images)", choices=RECON_LOSSES
+    )
+    noise: str = _opt(
+        "gaussian:0.1",
+        "dae: input corruption in [0, 1] pixel units: gaussian:SIGMA, masking:FRACTION or saltpepper:FRACTION",
     )
     epochs: int = _opt(30, "number of passes over the training data")
     batch_size: int = _opt(64, "images per optimisation step")
@@ -80,6 +99,15 @@ class TrainConfig:
     no_cache: bool = _opt(False, "decode into memory only; neither read nor write the cache")
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise AekitError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if self.recon_loss not in RECON_LOSSES:
+            raise AekitError(f"unknown recon_loss {self.recon_loss!r}; choose one of {', '.join(RECON_LOSSES)}")
+        for name in ("beta", "kl_warmup_epochs", "free_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise AekitError(f"{name} must be a number >= 0, got {value!r}")
+        parse_noise(self.noise)
         if self.arch not in ARCHS:
             raise AekitError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)} (see `aekit models`)")
         _positive("latent_dim", self.latent_dim, int)
@@ -109,8 +137,6 @@ class TrainConfig:
                     f"image_size {size} is over the limit of {MAX_SIDE} pixels a side; pass a smaller size"
                 )
             self.image_size = size
-        from .scoring import check_rule
-
         check_rule(self.threshold_percentile, self.contamination)
         if self.augment not in AUGMENTS:
             raise AekitError(f"unknown augment {self.augment!r}; choose one of {', '.join(AUGMENTS)}")
@@ -123,6 +149,46 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def variant_options(self) -> dict[str, Any]:
+        """The model-specific options that model.json records to rebuild the network."""
+        if self.model == "vae":
+            warmup = min(self.kl_warmup_epochs, self.epochs / 2)
+            return {
+                "beta": self.beta,
+                "kl_warmup_epochs": warmup,
+                "free_bits": self.free_bits,
+                "recon_loss": self.recon_loss,
+            }
+        if self.model == "dae":
+            return {"noise": self.noise}
+        return {}
+
+
+def check_rule(percentile: float | None, contamination: float | None) -> None:
+    if percentile is not None and not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
+        raise AekitError(f"threshold percentile must be in (0, 100], got {percentile!r}")
+    if contamination is not None and not (isinstance(contamination, (int, float)) and 0 < contamination < 1):
+        raise AekitError(f"contamination must be a fraction in (0, 1), e.g. 0.01; got {contamination!r}")
+
+
+NOISES = ("gaussian", "masking", "saltpepper")
+
+
+def parse_noise(spec: str) -> tuple[str, float]:
+    """'gaussian:0.1' -> ('gaussian', 0.1); the amount is a [0, 1]-pixel sigma or a fraction."""
+    kind, _, amount = str(spec).partition(":")
+    try:
+        value = float(amount) if amount else {"gaussian": 0.1, "masking": 0.25, "saltpepper": 0.1}[kind]
+    except (KeyError, ValueError):
+        raise AekitError(
+            f"invalid noise {spec!r}; use gaussian:SIGMA, masking:FRACTION or saltpepper:FRACTION, e.g. gaussian:0.1"
+        ) from None
+    if kind not in NOISES or not value > 0 or (kind != "gaussian" and value >= 1):
+        raise AekitError(
+            f"invalid noise {spec!r}; use gaussian:SIGMA (> 0), masking:FRACTION or saltpepper:FRACTION (in (0, 1))"
+        )
+    return kind, value
 
 
 def _positive(name: str, value: Any, kind: type) -> None:

@@ -39,6 +39,21 @@ def recon_grid(originals: np.ndarray, recons: np.ndarray, path: Path, min_side: 
     atomic_write(path, lambda p: Image.fromarray(canvas).save(p, format="PNG"))
 
 
+def tile_grid(unit: np.ndarray, path: Path, cols: int | None = None, min_side: int = 48, pad: int = 2) -> None:
+    """(N, C, H, W) images in [0, 1] units as a grid (`cols` per row, default square-ish) in a PNG."""
+    tiles = to_display(unit)
+    n, h, w, _ = tiles.shape
+    cols = cols or max(1, int(np.ceil(np.sqrt(n))))
+    rows = int(np.ceil(n / cols))
+    zoom = max(1, int(np.ceil(min_side / max(1, min(h, w)))))
+    ch, cw = h * zoom, w * zoom
+    canvas = np.full((rows * ch + (rows + 1) * pad, cols * cw + (cols + 1) * pad, 3), 255, np.uint8)
+    for i in range(n):
+        y, x = pad + (i // cols) * (ch + pad), pad + (i % cols) * (cw + pad)
+        canvas[y : y + ch, x : x + cw] = tiles[i].repeat(zoom, axis=0).repeat(zoom, axis=1)
+    atomic_write(path, lambda p: Image.fromarray(canvas).save(p, format="PNG"))
+
+
 def loss_plot(rows: list[dict], path: Path) -> None:
     import matplotlib
     import matplotlib.ticker

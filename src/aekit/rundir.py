@@ -59,7 +59,8 @@ def write_yaml(path: Path, data: Any) -> None:
 def write_metrics(path: Path, rows: list[dict]) -> None:
     def write(p: Path) -> None:
         with open(p, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            extra = [k for k in rows[0] if k not in METRIC_COLUMNS] if rows else []  # e.g. a VAE's kl
+            w = csv.DictWriter(f, fieldnames=[*METRIC_COLUMNS, *extra], extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import check_rule
 from .errors import AekitError
 from .metrics import ssim_per_channel
 from .rundir import atomic_write, resolve_run, write_json
@@ -45,13 +46,6 @@ def item_errors(recon: torch.Tensor, target: torch.Tensor, metric: str = "mse") 
     if metric == "ssim":
         return 1.0 - ssim_per_channel(recon, target).mean(dim=1)
     raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-
-
-def check_rule(percentile: float | None, contamination: float | None) -> None:
-    if percentile is not None and not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
-        raise AekitError(f"threshold percentile must be in (0, 100], got {percentile!r}")
-    if contamination is not None and not (isinstance(contamination, (int, float)) and 0 < contamination < 1):
-        raise AekitError(f"contamination must be a fraction in (0, 1), e.g. 0.01; got {contamination!r}")
 
 
 def threshold_from(

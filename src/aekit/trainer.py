@@ -1,8 +1,8 @@
 """The training loop: decoded data in memory -> batches on the device -> best model on disk.
 
 Read top to bottom: split, normalise, build, loop over epochs (train, validate, keep the best),
-then write the run directory. The loop does not know which model it trains: the model returns
-an `AEOutput` whose `extra_loss` terms are added to the reconstruction loss.
+then write the run directory. The loop does not know which model it trains: each model returns
+an `AEOutput` and defines its loss terms (models/base.py), which are all logged.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .data.base import ImageData
 from .devices import resolve_device
 from .errors import AekitError
 from .evaluation import compare, comparison_table, format_db, say_verdict
-from .models import create_model
+from .models import create_model, loss_fn
 from .models.conv import auto_width, max_depth
 from .normalize import Normalizer, channel_stats
 from .pca import fit_pca, pca_rows
@@ -69,19 +69,53 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
 
 @torch.no_grad()
 def evaluate(model, normalizer, x_all, idx, device, batch_size, bounded) -> dict:
-    """Mean loss in normalised units and MSE in [0, 1] units over items `idx`."""
+    """Mean loss terms (the model's own loss at full strength, e.g. a VAE's negative ELBO) and
+    MSE in [0, 1] units over items `idx`."""
     model.eval()
-    loss_sum, mse_sum, count = 0.0, 0.0, 0
+    loss = loss_fn(model)
+    stochastic = getattr(model, "stochastic", False)
+    sums: dict[str, float] = {}
+    mse_sum, count, items = 0.0, 0, 0
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]].to(device, non_blocking=True)
         xn = normalizer.normalize(xb)
         out = model(xn)
-        loss_sum += F.mse_loss(out.recon, xn, reduction="sum").item()
+        if stochastic:  # the objective itself is random (a VAE's sampled code, a DAE's noise):
+            # score it as trained, with a fixed seed so that epochs compare fairly
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(i)
+                model.train()
+                out_obj = model(xn)
+                model.eval()
+        else:
+            out_obj = out
+        for k, v in loss(out_obj, xn).items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
         unit = normalizer.to_unit(out.recon, bounded)
         mse_sum += F.mse_loss(unit, xb.float() / normalizer.scale, reduction="sum").item()
         count += xb.numel()
+        items += len(xb)
     model.train()
-    return {"loss": loss_sum / count, "mse": mse_sum / count}
+    return {**{k: v / items for k, v in sums.items()}, "mse": mse_sum / count}
+
+
+@torch.no_grad()
+def latent_summary(model, normalizer, x_all, idx, device, batch_size) -> dict:
+    """Active units (latent dimensions whose code varies across the items: variance above 0.01,
+    Burda et al. 2016) and, for models with a posterior, the mean KL of each dimension in nats."""
+    model.eval()
+    zs, kls = [], []
+    for i in range(0, len(idx), batch_size):
+        out = model(normalizer.normalize(x_all[idx[i : i + batch_size]].to(device)))
+        zs.append(out.z.float().cpu())
+        if "kl" in out.stats:
+            kls.append(out.stats["kl"].float().cpu())
+    model.train()
+    var = torch.cat(zs).var(0, unbiased=False) if len(idx) > 1 else torch.zeros(zs[0].shape[1])
+    res: dict = {"active_units": int((var > 0.01).sum())}
+    if kls:
+        res["kl_per_dim"] = [round(float(v), 5) for v in torch.cat(kls).mean(0)]
+    return res
 
 
 @torch.no_grad()
@@ -129,7 +163,17 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
         raise AekitError(
             f"depth {cfg.depth} is too deep for {h}x{w} images (at most {deepest}); pass a smaller --depth"
         )
+    if cfg.model != "ae":
+        kwargs.update(variant=cfg.model, variant_options=cfg.variant_options())
+    if cfg.model == "vae" and cfg.recon_loss == "bce" and data.scale == 1.0:
+        lo, hi = float(np.min(data.array)), float(np.max(data.array))
+        if lo < 0 or hi > 1:
+            raise AekitError(
+                f"--recon-loss bce needs data in [0, 1]; these float values span [{lo:g}, {hi:g}]: use mse"
+            )
     model = create_model(cfg.arch, **kwargs)
+    if hasattr(model, "use_normalizer"):  # models that work in pixel units too (noise, Bernoulli)
+        model.use_normalizer(normalizer)
     pca = fit_pca(
         copy.deepcopy(normalizer).cpu().normalize(x_all[train_idx[pca_rows(len(train_idx), c * h * w, cfg.seed)]]),
         cfg.latent_dim,
@@ -169,7 +213,7 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     try:
         for epoch in range(1, cfg.epochs + 1):
             t_epoch = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+            sums: dict[str, torch.Tensor] = {}  # loss terms summed on the device: no sync per step
             seen, last_draw = 0, 0.0
             order = train_idx[torch.randperm(len(train_idx), generator=gen)]
             for i in range(0, len(order), cfg.batch_size):
@@ -185,8 +229,9 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
                 if cfg.augment == "flip":  # a seeded half of the batch mirrored left-right, in place
                     mirrored = torch.nonzero(torch.rand(len(xb), generator=gen) < 0.5).flatten().to(device)
                     xn[mirrored] = xn[mirrored].flip(-1)
-                loss = train_step(train_model, opt, xn, compute)
-                loss_sum += loss * len(xb)
+                terms = train_step(train_model, opt, xn, compute, epoch=epoch - 1 + i / len(order))
+                for k, v in terms.items():
+                    sums[k] = sums[k] + v * len(xb) if k in sums else v * len(xb)
                 seen += len(xb)
                 step += 1
                 now = time.perf_counter()
@@ -202,13 +247,16 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
             val = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded)
             row = {
                 "epoch": epoch,
-                "train_loss": float(loss_sum) / max(seen, 1),
+                "train_loss": float(sums["loss"]) / max(seen, 1),
                 "val_loss": val["loss"],
                 "val_mse": val["mse"],
                 "lr": lr,
                 "seconds": round(time.perf_counter() - t_start, 3),
                 "images_per_s": round(seen / train_seconds, 1),
             }
+            for k in sums.keys() - {"loss"}:  # the model's other terms, e.g. a VAE's recon, kl, elbo
+                row[f"train_{k}"] = float(sums[k]) / max(seen, 1)
+                row[f"val_{k}"] = val[k]
             rows.append(row)
             if math.isfinite(val["loss"]) and val["loss"] < best["val_loss"]:
                 best = {"val_loss": val["loss"], "epoch": epoch, "mse": val["mse"]}
@@ -256,6 +304,7 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     meta["threshold"] = {**rules["mse"], "by_metric": {m: r for m, r in rules.items() if m != "mse"}}
     write_json(run_dir / "model.json", meta)
     ae, lin = final["autoencoder"], final["pca"]
+    latent = latent_summary(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4)
 
     summary = {
         "aekit_version": __version__,
@@ -266,8 +315,10 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
         "n_val": len(val_idx),
         "channels": c,
         "image_size": [h, w],
+        "model": cfg.model,
         "arch": cfg.arch,
         "latent_dim": cfg.latent_dim,
+        **latent,
         "parameters": n_params,
         "device": str(device),
         "compute": compute.describe(),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from ..errors import AekitError
-from .base import AEOutput
+from .base import AEOutput, loss_fn, mse_terms
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -22,11 +22,14 @@ def register_model(name: str, description: str) -> Callable:
     return deco
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model; kwargs are the ones saved in `model.json`."""
+def create_model(name: str, *, variant: str = "ae", variant_options: dict | None = None, **kwargs) -> nn.Module:
+    """Build a registered backbone, as a plain, variational or denoising autoencoder (`variant`
+    ae, vae or dae, see variants.py); kwargs are the ones saved in `model.json`."""
+    from .variants import wrap
+
     if name not in _REGISTRY:
-        raise AekitError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
-    return _REGISTRY[name](**kwargs)
+        raise AekitError(f"unknown architecture {name!r}; registered: {', '.join(list_models())}")
+    return wrap(_REGISTRY[name](**kwargs), variant, kwargs["latent_dim"], variant_options)
 
 
 def list_models() -> list[str]:
@@ -39,4 +42,4 @@ def describe_models() -> dict[str, str]:
 
 from . import conv  # noqa: E402,F401  (registers the conv models)
 
-__all__ = ["AEOutput", "create_model", "describe_models", "list_models", "register_model"]
+__all__ = ["AEOutput", "create_model", "describe_models", "list_models", "loss_fn", "mse_terms", "register_model"]

@@ -87,6 +87,7 @@ class ConvAutoencoder(nn.Module):
         hb, wb = self.sizes[-1]
         self.bottleneck_shape = (chans[-1], hb, wb)
         flat = chans[-1] * hb * wb
+        self.feature_dim = flat
         self.to_latent = nn.Linear(flat, latent_dim)
         self.from_latent = nn.Linear(latent_dim, flat)
         up = []
@@ -103,12 +104,17 @@ class ConvAutoencoder(nn.Module):
         self.up = nn.ModuleList(up)
         self.head = nn.Conv2d(chans[0], c, 3, padding=1)
 
-    def encode(self, inp: torch.Tensor) -> torch.Tensor:
+    def encode_features(self, inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(code (B, latent), the flattened conv features it was computed from (B, feature_dim))."""
         x = self.stem(inp)  # (B, width, H, W)
         for stage in self.down:
             x = stage(x)  # (B, c_i, ceil(h/2), ceil(w/2))
-        z = self.to_latent(x.flatten(1))  # (B, latent)
-        return z + self.lin_enc(inp.flatten(1)) if self.linear_path else z
+        feat = x.flatten(1)
+        z = self.to_latent(feat)  # (B, latent)
+        return (z + self.lin_enc(inp.flatten(1)) if self.linear_path else z), feat
+
+    def encode(self, inp: torch.Tensor) -> torch.Tensor:
+        return self.encode_features(inp)[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         x = self.from_latent(z).view(-1, *self.bottleneck_shape)  # (B, c_last, h_d, w_d)
@@ -155,6 +161,8 @@ class BasicAutoencoder(nn.Module):
         self.encoder = nn.Sequential(*enc)
         hb, wb = self.sizes[-1]
         self.bottleneck_shape = (chans[-1], hb, wb)
+        self.in_shape = (c, h, w)
+        self.feature_dim = chans[-1] * hb * wb
         self.fc_encode = nn.Linear(chans[-1] * hb * wb, latent_dim)
         self.fc_decode = nn.Linear(latent_dim, chans[-1] * hb * wb)
         dec = []
@@ -168,8 +176,12 @@ class BasicAutoencoder(nn.Module):
                 dec.append(nn.ReLU(inplace=True))
         self.decoder = nn.Sequential(*dec)
 
+    def encode_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feat = self.encoder(x).flatten(1)
+        return self.fc_encode(feat), feat  # (B, latent), (B, feature_dim)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc_encode(self.encoder(x).flatten(1))  # (B, latent)
+        return self.encode_features(x)[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.fc_decode(z).view(-1, *self.bottleneck_shape))  # (B, C, H, W)
