@@ -5,16 +5,17 @@ run = aekit.train("my_images", epochs=20)
 model = aekit.load(run.path)
 z = model.encode(images)            # (N, latent_dim)
 recon = model.reconstruct(images)   # same layout and dtype as `images`
+aekit.report(run.path)              # RUN/report.html (training writes it too)
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["Run", "__version__", "encode", "evaluate", "load", "reconstruct", "score", "train"]
+__all__ = ["Run", "__version__", "encode", "evaluate", "load", "reconstruct", "report", "score", "train"]
 
 
 def __getattr__(name: str):
     # torch is imported on first use, so `aekit --help` and decoding workers start fast
-    if name in ("Run", "load", "train", "encode", "evaluate", "reconstruct", "score"):
+    if name in ("Run", "load", "train", "encode", "evaluate", "reconstruct", "score", "report"):
         from . import api
 
         return getattr(api, name)

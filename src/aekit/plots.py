@@ -1,7 +1,8 @@
-"""Pictures of a run: reconstruction grid (Pillow) and loss curves (matplotlib, Agg)."""
+"""Pictures of a run: reconstruction grid (Pillow) and loss curves (matplotlib, Agg), as files or PNG bytes."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +40,29 @@ def recon_grid(originals: np.ndarray, recons: np.ndarray, path: Path, min_side: 
     atomic_write(path, lambda p: Image.fromarray(canvas).save(p, format="PNG"))
 
 
-def loss_plot(rows: list[dict], path: Path) -> None:
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed), imported only when plotting."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (no metadata, so no links inside), and closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def loss_png(rows: list[dict], dpi: int = 100) -> bytes:
+    """Train and validation loss per epoch (`metrics.csv` rows) as a PNG."""
+    import matplotlib.ticker
+
+    plt = pyplot()
     epochs = [r["epoch"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     ax.plot(epochs, [r["train_loss"] for r in rows], label="train", marker="o", ms=3)
@@ -58,5 +75,9 @@ def loss_plot(rows: list[dict], path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, format="png"))
-    plt.close(fig)
+    return figure_png(fig, dpi)
+
+
+def loss_plot(rows: list[dict], path: Path) -> None:
+    png = loss_png(rows)
+    atomic_write(path, lambda p: p.write_bytes(png))
