@@ -334,35 +334,39 @@ def recon_section(run_dir: Path, s: dict) -> str:
     return section("reconstructions", "Reconstructions", f"{explain}\n{figure}")
 
 
-def scores_section(run_dir: Path) -> str:
-    rows = _csv(run_dir / "validation_scores.csv")
-    scores = _floats(rows, "score") if rows else []
+def scores_section(run_dir: Path, s: dict) -> str:
+    from .scoring import VALIDATION_COLUMNS, VALIDATION_FILE, stored_threshold
+
+    rows = _csv(run_dir / VALIDATION_FILE)
+    scores = _floats(rows, VALIDATION_COLUMNS["mse"]) if rows else []
     title = "Anomaly scores"
     if not scores:
         return section(
             "scores",
             title,
             note(
-                "this run has no validation scores (validation_scores.csv): it was trained with an aekit that did "
+                f"this run has no validation scores ({VALIDATION_FILE}): it was trained with an aekit that did "
                 "not write them yet; train again with a newer aekit to see their histogram and the threshold."
             ),
         )
-    meta = _json(run_dir / "model.json")
-    thr = meta.get("threshold") if isinstance(meta.get("threshold"), dict) else None
-    value = thr.get("value") if thr else None
+    thr = stored_threshold(_json(run_dir / "model.json"), "mse")
+    value = thr.get("value") if isinstance(thr, dict) else None
     value = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    on = s.get("val_on", "validation split")
     explain = (
         '<p class="explain">The anomaly score of an image is its reconstruction MSE: images unlike the training '
         "data are reconstructed worse and score higher. The histogram shows the scores of the "
-        f"{len(scores)} validation items (images like the training data, never trained on).</p>"
+        f"{len(scores)} items of the {esc(on)}"
+        + (" (images like the training data that the model never trained on)" if on == "validation split" else "")
+        + ".</p>"
     )
     if value is not None:
         above = sum(v > value for v in scores)
         text = esc(thr.get("explanation") or f"an item is anomalous when its score exceeds {value:.4g}")
         explain += (
-            f'<p class="explain"><b>Threshold</b> (red line): {text}. {above} of the {len(scores)} validation '
-            "items are above it; <code>aekit score</code> flags new images above it. Raise or lower it "
-            "to trade missed anomalies against false alarms.</p>"
+            f'<p class="explain"><b>Threshold</b> (red line): {text}. {above} of these {len(scores)} items '
+            "are above it; <code>aekit score</code> flags new images above it. A lower threshold catches more "
+            "anomalies and raises more false alarms.</p>"
         )
     else:
         explain += note("this run's model.json has no threshold, so none is drawn.")
@@ -480,7 +484,7 @@ def render(run_dir: Path) -> str:
         metrics_section(s),
         loss_section(run_dir, s),
         recon_section(run_dir, s),
-        scores_section(run_dir),
+        scores_section(run_dir, s),
         embeddings_section(run_dir),
         data_section(s),
         config_section(run_dir),
