@@ -144,8 +144,8 @@ def test_skipped_files_are_capped_and_escaped(trained, tmp_path):
     s["skipped"] = [{"path": f"bad{i}<b>.png", "reason": "not an image"} for i in range(27)]
     (run / "summary.json").write_text(json.dumps(s))
     page = aekit.report(run).read_text()
-    assert "bad19&lt;b&gt;.png" in page and "bad20" not in page and "<b>.png" not in page
-    assert "and 7 more" in page and "27 file(s)" in page
+    assert "bad9&lt;b&gt;.png" in page and "bad10" not in page and "<b>.png" not in page
+    assert "and 17 more" in page and "27 file(s)" in page
 
 
 def test_report_errors_are_one_line(tmp_path, capsys):

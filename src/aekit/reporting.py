@@ -31,7 +31,7 @@ from .plots import figure_png, loss_png, pyplot
 from .progress import console
 from .rundir import resolve_run, write_text
 
-MAX_SKIPPED = 20  # skipped files listed on the page; the rest are counted
+MAX_SKIPPED = 10  # skipped files listed on the page, as at the end of training; the rest are counted
 MAX_GROUPS = 12  # legend entries of the embedding map; smaller groups become "other"
 MAX_CHANNELS = 16  # per-channel rows in the metrics table
 OTHER = "other"
@@ -129,7 +129,11 @@ def embedding_png(groups: list[str], xy: np.ndarray) -> bytes:
     labels = legend_groups(groups)
     counts = Counter(labels)
     order = sorted((g for g in counts if g != OTHER), key=lambda g: (-counts[g], g))
-    palette = plt.get_cmap("tab10" if len(order) <= 10 else "tab20").colors
+    palette = plt.get_cmap("tab10").colors
+    if len(order) > 9:  # tab20 comes in light/dark pairs: all dark shades first, so neighbours differ
+        pairs = plt.get_cmap("tab20").colors
+        palette = pairs[0::2] + pairs[1::2]
+    palette = [c for c in palette if not c[0] == c[1] == c[2]]  # grey is for "other" only
     fig, ax = plt.subplots(figsize=(7, 4.2))
     size = 14 if len(labels) < 500 else 6
     lab = np.array(labels, dtype=object)
@@ -467,7 +471,7 @@ img.pixels{image-rendering:pixelated}
 dl.config{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:0 24px;margin:6px 0}
 dl.config div{display:flex;gap:12px;border-bottom:1px solid var(--line);padding:3px 0}
 dl.config div.wide{grid-column:1/-1}
-dl.config dt{font-weight:600;color:var(--muted);min-width:110px}
+dl.config dt{font-weight:600;color:var(--muted);flex:0 0 125px}
 dl.config dd{margin:0;overflow-wrap:anywhere}
 ul.skipped{margin:6px 0;padding-left:20px;font-size:.92em}
 .more{color:var(--muted)}
