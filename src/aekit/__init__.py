@@ -5,11 +5,12 @@ run = aekit.train("my_images", epochs=20)
 model = aekit.load(run.path)
 z = model.encode(images)            # (N, latent_dim)
 recon = model.reconstruct(images)   # same layout and dtype as `images`
+aekit.report(run.path)              # RUN/report.html (training writes it too)
 """
 
 __version__ = "0.1.0"
 
-API = ("Run", "train", "load", "encode", "reconstruct", "score", "evaluate", "sample", "interpolate")
+API = ("Run", "train", "load", "encode", "reconstruct", "score", "evaluate", "report", "sample", "interpolate")
 __all__ = ["__version__", *API]
 
 

@@ -1,4 +1,5 @@
-"""The Python API: `aekit.train(data, **options) -> Run`, `aekit.load(run) -> Autoencoder`."""
+"""The Python API: `aekit.train(data, **options) -> Run`, `aekit.load(run) -> Autoencoder`,
+`aekit.report(run) -> Path`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from .config import TrainConfig, load_yaml, make_config
 from .data import load_data
 from .inference import Autoencoder, load
+from .reporting import report, report_after_training
 from .rundir import check_out, link_latest, make_run_dir, remove_if_empty
 
 
@@ -57,6 +59,7 @@ def train(
         raise
     if out is None:
         link_latest(run_dir)  # only once the run has written its results
+    report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
     return Run(path=run_dir, summary=summary, config=cfg)
 
 
@@ -121,6 +124,7 @@ __all__ = [
     "interpolate",
     "load",
     "reconstruct",
+    "report",
     "sample",
     "score",
     "train",

@@ -111,7 +111,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(
         f"\n[bold green]demo done[/bold green]: trained on {s['n_images']} photo patches "
         f"({sample}), validation MSE {s['val_mse']:.5f} (PCA: {s['pca_val_mse']:.5f}).\n"
-        f"Results are in [bold]{run.path}[/bold]: recon.png (originals above reconstructions), "
+        f"Results are in [bold]{run.path}[/bold]: report.html (everything on one page), recon.png, "
         f"loss.png, metrics.csv, summary.json, model.safetensors + model.json.\n"
         f"Next: aekit encode {run.path} {sample} -o embeddings.csv"
     )
@@ -186,6 +186,13 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .reporting import report
+
+    print(report(args.run))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import describe_models
 
@@ -201,6 +208,7 @@ COMMANDS = {
     "reconstruct": cmd_reconstruct,
     "score": cmd_score,
     "evaluate": cmd_evaluate,
+    "report": cmd_report,
     "sample": cmd_sample,
     "interpolate": cmd_interpolate,
     "models": cmd_models,
@@ -302,6 +310,15 @@ def build_parser() -> Parser:
     )
     p.add_argument("-o", "--output", metavar="FILE.json", help="also write the metrics as JSON")
     add_use_options(p)
+
+    p = sub.add_parser(
+        "report",
+        help="write RUN/report.html: the whole run on one page",
+        description="Write RUN/report.html, one self-contained page (no network needed) with the run's "
+        "configuration and data, metrics against PCA, loss curves, reconstructions, the anomaly score "
+        "histogram and a map of the embeddings; prints its path. Training writes it too.",
+    )
+    p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
 
     p = sub.add_parser(
         "sample",

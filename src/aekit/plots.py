@@ -1,7 +1,8 @@
-"""Pictures of a run: reconstruction grid (Pillow) and loss curves (matplotlib, Agg)."""
+"""Pictures of a run: reconstruction grid (Pillow) and loss curves (matplotlib, Agg), as files or PNG bytes."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +25,9 @@ def to_display(unit: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def recon_grid(originals: np.ndarray, recons: np.ndarray, path: Path, min_side: int = 64, pad: int = 2) -> None:
+def recon_grid(originals: np.ndarray, recons: np.ndarray, path: Path, min_side: int = 64) -> None:
     """Originals (top row) above their reconstructions (bottom row), both (N, C, H, W) in [0, 1]."""
-    top, bottom = to_display(originals), to_display(recons)
-    n, h, w, _ = top.shape
-    zoom = max(1, int(np.ceil(min_side / max(1, min(h, w)))))
-    ch, cw = h * zoom, w * zoom
-    canvas = np.full((2 * ch + 3 * pad, n * cw + (n + 1) * pad, 3), 255, np.uint8)
-    for i in range(n):
-        for row, imgs in enumerate((top, bottom)):
-            tile = imgs[i].repeat(zoom, axis=0).repeat(zoom, axis=1)
-            y, x = pad + row * (ch + pad), pad + i * (cw + pad)
-            canvas[y : y + ch, x : x + cw] = tile
-    atomic_write(path, lambda p: Image.fromarray(canvas).save(p, format="PNG"))
+    tile_grid(np.concatenate([originals, recons]), path, cols=len(originals), min_side=min_side)
 
 
 def tile_grid(unit: np.ndarray, path: Path, cols: int | None = None, min_side: int = 48, pad: int = 2) -> None:
@@ -54,13 +45,29 @@ def tile_grid(unit: np.ndarray, path: Path, cols: int | None = None, min_side: i
     atomic_write(path, lambda p: Image.fromarray(canvas).save(p, format="PNG"))
 
 
-def loss_plot(rows: list[dict], path: Path) -> None:
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed), imported only when plotting."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (no metadata, so no links inside), and closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def loss_png(rows: list[dict], dpi: int = 100) -> bytes:
+    """Train and validation loss per epoch (`metrics.csv` rows) as a PNG."""
+    import matplotlib.ticker
+
+    plt = pyplot()
     epochs = [r["epoch"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     ax.plot(epochs, [r["train_loss"] for r in rows], label="train", marker="o", ms=3)
@@ -73,5 +80,9 @@ def loss_plot(rows: list[dict], path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, format="png"))
-    plt.close(fig)
+    return figure_png(fig, dpi)
+
+
+def loss_plot(rows: list[dict], path: Path) -> None:
+    png = loss_png(rows)
+    atomic_write(path, lambda p: p.write_bytes(png))
