@@ -5,11 +5,12 @@ run = aekit.train("my_images", epochs=20)
 model = aekit.load(run.path)
 z = model.encode(images)            # (N, latent_dim)
 recon = model.reconstruct(images)   # same layout and dtype as `images`
+aekit.export(run.path, "model.onnx")  # one file that runs without aekit (ONNX or TorchScript)
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["Run", "__version__", "encode", "evaluate", "load", "reconstruct", "score", "train"]
+__all__ = ["Run", "__version__", "encode", "evaluate", "export", "load", "reconstruct", "score", "train"]
 
 
 def __getattr__(name: str):
@@ -18,4 +19,8 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "export":
+        from .export import export
+
+        return export
     raise AttributeError(f"module 'aekit' has no attribute {name!r}")
