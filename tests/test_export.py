@@ -227,6 +227,13 @@ def test_missing_onnx_says_how_to_install(runs, tmp_path, monkeypatch):
     assert aekit.export(runs["conv 4x17x23"], tmp_path / "m.pt", format="torchscript").is_file()
 
 
+def test_a_file_that_disagrees_with_pytorch_is_not_kept(runs, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "CHECK_TOLERANCE", -1.0)  # any difference, even 0, is too much
+    with pytest.raises(aekit.errors.AekitError, match="differs from PyTorch"):
+        aekit.export(runs["conv 4x17x23"], tmp_path / "m.pt", format="torchscript")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_api_rejects_unknown_format_and_part(runs, tmp_path):
     with pytest.raises(aekit.errors.AekitError, match="unknown export format"):
         aekit.export(runs["conv 4x17x23"], tmp_path / "m.onnx", format="tflite")

@@ -21,6 +21,7 @@ import logging
 import sys
 import types
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,7 @@ def _require_onnx() -> None:
         raise AekitError(f"ONNX export needs torch>=2.6 (found {torch.__version__}); upgrade torch or use torchscript")
 
 
-def _write_onnx(module: Exportable, example: torch.Tensor, path: Path) -> tuple[int, dict]:
+def _write_onnx(module: Exportable, example: torch.Tensor, path: Path) -> tuple[int, dict | None]:
     size = sum(t.numel() * t.element_size() for t in module.state_dict().values())
     if size > ONNX_LIMIT_BYTES:
         raise AekitError(f"the weights take {size / 1e9:.1f} GB, over ONNX's 2 GB file limit; use --format torchscript")
@@ -155,40 +156,63 @@ def _write_onnx(module: Exportable, example: torch.Tensor, path: Path) -> tuple[
             verbose=False,
         )
     except Exception as e:  # an architecture the exporter cannot take: say so in one line
-        raise AekitError(f"ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0]}); try torchscript") from e
-    atomic_write(path, lambda p: program.save(p, external_data=False))
+        first = (str(e).splitlines() or [""])[0]
+        raise AekitError(f"ONNX export failed ({type(e).__name__}: {first}); try --format torchscript") from e
     opset = next(o.version for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx"))
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return opset, None  # the file is written; it is checked where onnxruntime is installed
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return opset, _check(module, lambda x: session.run(None, {inputs[0]: x.numpy()}), "onnxruntime")
+
+    def open_onnx(p: Path):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return None  # the file is still written; it is checked where onnxruntime is installed
+        session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        return lambda x: session.run(None, {inputs[0]: x.numpy()}), "onnxruntime"
+
+    return opset, _save_checked(path, lambda p: program.save(p, external_data=False), open_onnx, module)
 
 
 # -- TorchScript --------------------------------------------------------------------------------
-def _write_torchscript(module: Exportable, example: torch.Tensor, path: Path) -> dict:
+def _write_torchscript(module: Exportable, example: torch.Tensor, path: Path) -> dict | None:
     if not hasattr(torch, "jit") or not hasattr(torch.jit, "trace"):
         raise AekitError(f"this torch ({torch.__version__}) has no TorchScript; use --format onnx")
     # tracing records the ops run on the example; the batch size stays free because the models
-    # reshape with -1. `_check` below runs other batch sizes, a stricter test than trace's own
-    # check (which re-runs the example and imports torch.distributed: seconds)
+    # reshape with -1. `_check` runs other batch sizes, a stricter test than trace's own check
+    # (which re-runs the example and imports torch.distributed: seconds)
     traced = torch.jit.trace(module, (example,), check_trace=False)
-    atomic_write(path, lambda p: torch.jit.save(traced, str(p)))
-    loaded = torch.jit.load(str(path), map_location="cpu")
-    return _check(module, lambda x: loaded(x), "torch.jit")
+
+    def open_torchscript(p: Path):
+        loaded = torch.jit.load(str(p), map_location="cpu")
+        return lambda x: loaded(x), "torch.jit"
+
+    return _save_checked(path, lambda p: torch.jit.save(traced, str(p)), open_torchscript, module)
 
 
 # -- checks and description ---------------------------------------------------------------------
+def _save_checked(path: Path, save: Callable[[Path], None], open_file: Callable, module: Exportable) -> dict | None:
+    """save(temporary file), run it next to PyTorch, then rename it to `path`: a file that
+    disagrees with PyTorch is never left behind. `open_file(p)` gives (run, runtime) or None."""
+    check: dict = {}
+
+    def write(p: Path) -> None:
+        save(p)
+        runner = open_file(p)
+        if runner is not None:
+            check.update(_check(module, *runner))
+
+    atomic_write(path, write)
+    return check or None
+
+
 def _check(module: Exportable, run, runtime: str) -> dict:
     """Run the exported file at other batch sizes next to PyTorch: a wrong dynamic batch or a
     mistranslated op is caught here, not in the user's deployment."""
     worst = 0.0
     for n in CHECK_BATCHES:
         x = module.example(n, seed=n)
-        want = module(x)
-        got = run(x)
-        for a, b in zip(_as_tuple(want), _as_tuple(got)):
+        want, got = _as_tuple(module(x)), _as_tuple(run(x))
+        if len(want) != len(got):
+            raise AekitError(f"exported model gives {len(got)} outputs, PyTorch {len(want)}; please report")
+        for a, b in zip(want, got):
             a, b = a.numpy(), np.asarray(b)
             if a.shape != b.shape:
                 raise AekitError(f"exported model gives shape {b.shape} at batch {n}, PyTorch {a.shape}; please report")
