@@ -33,6 +33,7 @@ from .checkpoint import load_model
 from .errors import AekitError
 from .normalize import Normalizer
 from .rundir import atomic_write, resolve_run, write_json
+from .scoring import item_errors
 
 FORMATS = {"onnx": (".onnx",), "torchscript": (".pt", ".ts")}
 PARTS = ("full", "encoder", "decoder")
@@ -70,7 +71,7 @@ class Exportable(nn.Module):
         if self.part == "decoder":
             return n.to_unit(self.model.decode(x), clamp=self.clamp) * n.scale  # (N, C, H, W)
         unit = n.to_unit(self.model(n.normalize(x)).recon, clamp=self.clamp)  # (N, C, H, W) in [0, 1] units
-        score = (unit - x / n.scale).square().mean((1, 2, 3))  # (N,) per-item MSE, as validation_scores.csv
+        score = item_errors(unit, x / n.scale, "mse")  # (N,) as Autoencoder.score and the threshold
         return unit * n.scale, score
 
 
@@ -250,6 +251,8 @@ def describe(meta: dict, run_dir: Path, path: Path, fmt: str, part: str, opset: 
     image = {"dtype": "float32", "shape": ["N", c, h, w], "units": raw}
     code = {"dtype": "float32", "shape": ["N", latent], "units": "latent codes, as aekit encode writes them"}
     clamped = f", clamped to [0, {norm['scale']:g}]" if float(norm["scale"]) > 1 else ""
+    threshold = meta.get("threshold")
+    above = f"above {threshold['value']:.6g} (threshold.value)" if threshold else "above a threshold of your choice"
     if part == "full":
         inputs = [{"name": "images", **image}]
         outputs = [
@@ -258,7 +261,7 @@ def describe(meta: dict, run_dir: Path, path: Path, fmt: str, part: str, opset: 
                 "name": "score",
                 "dtype": "float32",
                 "shape": ["N"],
-                "meaning": "per-item reconstruction MSE (pixels in [0, 1]); anomalous when above threshold.value",
+                "meaning": f"per-item reconstruction MSE (pixels in [0, 1]), as aekit score; anomalous when {above}",
             },
         ]
     elif part == "encoder":
@@ -283,7 +286,7 @@ def describe(meta: dict, run_dir: Path, path: Path, fmt: str, part: str, opset: 
         },
         "training_dtype": inp.get("dtype"),
         "arch": meta.get("arch"),
-        "threshold": meta.get("threshold"),
+        "threshold": threshold,
         "aekit_version": __version__,
         "torch_version": torch.__version__,
         "source_run": str(run_dir.resolve()),
