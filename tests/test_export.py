@@ -185,10 +185,14 @@ def bad_cases(tmp_path, run):
     return {
         "bad format": (["export", run, "--format", "tflite", "-o", onnx], "invalid choice"),
         "bad part": (["export", run, "--part", "middle", "-o", onnx], "invalid choice"),
-        "onnx to .pt": (["export", run, "--format", "onnx", "-o", pt], "-o m.onnx"),
+        "onnx to .pt": (
+            ["export", run, "--format", "onnx", "-o", pt],
+            f"is for --format torchscript); pass e.g. -o {onnx}",
+        ),
         "torchscript to .onnx": (["export", run, "--format", "torchscript", "-o", onnx], ".pt or .ts"),
         "unknown extension": (["export", run, "-o", txt], "cannot tell the format"),
         "output is a folder": (["export", run, "-o", str(folder)], "is a folder"),
+        "output is a folder, no extension": (["export", run, "-o", str(tmp_path)], "is a folder"),
         "output under a file": (["export", run, "-o", str(afile / "m.onnx")], "is a file"),
         "not a run": (["export", str(tmp_path), "-o", onnx], "model.json"),
         "no -o": (["export", run], "required"),
@@ -202,6 +206,7 @@ BAD_CASES = [
     "torchscript to .onnx",
     "unknown extension",
     "output is a folder",
+    "output is a folder, no extension",
     "output under a file",
     "not a run",
     "no -o",

@@ -36,6 +36,7 @@ from .rundir import atomic_write, resolve_run, write_json
 from .scoring import item_errors
 
 FORMATS = {"onnx": (".onnx",), "torchscript": (".pt", ".ts")}
+NAMES = {"onnx": "ONNX", "torchscript": "TorchScript"}
 PARTS = ("full", "encoder", "decoder")
 EXAMPLE_BATCH = 2  # an example batch of 1 would let torch.export specialise N to 1
 CHECK_BATCHES = (1, 3)
@@ -77,6 +78,7 @@ class Exportable(nn.Module):
 
 def format_for(output: str | Path) -> str:
     """The format an output name implies (.onnx -> onnx, .pt/.ts -> torchscript)."""
+    _not_a_folder(Path(output), ".onnx")
     ext = Path(output).suffix.lower()
     for fmt, exts in FORMATS.items():
         if ext in exts:
@@ -90,16 +92,21 @@ def check_output(output: str | Path, fmt: str) -> Path:
         raise AekitError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     p = Path(output)
     exts = FORMATS[fmt]
+    _not_a_folder(p, exts[0])
     if p.suffix.lower() not in exts:
         other = next((f for f, e in FORMATS.items() if p.suffix.lower() in e), None)
         hint = f" ({p.suffix} is for --format {other})" if other else ""
-        raise AekitError(f"{fmt} files end in {' or '.join(exts)}{hint}; pass e.g. -o {p.with_suffix(exts[0]).name}")
-    if p.is_dir():
-        raise AekitError(f"output {p} is a folder; pass a file name such as {p / ('model' + exts[0])}")
+        name = f"{p.stem or 'model'}{exts[0]}"
+        raise AekitError(f"{NAMES[fmt]} files end in {' or '.join(exts)}{hint}; pass e.g. -o {p.with_name(name)}")
     blocker = next((q for q in p.parents if q.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise AekitError(f"cannot create {p}: {blocker} is a file, not a folder")
     return p
+
+
+def _not_a_folder(p: Path, ext: str) -> None:
+    if p.is_dir():
+        raise AekitError(f"output {p} is a folder; pass a file name such as {p / ('model' + ext)}")
 
 
 def sidecar_path(output: str | Path) -> Path:
