@@ -66,6 +66,18 @@ def open_exported(path, fmt):
     return infer
 
 
+def check_usage_lines(path, infer):
+    """The sidecar's usage lines run as they are, next to the file, and give the file's outputs."""
+    side = json.loads(path.with_name(path.name + ".json").read_text())
+    shape = [2 if s == "N" else s for s in side["inputs"][0]["shape"]]
+    scope = {"x": np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(path.parent)
+        exec("\n".join(side["usage"]), scope)
+    for got, want in zip([scope[o["name"]] for o in side["outputs"]], infer(scope["x"]), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), want)
+
+
 @pytest.mark.parametrize("fmt, ext", [("onnx", ".onnx"), ("torchscript", ".pt")])
 @pytest.mark.parametrize("name", ["conv 4x17x23", "basic 1x28x28", "conv float 1x12x12"])
 def test_exported_parts_match_pytorch(runs, name, fmt, ext, tmp_path):
@@ -78,6 +90,7 @@ def test_exported_parts_match_pytorch(runs, name, fmt, ext, tmp_path):
     for part in parts:
         path = aekit.export(run, tmp_path / f"{part}{ext}", format=fmt, part=part)
         infer = open_exported(path, fmt)
+        check_usage_lines(path, infer)
         for n in (1, 5):  # two batch sizes through the same session
             x = raw_batch(model, n, seed=n)
             if part == "full":

@@ -304,18 +304,21 @@ def describe(meta: dict, run_dir: Path, path: Path, fmt: str, part: str, opset: 
 
 
 def usage(fmt: str, name: str, inp: dict, outputs: list[str]) -> list[str]:
+    """Three lines that run the file on a numpy array `x`."""
     shape = ",".join(str(s) for s in inp["shape"])
     result = ", ".join(outputs)
+    comment = f"# x: {shape}, {inp['units']}"
     if fmt == "onnx":
+        first = "" if len(outputs) > 1 else "[0]"  # session.run returns a list of outputs
         return [
             "import onnxruntime as ort",
             f'session = ort.InferenceSession("{name}", providers=["CPUExecutionProvider"])',
-            f'{result} = session.run(None, {{"{inp["name"]}": x.astype("float32")}})  # x: {shape}, {inp["units"]}',
+            f'{result} = session.run(None, {{"{inp["name"]}": x.astype("float32")}}){first}  {comment}',
         ]
     return [
         "import torch",
         f'model = torch.jit.load("{name}")',
-        f"{result} = model(torch.as_tensor(x, dtype=torch.float32))  # x: {shape}, {inp['units']}",
+        f"{result} = model(torch.as_tensor(x, dtype=torch.float32))  {comment}",
     ]
 
 
