@@ -168,5 +168,16 @@ def test_api_verbs_stay_functions_when_every_module_is_imported():
     for info in pkgutil.walk_packages(aekit.__path__, "aekit."):
         if info.name != "aekit.__main__":
             importlib.import_module(info.name)  # a submodule named like a verb would shadow it
-    for name in ("train", "load", "encode", "score", "reconstruct", "evaluate", "sample", "interpolate"):
+    for name in (
+        "train",
+        "load",
+        "encode",
+        "score",
+        "reconstruct",
+        "evaluate",
+        "sample",
+        "interpolate",
+        "report",
+        "export",
+    ):
         assert inspect.isfunction(getattr(aekit, name)), name

@@ -138,6 +138,7 @@ def bad_inputs(tmp_path, rgb_folder):
         "unknown precision": (["train", g, "--precision", "fp8"], "invalid choice"),
         "score bad ext": (["score", run, g, "-o", str(tmp_path / "s.txt")], ".csv or .parquet"),
         "reconstruct onto a file": (["reconstruct", run, g, "-o", str(afile)], "is a file"),
+        "export bad ext": (["export", g, "-o", str(tmp_path / "m.txt")], ".onnx"),
     }
 
 
@@ -166,6 +167,7 @@ CASES = [
     "unknown precision",
     "score bad ext",
     "reconstruct onto a file",
+    "export bad ext",
 ]
 NEEDS_RUN = {
     "encode into a file's child",

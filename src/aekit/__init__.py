@@ -6,11 +6,24 @@ model = aekit.load(run.path)
 z = model.encode(images)            # (N, latent_dim)
 recon = model.reconstruct(images)   # same layout and dtype as `images`
 aekit.report(run.path)              # RUN/report.html (training writes it too)
+aekit.export(run.path, "model.onnx")  # one file that runs without aekit (ONNX or TorchScript)
 """
 
 __version__ = "0.1.0"
 
-API = ("Run", "train", "load", "encode", "reconstruct", "score", "evaluate", "report", "sample", "interpolate")
+API = (
+    "Run",
+    "train",
+    "load",
+    "encode",
+    "reconstruct",
+    "score",
+    "evaluate",
+    "report",
+    "export",
+    "sample",
+    "interpolate",
+)
 __all__ = ["__version__", *API]
 
 

@@ -102,6 +102,14 @@ def evaluate(run: str | Path, data: Any, output: str | Path | None = None, **opt
     return _evaluate(run, data, output=output, **options)
 
 
+def export(run: str | Path, output: str | Path, format: str = "onnx", part: str = "full") -> Path:
+    """Write the model as one ONNX or TorchScript file with its normalisation inside, plus a JSON
+    sidecar (as `aekit export`); returns the file's path."""
+    from .exporting import export as _export
+
+    return _export(run, output, format=format, part=part)
+
+
 def sample(run: str | Path, n: int = 16, output: str | Path | None = None, **options: Any):
     """(n, C, H, W) images decoded from the prior of a VAE run; with `output` also a grid PNG."""
     from .generation import sample as _sample
@@ -121,6 +129,7 @@ __all__ = [
     "Run",
     "encode",
     "evaluate",
+    "export",
     "interpolate",
     "load",
     "reconstruct",

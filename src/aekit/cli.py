@@ -193,6 +193,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .exporting import export, format_for, sidecar_path
+
+    path = export(args.run, args.output, format=args.format or format_for(args.output), part=args.part)
+    if not args.quiet:
+        console.print(
+            f"exported {args.part} model: {path} ({path.stat().st_size / 1e6:.2f} MB), "
+            f"description in {sidecar_path(path)}"
+        )
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import describe_models
 
@@ -211,6 +223,7 @@ COMMANDS = {
     "report": cmd_report,
     "sample": cmd_sample,
     "interpolate": cmd_interpolate,
+    "export": cmd_export,
     "models": cmd_models,
 }
 
@@ -347,6 +360,27 @@ def build_parser() -> Parser:
     p.add_argument("-n", type=int, default=8, metavar="STEPS", help="decoded points, ends included (default: 8)")
     p.add_argument("-o", "--output", default="interpolation.png", metavar="FILE.png", help="strip picture")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    p = sub.add_parser(
+        "export",
+        help="write the model as one ONNX or TorchScript file that runs without aekit",
+        description="Export the model in RUN for use without aekit: float32 N,C,H,W in the data's own units "
+        "(e.g. 0-255) goes in, the normalisation is inside, any batch size. Writes FILE and FILE.json "
+        "(inputs, outputs, normalisation, anomaly threshold, usage).",
+    )
+    p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .onnx, or .pt/.ts for TorchScript")
+    p.add_argument(
+        "--format", choices=("onnx", "torchscript"), help="onnx or torchscript (default: from the FILE extension)"
+    )
+    p.add_argument(
+        "--part",
+        default="full",
+        choices=("full", "encoder", "decoder"),
+        help="full: images -> reconstruction and score; encoder: images -> latent codes; "
+        "decoder: latent codes -> images (default: full)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     sub.add_parser("models", help="list the model architectures", description="List the registered models.")
