@@ -13,6 +13,7 @@ MAX_VALUES = 25_000_000  # PCA is fitted on a seeded subsample of at most this m
 class PCA(NamedTuple):
     mean: torch.Tensor  # (D,)
     components: torch.Tensor  # (D, k), orthonormal columns
+    variance: torch.Tensor | None = None  # (k,) variance of the data along each component
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return (x.flatten(1) - self.mean) @ self.components  # (N, k)
@@ -43,13 +44,15 @@ def fit_pca_flat(flat: torch.Tensor, k: int, seed: int = 0) -> PCA:
     centered = flat - mean
     k_eff = min(k, n, d)
     if small:
-        _, _, vh = torch.linalg.svd(centered, full_matrices=False)
+        _, sv, vh = torch.linalg.svd(centered, full_matrices=False)
         comps = vh[:k_eff].T
     else:
         with torch.random.fork_rng():  # seeded, without touching the caller's random state
             torch.manual_seed(seed)
-            _, _, v = torch.svd_lowrank(centered, q=min(k_eff + 16, n, d), niter=6)
+            _, sv, v = torch.svd_lowrank(centered, q=min(k_eff + 16, n, d), niter=6)
         comps = v[:, :k_eff]
+    variance = sv[:k_eff] ** 2 / max(n - 1, 1)
     if k_eff < k:  # fewer items than components: pad with zero columns (unused directions)
         comps = torch.cat([comps, torch.zeros(d, k - k_eff, dtype=comps.dtype)], 1)
-    return PCA(mean.float(), comps.float())
+        variance = torch.cat([variance, torch.zeros(k - k_eff, dtype=variance.dtype)])
+    return PCA(mean.float(), comps.float(), variance.float())

@@ -180,7 +180,7 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
         cfg.seed,
     )
     if hasattr(model, "init_from_pca"):  # start where the linear baseline ends
-        model.init_from_pca(pca.mean, pca.components)
+        model.init_from_pca(pca.mean, pca.components, variance=pca.variance)
     compute = compute_settings(device, cfg.precision, cfg.compile)
     train_model = compute.prepare(model)  # the same parameters; maybe compiled or channels_last
     save_pca(run_dir, pca)

@@ -128,13 +128,21 @@ class ConvAutoencoder(nn.Module):
         return {"lin_": LINEAR_LR_SCALE}
 
     @torch.no_grad()
-    def init_from_pca(self, mean: torch.Tensor, components: torch.Tensor) -> None:
-        """Start at PCA: mean (D,), components (D, latent) in the model's (normalised) input units."""
+    def init_from_pca(
+        self, mean: torch.Tensor, components: torch.Tensor, variance=None, code_std: torch.Tensor | None = None
+    ) -> None:
+        """Start at PCA: mean (D,), components (D, latent) in the model's (normalised) input units.
+        With `code_std` (latent,) the codes are whitened (unit variance), as a VAE's prior wants;
+        `variance` (the data's along each component) is what other models may use."""
         if not self.linear_path:
             return
-        self.lin_enc.weight.copy_(components.T)
-        self.lin_enc.bias.copy_(-(components.T @ mean))
-        self.lin_dec.weight.copy_(components)
+        enc, dec = components, components
+        if code_std is not None:
+            s = code_std.clamp_min(1e-6)
+            enc, dec = components / s, components * s
+        self.lin_enc.weight.copy_(enc.T)
+        self.lin_enc.bias.copy_(-(enc.T @ mean))
+        self.lin_dec.weight.copy_(dec)
         self.lin_dec.bias.copy_(mean)
         for layer in (self.to_latent, self.head):  # conv paths start silent, then learn the residual
             nn.init.zeros_(layer.weight)

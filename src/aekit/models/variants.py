@@ -56,7 +56,7 @@ class _Wrapper(nn.Module):
         inner = self.backbone.lr_scales() if hasattr(self.backbone, "lr_scales") else {}
         return {f"backbone.{k}": v for k, v in inner.items()}
 
-    def init_from_pca(self, mean: torch.Tensor, components: torch.Tensor) -> None:
+    def init_from_pca(self, mean: torch.Tensor, components: torch.Tensor, variance=None) -> None:
         if hasattr(self.backbone, "init_from_pca"):
             self.backbone.init_from_pca(mean, components)
 
@@ -87,6 +87,14 @@ class VariationalAutoencoder(_Wrapper):
         self.to_logvar = nn.Linear(backbone.feature_dim, latent_dim)
         nn.init.zeros_(self.to_logvar.weight)
         nn.init.zeros_(self.to_logvar.bias)
+
+    def init_from_pca(self, mean: torch.Tensor, components: torch.Tensor, variance=None) -> None:
+        """Start at PCA with whitened codes, which the prior N(0, I) fits (probabilistic PCA):
+        unwhitened codes would leave samples from the prior near the mean image."""
+        if self.recon_loss == "bce" or not hasattr(self.backbone, "init_from_pca"):
+            return  # Bernoulli logits are not PCA's pixel units: train from scratch
+        std = variance.sqrt() if variance is not None else None
+        self.backbone.init_from_pca(mean, components, code_std=std)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, feat = self.backbone.encode_features(x)
