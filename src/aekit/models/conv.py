@@ -179,7 +179,7 @@ class BasicAutoencoder(nn.Module):
         return AEOutput(self.decode(z), z)
 
 
-@register_model("conv", "conv autoencoder sized from the input with a PCA-initialised linear path; default")
+@register_model("conv", "conv autoencoder sized from the input with a PCA-initialised linear path; default for images")
 def conv(
     in_shape, latent_dim: int, depth: int | None = None, width: int = 16, linear_path: bool = True
 ) -> ConvAutoencoder:
