@@ -65,7 +65,7 @@ def loss_plot(rows: list[dict], path: Path) -> None:
 
 def table_recon_plot(original: np.ndarray, recon: np.ndarray, path: Path) -> None:
     """Tables: reconstructed against original values, (N, F) in standardised units, one point per
-    value, a colour per column (the first 10); on the diagonal is a perfect reconstruction."""
+    value, coloured by column (10 colours, repeating); on the diagonal is a perfect reconstruction."""
     import matplotlib
 
     matplotlib.use("Agg")

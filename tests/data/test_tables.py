@@ -188,6 +188,44 @@ def test_csv_model_encodes_an_unnamed_array_of_the_same_columns(tmp_path, table,
     assert len(res["autoencoder"]["per_channel"]["mse"]) == F
 
 
+def test_score_and_reconstruct_keep_row_ids(tmp_path, table, table_csv):
+    ids, x, colours = table
+    run = tmp_path / "run"
+    assert main(["train", str(table_csv), *FAST, "--out", str(run)]) == 0
+    t = json.loads((run / "model.json").read_text())["threshold"]
+    assert "standardised units" in t["explanation"] and set(t["by_metric"]) == {"mae"}  # no SSIM for rows
+    with open(run / "validation_scores.csv") as f:
+        assert next(csv.reader(f)) == ["id", "score", "mae"]
+    odd = x[:40].copy()
+    odd[17] = x[17] + 8 * x.std(0) * np.where(np.arange(F) % 2, 1, -1)  # breaks the columns' structure
+    new = write_csv(tmp_path / "new.csv", ids[:40], odd, colours[:40])
+    assert main(["score", str(run), str(new), "-o", str(tmp_path / "s.csv"), "--quiet"]) == 0
+    with open(tmp_path / "s.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["id", "score", "is_anomaly", "rank"] and len(rows) == 40
+    assert rows[0]["id"] == ids[17] and rows[0]["is_anomaly"] == "true"  # worst first, by its id
+    assert sum(r["is_anomaly"] == "true" for r in rows) <= 3
+    np.testing.assert_allclose(
+        sorted(float(r["score"]) for r in rows), np.sort(aekit.load(run).score(odd)), rtol=1e-4, atol=1e-7
+    )
+    assert main(["score", str(run), str(new), "-o", str(tmp_path / "x.csv"), "--metric", "ssim", "--quiet"]) == 2
+
+    assert main(["reconstruct", str(run), str(table_csv), "-o", str(tmp_path / "rec"), "--quiet"]) == 0
+    with open(tmp_path / "rec" / "reconstructions.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", *COLUMNS] and [r[0] for r in rows[1:]] == ids
+    recon = np.array([r[1:] for r in rows[1:]], float)  # in the table's own units
+    assert (((recon - x) ** 2).mean(0) / x.var(0)).max() < 0.05
+
+
+def test_a_harsh_learning_rate_still_ends_no_worse_than_pca(tmp_path, table):
+    """The MLP starts at PCA ("epoch 0") and keeps that start unless training improves on it."""
+    _, x, _ = table
+    run = aekit.train(x, out=tmp_path / "run", epochs=3, lr=0.5, verbose=False)
+    s = run.summary
+    assert s["vs_pca"] in ("better", "equal") and s["val_mse"] <= s["pca_val_mse"] * 1.005
+
+
 def test_mlp_learns_what_pca_cannot(tmp_path):
     """Columns that are nonlinear functions of 2 factors: the MLP must beat PCA with 2 components."""
     rng = np.random.default_rng(1)
