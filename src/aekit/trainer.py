@@ -21,18 +21,18 @@ from torch.nn import functional as F
 from . import __version__
 from .checkpoint import count_parameters, model_meta, save_model, save_pca
 from .compute import compute_settings, train_step
-from .config import IMAGE_EPOCHS, IMAGE_LATENT_DIM, TABLE_STEPS, TrainConfig
+from .config import TrainConfig
 from .data.base import ImageData
 from .devices import resolve_device
 from .errors import AekitError
 from .evaluation import compare, comparison_table, format_db, say_verdict
 from .models import create_model
 from .models.conv import auto_width, max_depth
-from .models.mlp import auto_latent_dim
 from .normalize import Normalizer, channel_stats
 from .pca import fit_pca, pca_rows
 from .plots import loss_plot, recon_grid, table_recon_plot
 from .progress import console, make_progress
+from .resolve import resolve_for_data
 from .rundir import write_json, write_metrics, write_yaml
 from .scoring import (
     METRICS,
@@ -77,29 +77,6 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     else:
         n_val = 0
     return perm[n_val:].sort().values, perm[:n_val].sort().values
-
-
-def default_epochs(n_train: int, batch_size: int, tabular: bool) -> int:
-    """30 for images; tables take enough epochs for TABLE_STEPS steps (600 rows: 334 epochs, ~5 s)."""
-    if not tabular:
-        return IMAGE_EPOCHS
-    return max(IMAGE_EPOCHS, math.ceil(TABLE_STEPS / math.ceil(n_train / batch_size)))
-
-
-def resolve_arch(cfg: TrainConfig, data: ImageData) -> str:
-    """`auto` is conv for images and mlp for tables; a conv model on a table is refused."""
-    tabular = data.columns is not None
-    if not tabular:
-        return "conv" if cfg.arch == "auto" else cfg.arch
-    if cfg.arch in ("conv", "basic"):
-        raise AekitError(
-            f"--arch {cfg.arch} is for images, and {data.source} is a table of {len(data.columns)} columns; "
-            "leave --arch out (tables train the mlp model) or pass --arch mlp"
-        )
-    if cfg.image_size is not None or cfg.channels is not None:
-        flag = "--image-size" if cfg.image_size is not None else "--channels"
-        raise AekitError(f"{flag} applies to images, and {data.source} is a table; leave {flag} out (see --columns)")
-    return "mlp"
 
 
 @torch.no_grad()
@@ -168,14 +145,9 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
     c, h, w = data.shape
     bounded = data.scale != 1.0  # integer images: reconstructions are clamped to the valid range
     tabular = data.columns is not None  # (N, F, 1, 1): metrics in standardised units, no flips
-    if tabular:  # flips mean nothing for a row; bf16 would round standardised values to ~3 digits
-        cfg = replace(cfg, augment="none", precision="fp32" if cfg.precision == "auto" else cfg.precision)
-    latent = cfg.latent_dim or (auto_latent_dim(c) if tabular else IMAGE_LATENT_DIM)
-    cfg = replace(cfg, arch=resolve_arch(cfg, data), latent_dim=latent)
 
     train_idx, val_idx = split_indices(len(data), cfg.val_fraction, cfg.seed)
-    if cfg.epochs is None:
-        cfg = replace(cfg, epochs=default_epochs(len(train_idx), cfg.batch_size, tabular))
+    cfg = resolve_for_data(cfg, data, len(train_idx))  # arch, latent size, epochs (see resolve.py)
     eval_idx = val_idx if len(val_idx) else train_idx  # a single image: report on what we have
     x_all = torch.from_numpy(data.array)  # (N, C, H, W) raw units, stays on the host
     if device.type == "cuda" and not isinstance(data.array, np.memmap):

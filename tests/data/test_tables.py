@@ -14,6 +14,7 @@ import aekit
 from aekit.cli import main
 from aekit.data import load_data
 from aekit.errors import AekitError
+from aekit.resolve import default_epochs
 from aekit.trainer import split_indices
 
 N, F, RANK = 600, 12, 3
@@ -216,6 +217,11 @@ def test_score_and_reconstruct_keep_row_ids(tmp_path, table, table_csv):
     assert rows[0] == ["id", *COLUMNS] and [r[0] for r in rows[1:]] == ids
     recon = np.array([r[1:] for r in rows[1:]], float)  # in the table's own units
     assert (((recon - x) ** 2).mean(0) / x.var(0)).max() < 0.05
+
+
+def test_table_defaults_train_long_enough():
+    assert default_epochs(540, 64, tabular=True) == 334  # 9 steps an epoch: 3000 steps in all
+    assert default_epochs(100_000, 64, tabular=True) == 30 and default_epochs(540, 64, tabular=False) == 30
 
 
 def test_a_harsh_learning_rate_still_ends_no_worse_than_pca(tmp_path, table):
