@@ -3,7 +3,8 @@
 Inputs: numpy arrays or tensors shaped (N, H, W), (N, H, W, C) or (N, C, H, W), uint8, uint16 or
 float. Integer inputs are pixel values; float inputs are taken in the training data's units
 (0-255 for 8-bit images, not [0, 1]). Channels are adapted (gray <-> RGB, alpha dropped or added)
-and sizes are resized to cover the model's size and center-cropped, as in training.
+and sizes are resized to cover the model's size and center-cropped, as in training. A table model
+takes rows (N, F) or one row (F,) of its columns, in the table's own units.
 """
 
 from __future__ import annotations
