@@ -10,6 +10,7 @@ from typing import Any
 
 from .config import TrainConfig, load_yaml, make_config
 from .data import load_data
+from .errors import AekitError
 from .inference import Autoencoder, load
 from .reporting import report, report_after_training
 from .rundir import check_out, link_latest, make_run_dir, remove_if_empty
@@ -31,7 +32,8 @@ def train(
     data: Any, *, out: str | Path | None = None, config: str | Path | None = None, verbose: bool = True, **options: Any
 ) -> Run:
     """Train an autoencoder on `data`: a folder or image file, a numpy array or tensor of images
-    (N,H,W / N,H,W,C / N,C,H,W), or a `torch.utils.data.Dataset` yielding tensors, tuples or dicts.
+    (N,H,W / N,H,W,C / N,C,H,W), a `torch.utils.data.Dataset` yielding tensors, tuples or dicts,
+    or a table: a .csv/.tsv/.parquet file or a 2-D array (N rows, F columns), which trains an MLP.
 
     `options` are TrainConfig fields (latent_dim=32, epochs=10, max_time=60, ...); they override
     the YAML file `config`. `out` defaults to runs/<timestamp> with runs/latest pointing at it.
@@ -49,7 +51,12 @@ def train(
         show_progress=verbose,
         cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
         layout=cfg.layout,
+        columns=cfg.columns,
+        id_column=cfg.id_column,
     )
+    if dataset.columns is None and (cfg.columns or cfg.id_column):
+        flag = "--columns" if cfg.columns else "--id-column"
+        raise AekitError(f"{flag} applies to tables (.csv, .parquet, 2-D arrays); {dataset.source} holds images")
     dataset.load_seconds = round(time.perf_counter() - t0, 3)
     run_dir = make_run_dir(out)
     try:
@@ -70,11 +77,11 @@ def encode(run: str | Path, data: Any, output: str | Path | None = None, **optio
 
     from .encoding import encode_items
 
-    ids, z, _ = encode_items(run, data, **options)
+    ids, z, _, id_name = encode_items(run, data, **options)
     if output is not None:
         from .tables import write_vectors
 
-        write_vectors(output, ids, z)
+        write_vectors(output, ids, z, id_name=id_name)
     return ids, np.asarray(z)
 
 

@@ -55,6 +55,10 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
             kw = {"dest": name, "default": None, "help": f.metadata["help"], "action": "store_true"}
         elif name == "extensions":
             kw.update(action="append", metavar="EXT")
+        elif name == "columns":
+            kw.update(metavar="A,B,C")  # one comma-separated argument, split by the config
+        elif name == "id_column":
+            kw.update(metavar="NAME")
         elif is_list:
             kw.update(nargs="+", metavar="N")
         p.add_argument(flag, **kw)
@@ -70,13 +74,20 @@ def _options(args: argparse.Namespace) -> dict:
 def add_use_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that use a trained model on data (encode, evaluate, ...)."""
     p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
-    p.add_argument("data", help="folder of images, one image file, or a .npy/.npz array of images")
+    p.add_argument(
+        "data", help="folder of images, one image file, a .npy/.npz array, or a table (.csv, .tsv, .parquet)"
+    )
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--cache-dir", help="where decoded images are cached (default: ~/.cache/aekit)")
     p.add_argument("--no-cache", action="store_true", help="decode into memory only")
     p.add_argument("--layout", choices=("NHW", "NHWC", "NCHW"), help="array files: layout (default: inferred)")
+    p.add_argument(
+        "--id-column",
+        metavar="NAME",
+        help="tables: the column that identifies rows (default: the one used in training, else id, else row numbers)",
+    )
 
 
 def _use(args: argparse.Namespace) -> dict:
@@ -87,6 +98,7 @@ def _use(args: argparse.Namespace) -> dict:
         "verbose": not args.quiet,
         "cache_dir": None if args.no_cache else (args.cache_dir or "default"),
         "layout": args.layout,
+        "id_column": args.id_column,
     }
 
 
@@ -245,11 +257,15 @@ def build_parser() -> Parser:
 
     p = sub.add_parser(
         "train",
-        help="train an autoencoder on a folder of images",
+        help="train an autoencoder on a folder of images or a table",
         description="Train an autoencoder on DATA: a folder of images (searched recursively), "
-        "or a .npy/.npz array of images shaped N,H,W / N,H,W,C / N,C,H,W.",
+        "a .npy/.npz array of images shaped N,H,W / N,H,W,C / N,C,H,W, or a table: a .csv/.tsv/.parquet "
+        "file or a 2-D array (rows x columns), which trains an MLP on standardised numeric columns "
+        "(--columns, --id-column).",
     )
-    p.add_argument("data", help="folder of images, one image file, or a .npy/.npz array of images")
+    p.add_argument(
+        "data", help="folder of images, one image file, a .npy/.npz array, or a table (.csv, .tsv, .parquet)"
+    )
     add_train_options(p)
 
     p = sub.add_parser(
@@ -261,8 +277,9 @@ def build_parser() -> Parser:
 
     p = sub.add_parser(
         "encode",
-        help="write the latent code of every image",
-        description="Encode DATA with a trained model: one row per file with its path.",
+        help="write the latent code of every image or table row",
+        description="Encode DATA with a trained model: one row per file with its path, or per table row "
+        "with its identifier (the id column, or the row number).",
     )
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .npy, .csv or .parquet")
     add_use_options(p)

@@ -16,7 +16,10 @@ import yaml
 
 from .errors import AekitError
 
-ARCHS = ("conv", "basic")
+ARCHS = ("auto", "conv", "basic", "mlp")
+IMAGE_LATENT_DIM = 64  # the default latent size for images (tables: see models/mlp.auto_latent_dim)
+IMAGE_EPOCHS = 30  # the default number of epochs for images
+TABLE_STEPS = 3000  # tables: an epoch is a few steps, so the default trains for at least this many
 MODELS = ("ae", "vae", "dae")
 RECON_LOSSES = ("mse", "bce")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -40,19 +43,34 @@ class TrainConfig:
         "ae (autoencoder), vae (variational: sample and interpolate) or dae (denoising: learns to remove --noise)",
         choices=MODELS,
     )
-    arch: str = _opt("conv", "network architecture (the backbone of every model); see `aekit models`", choices=ARCHS)
-    latent_dim: int = _opt(64, "size of the latent code (embedding)")
-    depth: int | None = _opt(None, "number of stride-2 stages; default from the image size")
+    arch: str = _opt(
+        "auto", "model architecture: auto is conv for images, mlp for tables; see `aekit models`", choices=ARCHS
+    )
+    latent_dim: int | None = _opt(
+        None, "size of the latent code (embedding); default 64 for images, a quarter of the columns for tables (2-64)"
+    )
+    depth: int | None = _opt(
+        None, "conv: number of stride-2 stages, default from the image size; mlp: hidden layers (default 2)"
+    )
     width: int | None = _opt(
         None,
-        "channels of the first conv stage, doubling per stage up to 8x; default 16, or 2x the input "
-        "channels when there are more than 8 (conv arch only)",
+        "conv: channels of the first stage, doubling per stage up to 8x; default 16, or 2x the input "
+        "channels when there are more than 8. mlp: the first hidden layer, default 2x the columns "
+        "(at most 256, at least 2x latent_dim)",
     )
     channels: int | None = _opt(None, "images: 1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
     layout: str | None = _opt(
         None,
         "array files: NHW, NHWC or NCHW; default inferred (the axis of size 1, 3 or 4 is the channel)",
         choices=("NHW", "NHWC", "NCHW"),
+    )
+    columns: list[str] | None = _opt(
+        None, "tables: the numeric columns to use, comma-separated (a,b,c); default every numeric column"
+    )
+    id_column: str | None = _opt(
+        None,
+        "tables: the column that identifies rows (kept by encode, never a feature); default a column named id "
+        "or *_id, else the first text column with unique values, else the row number",
     )
     image_size: list[int] | None = _opt(
         None,
@@ -71,7 +89,11 @@ class TrainConfig:
         "gaussian:0.1",
         "dae: input corruption in [0, 1] pixel units: gaussian:SIGMA, masking:FRACTION or saltpepper:FRACTION",
     )
-    epochs: int = _opt(30, "number of passes over the training data")
+    epochs: int | None = _opt(
+        None,
+        f"number of passes over the training data; default {IMAGE_EPOCHS} for images, and for tables "
+        f"enough for {TABLE_STEPS} steps (at least {IMAGE_EPOCHS})",
+    )
     batch_size: int = _opt(64, "images per optimisation step")
     lr: float = _opt(1e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
     weight_decay: float = _opt(1e-4, "AdamW weight decay")
@@ -110,10 +132,12 @@ class TrainConfig:
         parse_noise(self.noise)
         if self.arch not in ARCHS:
             raise AekitError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)} (see `aekit models`)")
-        _positive("latent_dim", self.latent_dim, int)
+        if self.latent_dim is not None:
+            _positive("latent_dim", self.latent_dim, int)
         if self.width is not None:
             _positive("width", self.width, int)
-        _positive("epochs", self.epochs, int)
+        if self.epochs is not None:
+            _positive("epochs", self.epochs, int)
         _positive("batch_size", self.batch_size, int)
         _positive("lr", self.lr, float)
         if self.depth is not None:
@@ -145,6 +169,10 @@ class TrainConfig:
         dev = str(self.device)
         if dev.split(":")[0] not in DEVICES:
             raise AekitError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
+        if self.columns is not None:
+            from .data.tabular import parse_columns
+
+            self.columns = parse_columns(self.columns)
         self.extensions = [e if e.startswith(".") else "." + e for e in (x.lower() for x in self.extensions)]
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,21 +21,36 @@ def read_for_model(
     cache_dir: str | Path | None = "default",
     stream: bool = True,
     layout: str | None = None,
+    id_column: str | None = None,
 ) -> ImageData:
     """Read DATA with the model's own preprocessing (channels, size, bit depth), through the cache;
-    a cached folder stays memory-mapped (one pass over it needs no copy in memory)."""
+    a cached folder stays memory-mapped (one pass over it needs no copy in memory). A table model
+    reads the columns it was trained on, rows keyed by `id_column` (default: the training's
+    identifier column when DATA has it)."""
     c, h, w = model.input_shape
     high = model.meta["input"]["dtype"] == "uint16"
-    return load_data(
+    table = model.columns is not None
+    items = load_data(
         data,
-        channels=c,
-        image_size=(h, w),
-        high=high,
+        channels=None if table else c,
+        image_size=None if table else (h, w),
+        high=None if table else high,
         show_progress=verbose,
         cache_dir=cache_dir,
         stream=stream,
         layout=layout,
+        columns=model.columns,
+        id_column=id_column,
+        prefer_id=model.id_column,
     )
+    if table != (items.columns is not None):
+        kinds = ("a table", "images") if table else ("images", "a table")
+        raise AekitError(
+            f"the model was trained on {kinds[0]} and {items.source} holds {kinds[1]}; pass data like its training data"
+        )
+    if id_column and not table:
+        raise AekitError("--id-column applies to tables; the model was trained on images")
+    return items
 
 
 def encode_items(
@@ -48,19 +63,21 @@ def encode_items(
     verbose: bool = True,
     cache_dir: str | Path | None = "default",
     layout: str | None = None,
-) -> tuple[list[str], np.ndarray, list[Skipped]]:
-    """(ids, latent codes, skipped) of every item of DATA under the model in RUN."""
+    id_column: str | None = None,
+) -> tuple[list[str], np.ndarray, list[Skipped], str]:
+    """(ids, latent codes, skipped, id_name) of every item of DATA under the model in RUN; id_name
+    says what the ids are: "path", a table's id column, or "row" for row numbers."""
     if batch_size < 1:
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
     model = load(run, device=device, precision=precision)
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout)
+    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
     z = np.concatenate(
         [
             model.encode(items.array[i : i + batch_size], layout="NCHW", batch_size=batch_size)
             for i in range(0, len(items), batch_size)
         ]
     )
-    return list(items.ids), z, items.skipped
+    return list(items.ids), z, items.skipped, items.id_name or "row"
 
 
 def encode_to_file(
@@ -74,10 +91,11 @@ def encode_to_file(
     verbose: bool = True,
     cache_dir: str | Path | None = "default",
     layout: str | None = None,
+    id_column: str | None = None,
 ) -> tuple[list[Path], int, list[Skipped]]:
     """Encode DATA with the model in RUN and write `output`; returns (files written, items, skipped)."""
     check_output(output)  # fail on a bad path or extension before any work
-    ids, z, skipped = encode_items(
+    ids, z, skipped, id_name = encode_items(
         run,
         data,
         batch_size=batch_size,
@@ -86,5 +104,6 @@ def encode_to_file(
         verbose=verbose,
         cache_dir=cache_dir,
         layout=layout,
+        id_column=id_column,
     )
-    return write_vectors(output, ids, z), len(ids), skipped
+    return write_vectors(output, ids, z, id_name=id_name), len(ids), skipped

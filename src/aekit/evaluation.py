@@ -23,23 +23,38 @@ from .rundir import resolve_run, write_json
 
 @torch.no_grad()
 def compare(
-    model, normalizer, pca: PCA, x_all: torch.Tensor, idx: torch.Tensor, device, bounded: bool, batch_size: int = 256
+    model,
+    normalizer,
+    pca: PCA,
+    x_all: torch.Tensor,
+    idx: torch.Tensor,
+    device,
+    bounded: bool,
+    batch_size: int = 256,
+    standardized: bool = False,
 ) -> dict:
-    """Metrics of the model and of PCA on items `idx` of raw (N, C, H, W) data."""
-    ae, lin = Metrics(), Metrics()
+    """Metrics of the model and of PCA on items `idx` of raw (N, C, H, W) data; tables
+    (`standardized`) are compared in standardised units, where the model was trained."""
+    ae, lin = Metrics(not standardized), Metrics(not standardized)
     cpu_norm = copy.deepcopy(normalizer).cpu()  # PCA runs on the CPU; .cpu() on a module moves it in place
     was_training = model.training
     model.eval()
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]]
-        target = xb.float() / cpu_norm.scale
-        recon = normalizer.to_unit(model(normalizer.normalize(xb.to(device))).recon, bounded).float().cpu()
-        linear = cpu_norm.to_unit(pca.reconstruct(cpu_norm.normalize(xb)), bounded)
+        out = model(normalizer.normalize(xb.to(device))).recon
+        if standardized:  # 1.0 is the error of predicting each column's (training) mean
+            target = cpu_norm.normalize(xb)
+            recon, linear = out.float().cpu(), pca.reconstruct(target)
+        else:
+            target = xb.float() / cpu_norm.scale
+            recon = normalizer.to_unit(out, bounded).float().cpu()
+            linear = cpu_norm.to_unit(pca.reconstruct(cpu_norm.normalize(xb)), bounded)
         ae.update(recon, target)
         lin.update(linear, target)
     model.train(was_training)
     a, b = ae.result(), lin.result()
     return {
+        "units": "standardised" if standardized else "pixels in [0, 1]",
         "n_items": len(idx),
         "latent_dim": pca.components.shape[1],
         "autoencoder": a,
@@ -48,7 +63,9 @@ def compare(
     }
 
 
-def comparison_table(res: dict, title: str) -> Table:
+def comparison_table(res: dict, title: str, columns: list[str] | None = None) -> Table:
+    if res.get("units") == "standardised":
+        return _table_comparison(res, title, columns)
     t = Table(title=title, title_justify="left")
     t.add_column("")
     t.add_column("MSE", justify="right")
@@ -67,6 +84,22 @@ def comparison_table(res: dict, title: str) -> Table:
                 f"{format_db(a['psnr'][c])} / {format_db(p['psnr'][c])}",
                 f"{a['ssim'][c]:.3f} / {p['ssim'][c]:.3f}",
             )
+    return t
+
+
+def _table_comparison(res: dict, title: str, columns: list[str] | None, limit: int = 20) -> Table:
+    """Tables: MSE in standardised units, overall and per column (PSNR and SSIM mean nothing here)."""
+    t = Table(title=title, title_justify="left")
+    t.add_column("")
+    t.add_column("MSE (standardised)", justify="right")
+    t.add_row("autoencoder", f"{res['autoencoder']['mse']:.6f}")
+    t.add_row(f"PCA, {res['latent_dim']} components", f"{res['pca']['mse']:.6f}")
+    a, p = res["autoencoder"]["per_channel"]["mse"], res["pca"]["per_channel"]["mse"]
+    names = columns or [str(i) for i in range(len(a))]
+    for name, ea, ep in list(zip(names, a, p))[:limit]:
+        t.add_row(f"  {name}: AE / PCA", f"{ea:.4f} / {ep:.4f}")
+    if len(a) > limit:
+        t.add_row(f"  ... {len(a) - limit} more columns", "in summary.json")
     return t
 
 
@@ -93,6 +126,7 @@ def evaluate(
     verbose: bool = True,
     cache_dir: str | Path | None = "default",
     layout: str | None = None,
+    id_column: str | None = None,
 ) -> dict:
     """Evaluate the model in RUN on DATA next to the run's PCA; optionally write JSON to `output`."""
     from .encoding import read_for_model
@@ -101,10 +135,19 @@ def evaluate(
     run_dir = resolve_run(run)
     model = load(run_dir, device=device)
     pca = load_pca(run_dir)
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout)
+    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
     x_all = torch.from_numpy(items.array)
+    columns = model.columns
     res = compare(
-        model.model, model.normalizer, pca, x_all, torch.arange(len(items)), model.device, model.scale > 1, batch_size
+        model.model,
+        model.normalizer,
+        pca,
+        x_all,
+        torch.arange(len(items)),
+        model.device,
+        model.scale > 1,
+        batch_size,
+        standardized=columns is not None,
     )
     res.update(
         run=str(run_dir), data=items.source, skipped=[{"path": s.path, "reason": s.reason} for s in items.skipped]
@@ -112,6 +155,6 @@ def evaluate(
     if output:
         write_json(Path(output), res)
     if verbose:
-        console.print(comparison_table(res, f"aekit evaluate: {res['n_items']} items from {items.source}"))
+        console.print(comparison_table(res, f"aekit evaluate: {res['n_items']} items from {items.source}", columns))
         console.print(say_verdict(res))
     return res

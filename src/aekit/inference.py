@@ -3,7 +3,8 @@
 Inputs: numpy arrays or tensors shaped (N, H, W), (N, H, W, C) or (N, C, H, W), uint8, uint16 or
 float. Integer inputs are pixel values; float inputs are taken in the training data's units
 (0-255 for 8-bit images, not [0, 1]). Channels are adapted (gray <-> RGB, alpha dropped or added)
-and sizes are resized to cover the model's size and center-cropped, as in training.
+and sizes are resized to cover the model's size and center-cropped, as in training. A table model
+takes rows (N, F) or one row (F,) of its columns, in the table's own units.
 """
 
 from __future__ import annotations
@@ -43,10 +44,14 @@ class Autoencoder:
         self.input_shape: tuple[int, int, int] = (inp["channels"], inp["height"], inp["width"])
         self.latent_dim: int = meta["latent_dim"]
         self.scale: float = float(meta["normalization"]["scale"])
+        table = meta.get("table")
+        self.columns: list[str] | None = table["columns"] if table else None  # a table model's features
+        self.id_column: str | None = table.get("id_column") if table else None
 
     def __repr__(self) -> str:
         c, h, w = self.input_shape
-        return f"Autoencoder(arch={self.meta['arch']!r}, input={c}x{h}x{w}, latent_dim={self.latent_dim})"
+        shape = f"{c} columns" if self.columns is not None else f"{c}x{h}x{w}"
+        return f"Autoencoder(arch={self.meta['arch']!r}, input={shape}, latent_dim={self.latent_dim})"
 
     # -- preprocessing ------------------------------------------------------------------------
     def _as_array(self, x: Any, layout: str | None) -> tuple[np.ndarray, str]:
@@ -54,10 +59,34 @@ class Autoencoder:
         arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         if arr.size == 0:
             raise AekitError(f"no images to process (input shape {arr.shape})")
+        if self.columns is not None:
+            return self._table_rows(arr), "NCHW"
         if arr.ndim == 2:
             arr = arr[None]
         prefer = "NCHW" if isinstance(x, torch.Tensor) else "NHWC"
         return arr, layout or infer_layout(arr.shape, prefer=prefer, expected_channels=self.input_shape[0])
+
+    def _table_rows(self, arr: np.ndarray) -> np.ndarray:
+        """A table model's input, (N, F) rows or one row (F,), as (N, F, 1, 1) float32."""
+        if arr.ndim == 4 and arr.shape[2:] == (1, 1):
+            arr = arr[:, :, 0, 0]
+        if arr.ndim == 1:
+            arr = arr[None]
+        f = len(self.columns)
+        if arr.ndim != 2 or arr.shape[1] != f:
+            names = ", ".join(self.columns[:10]) + (", ..." if f > 10 else "")
+            raise AekitError(f"this model takes rows of {f} columns ({names}), shaped (N, {f}); got {arr.shape}")
+        if arr.dtype.kind not in "biuf":
+            raise AekitError(f"unsupported input type {arr.dtype}; pass numbers (float32)")
+        arr = arr.astype(np.float32)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            cols = [self.columns[j] for j in np.flatnonzero(bad.any(0))[:5]]
+            raise AekitError(
+                f"input has NaN or Inf values in {int(bad.any(1).sum())} row(s) (columns {', '.join(cols)}); "
+                "drop or fill them"
+            )
+        return arr[:, :, None, None]
 
     def prepare(self, x: Any, layout: str | None = None) -> torch.Tensor:
         """Raw images -> (N, C, H, W) float32 in the model's raw units, on the model's device."""
@@ -113,7 +142,7 @@ class Autoencoder:
 
     # -- the three verbs ----------------------------------------------------------------------
     def encode(self, x: Any, *, batch_size: int = 256, layout: str | None = None) -> Any:
-        """Latent codes (N, latent_dim), numpy or tensor like the input."""
+        """Latent codes (N, latent_dim), numpy or tensor like the input (tables: rows (N, F))."""
         arr, layout = self._as_array(x, layout)
         factor = self._unit_factor(arr)
         z = self._batched(lambda b: self.model.encode(self.normalizer.normalize(b)), arr, layout, factor, batch_size)
@@ -125,6 +154,8 @@ class Autoencoder:
         if zt.ndim != 2 or zt.shape[1] != self.latent_dim:
             raise AekitError(f"latent codes must be shaped (N, {self.latent_dim}); got {tuple(zt.shape)}")
         out = self._batched(lambda b: self._to_raw(self.model.decode(b.to(self.device))), zt, None, 1.0, batch_size)
+        if self.columns is not None:
+            out = out[:, :, 0, 0]  # (N, F)
         return out.cpu() if isinstance(z, torch.Tensor) else out.cpu().numpy()
 
     def reconstruct(self, x: Any, *, batch_size: int = 256, layout: str | None = None) -> Any:
@@ -137,6 +168,11 @@ class Autoencoder:
             lambda b: self._to_raw(self.model(self.normalizer.normalize(b)).recon), arr, lay, factor, batch_size
         )
         out = recon.cpu().numpy()
+        if self.columns is not None:  # tables: (N, F) float32, or float64 for float64 input
+            f64 = x.dtype == torch.float64 if is_tensor else np.asarray(x).dtype == np.float64
+            out = out[:, :, 0, 0].astype(np.float64 if f64 else np.float32)
+            out = out[0] if np.ndim(x) == 1 else out
+            return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
         if arr.dtype in (np.uint8, np.uint16):
             full = 255.0 if arr.dtype == np.uint8 else 65535.0
             out = np.rint(np.clip(out * (full / self.scale), 0, full)).astype(arr.dtype)
@@ -149,17 +185,22 @@ class Autoencoder:
 
     def score(self, x: Any, *, metric: str = "mse", batch_size: int = 256, layout: str | None = None) -> np.ndarray:
         """Per-item anomaly score (N,): reconstruction error in [0, 1] pixel units (`metric` mse,
-        mae or ssim = 1 - SSIM). Compare with `threshold` (set at training time)."""
-        from .scoring import METRICS, item_errors
+        mae or ssim = 1 - SSIM); table rows: in standardised units (mse or mae). Compare with
+        `threshold` (set at training time)."""
+        from .scoring import METRICS, TABLE_METRICS, item_errors
 
-        if metric not in METRICS:
-            raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        allowed = METRICS if self.columns is None else TABLE_METRICS
+        if metric not in allowed:
+            raise AekitError(f"unknown metric {metric!r} for this model; choose one of {', '.join(allowed)}")
         arr, lay = self._as_array(x, layout)
         factor = self._unit_factor(arr)
 
         def errors(b: torch.Tensor) -> torch.Tensor:
-            recon = self.normalizer.to_unit(self.model(self.normalizer.normalize(b)).recon, clamp=self.scale > 1)
-            return item_errors(recon, b / self.scale, metric)
+            xn = self.normalizer.normalize(b)
+            recon = self.model(xn).recon
+            if self.columns is not None:  # tables: standardised units, as in training
+                return item_errors(recon, xn, metric)
+            return item_errors(self.normalizer.to_unit(recon, clamp=self.scale > 1), b / self.scale, metric)
 
         return self._batched(errors, arr, lay, factor, batch_size).cpu().numpy().astype(np.float64)
 

@@ -47,9 +47,12 @@ def psnr(mse: float) -> float | None:
 
 
 class Metrics:
-    """Accumulates squared error and SSIM over batches of (recon, target) in [0, 1] units."""
+    """Accumulates squared error and SSIM over batches of (recon, target) in [0, 1] units.
 
-    def __init__(self) -> None:
+    `image_metrics=False` (tables, in standardised units): MSE only; PSNR and SSIM are None."""
+
+    def __init__(self, image_metrics: bool = True) -> None:
+        self.image_metrics = image_metrics
         self.sq = None  # (C,) summed squared error
         self.ssim = None  # (C,) summed SSIM
         self.pixels = 0  # per channel
@@ -59,16 +62,19 @@ class Metrics:
     def update(self, recon: torch.Tensor, target: torch.Tensor) -> None:
         recon, target = recon.float(), target.float()
         sq = ((recon - target) ** 2).sum(dim=(0, 2, 3)).double().cpu()
-        ss = ssim_per_channel(recon, target).sum(0).double().cpu()
         self.sq = sq if self.sq is None else self.sq + sq
-        self.ssim = ss if self.ssim is None else self.ssim + ss
+        if self.image_metrics:
+            ss = ssim_per_channel(recon, target).sum(0).double().cpu()
+            self.ssim = ss if self.ssim is None else self.ssim + ss
         self.pixels += target.shape[0] * target.shape[2] * target.shape[3]
         self.images += target.shape[0]
 
     def result(self) -> dict:
         mse_c = (self.sq / self.pixels).tolist()
-        ssim_c = (self.ssim / self.images).tolist()
         mse = float(sum(mse_c) / len(mse_c))
+        if not self.image_metrics:
+            return {"mse": mse, "psnr": None, "ssim": None, "per_channel": {"mse": mse_c, "psnr": None, "ssim": None}}
+        ssim_c = (self.ssim / self.images).tolist()
         return {
             "mse": mse,
             "psnr": psnr(mse),

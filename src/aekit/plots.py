@@ -1,4 +1,5 @@
-"""Pictures of a run: reconstruction grid (Pillow) and loss curves (matplotlib, Agg), as files or PNG bytes."""
+"""Pictures of a run: reconstruction grid (Pillow), loss curves and, for tables, reconstructed
+against original values (matplotlib, Agg), as files or PNG bytes."""
 
 from __future__ import annotations
 
@@ -86,3 +87,22 @@ def loss_png(rows: list[dict], dpi: int = 100) -> bytes:
 def loss_plot(rows: list[dict], path: Path) -> None:
     png = loss_png(rows)
     atomic_write(path, lambda p: p.write_bytes(png))
+
+
+def table_recon_plot(original: np.ndarray, recon: np.ndarray, path: Path) -> None:
+    """Tables: reconstructed against original values, (N, F) in standardised units, one point per
+    value, coloured by column (10 colours, repeating); on the diagonal is a perfect reconstruction."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    for j in range(original.shape[1]):
+        ax.scatter(original[:, j], recon[:, j], s=4, alpha=0.4, color=f"C{j % 10}", linewidths=0)
+    lo = float(min(original.min(), recon.min()))
+    hi = float(max(original.max(), recon.max()))
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8)
+    ax.set_xlabel("original (standardised)")
+    ax.set_ylabel("reconstruction (standardised)")
+    ax.set_title(f"{original.shape[0]} validation rows x {original.shape[1]} columns", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)

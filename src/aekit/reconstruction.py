@@ -6,6 +6,7 @@ RGB or RGBA), 16-bit gray -> 16-bit PNG, float gray -> 32-bit float TIFF, anythi
 channels, 16-bit colour) -> `.npy` of shape (C, H, W). Images come out at the model's size.
 `--compare` also writes `DIR/compare/<same path>.png`: the original (as the model saw it, resized
 and cropped) left of its reconstruction. Array data gives `DIR/reconstructions.npy` (N, C, H, W).
+A table gives `DIR/reconstructions.csv`: its identifier, then the model's columns in their own units.
 
 The output folder must be new, empty or one this command wrote before (it leaves a marker file):
 the user's files are never overwritten, and it may not lie inside the input folder.
@@ -84,6 +85,20 @@ def side_by_side(original: np.ndarray, recon: np.ndarray, scale: float) -> Image
     return Image.fromarray(np.concatenate([a, gap, b], axis=1))
 
 
+def write_table(path: Path, items: Any, recon: np.ndarray) -> None:
+    """One row per table row: its identifier, then the reconstructed columns (N, F)."""
+    import csv
+
+    def write(t: Path) -> None:
+        with open(t, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow([items.id_name or "row", *items.columns])
+            for ident, row in zip(items.ids, recon.tolist()):
+                w.writerow([ident, *(f"{v:.7g}" for v in row)])
+
+    atomic_write(path, write)
+
+
 def reconstruct_to_dir(
     run: str | Path,
     data: Any,
@@ -96,6 +111,7 @@ def reconstruct_to_dir(
     verbose: bool = True,
     cache_dir: str | Path | None = "default",
     layout: str | None = None,
+    id_column: str | None = None,
 ) -> dict:
     """Reconstruct every item of DATA with the model in RUN into `out_dir`; returns a summary."""
     from .encoding import read_for_model
@@ -106,12 +122,17 @@ def reconstruct_to_dir(
     if batch_size < 1:
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
     model = load(run, device=device, precision=precision)
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout)
+    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
+    if model.columns is not None and compare:
+        raise AekitError("--compare writes pictures of images; a table's reconstruction is reconstructions.csv")
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by aekit reconstruct; it may overwrite files in this folder\n")
     files_input = isinstance(data, (str, Path)) and Path(data).suffix.lower() not in (".npy", ".npz")
     n, written = len(items), []
-    if not files_input:
+    if model.columns is not None:
+        write_table(out / "reconstructions.csv", items, model.reconstruct(items.array, batch_size=batch_size))
+        written.append(out / "reconstructions.csv")
+    elif not files_input:
         recon = np.concatenate(
             [
                 model.reconstruct(np.asarray(items.array[i : i + batch_size]), layout="NCHW", batch_size=batch_size)

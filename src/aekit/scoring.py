@@ -7,7 +7,8 @@ means, and the validation errors in `validation_scores.csv`, so it can be re-der
 time with another percentile, replaced by a fixed value, or set from the scored data itself.
 
 Scores are in [0, 1] pixel units (as the metrics are): `mse` (default), `mae`, or `ssim`
-(1 - SSIM, structural dissimilarity).
+(1 - SSIM, structural dissimilarity). Tables are scored in standardised units (each column: mean
+0, std 1 on the training rows), by `mse` or `mae`; rows are keyed by their identifier.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ METRIC_WORDS = {
     "mae": "mean absolute reconstruction error",
     "ssim": "structural dissimilarity (1 - SSIM)",
 }
+TABLE_METRICS = ("mse", "mae")  # SSIM means nothing for a table row
+PIXELS = "pixels in [0, 1]"
+STANDARDISED = "standardised units"
 VALIDATION_FILE = "validation_scores.csv"
 VALIDATION_COLUMNS = {"mse": "score", "mae": "mae", "ssim": "one_minus_ssim"}  # metric -> column
 
@@ -49,10 +53,16 @@ def item_errors(recon: torch.Tensor, target: torch.Tensor, metric: str = "mse") 
 
 
 def threshold_from(
-    errors: np.ndarray, metric: str, *, percentile: float | None = 99.0, contamination: float | None = None, of: str
+    errors: np.ndarray,
+    metric: str,
+    *,
+    percentile: float | None = 99.0,
+    contamination: float | None = None,
+    of: str,
+    units: str = PIXELS,
 ) -> dict:
     """The threshold of `errors` by percentile or contamination, with a sentence explaining it;
-    `of` says whose errors these are (e.g. "the 60 validation items")."""
+    `of` says whose errors these are (e.g. "the 60 validation items"), `units` their units."""
     check_rule(percentile, contamination)
     errors = np.asarray(errors, dtype=np.float64)
     errors = errors[np.isfinite(errors)]
@@ -74,8 +84,7 @@ def threshold_from(
         "percentile": percentile,
         "contamination": contamination,
         "n": int(errors.size),
-        "explanation": f"an item is anomalous when its {METRIC_WORDS[metric]} (pixels in [0, 1]) "
-        f"exceeds {value:.6g}, {how}",
+        "explanation": f"an item is anomalous when its {METRIC_WORDS[metric]} ({units}) exceeds {value:.6g}, {how}",
     }
 
 
@@ -94,9 +103,10 @@ def write_validation_scores(run_dir: Path, ids: list[str], errors: dict[str, np.
     def write(t: Path) -> None:
         with open(t, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["id", *VALIDATION_COLUMNS.values()])
+            metrics = [m for m in VALIDATION_COLUMNS if m in errors]  # tables have no SSIM
+            w.writerow(["id", *(VALIDATION_COLUMNS[m] for m in metrics)])
             for i, ident in enumerate(ids):
-                w.writerow([ident, *(f"{float(errors[m][i]):.7g}" for m in VALIDATION_COLUMNS)])
+                w.writerow([ident, *(f"{float(errors[m][i]):.7g}" for m in metrics)])
 
     atomic_write(run_dir / VALIDATION_FILE, write)
 
@@ -140,6 +150,7 @@ def choose_threshold(
 ) -> dict:
     """The threshold for a scoring call: a fixed value, a percentile of the run's validation
     errors, a contamination fraction of the scored items, or (default) the one from training."""
+    units = STANDARDISED if meta.get("table") else PIXELS
     given = [x is not None for x in (threshold, percentile, contamination)]
     if sum(given) > 1:
         raise AekitError("give at most one of --threshold, --threshold-percentile and --contamination")
@@ -154,14 +165,18 @@ def choose_threshold(
             "percentile": None,
             "contamination": None,
             "n": None,
-            "explanation": f"an item is anomalous when its {METRIC_WORDS[metric]} (pixels in [0, 1]) "
+            "explanation": f"an item is anomalous when its {METRIC_WORDS[metric]} ({units}) "
             f"exceeds {threshold:.6g}, the value given on the command line",
         }
     if contamination is not None:
-        return threshold_from(scores, metric, contamination=contamination, of=f"the {len(scores)} scored items")
+        return threshold_from(
+            scores, metric, contamination=contamination, of=f"the {len(scores)} scored items", units=units
+        )
     if percentile is not None:
         errors = read_validation_scores(run_dir, metric)
-        return threshold_from(errors, metric, percentile=percentile, of=f"the {len(errors)} validation items")
+        return threshold_from(
+            errors, metric, percentile=percentile, of=f"the {len(errors)} validation items", units=units
+        )
     stored = stored_threshold(meta, metric)
     if stored is None:
         if meta.get("threshold") is None:
@@ -171,7 +186,7 @@ def choose_threshold(
             )
         errors = read_validation_scores(run_dir, metric)
         p = meta["threshold"].get("percentile") or 99.0
-        return threshold_from(errors, metric, percentile=p, of=f"the {len(errors)} validation items")
+        return threshold_from(errors, metric, percentile=p, of=f"the {len(errors)} validation items", units=units)
     return stored
 
 
@@ -184,8 +199,10 @@ def check_score_output(path: str | Path) -> Path:
     return check_output(p)
 
 
-def write_scores(path: Path, ids: list[str], scores: np.ndarray, flags: np.ndarray, metric: str) -> None:
-    """Rows sorted worst first: path, score, is_anomaly, rank."""
+def write_scores(
+    path: Path, ids: list[str], scores: np.ndarray, flags: np.ndarray, metric: str, id_name: str = "path"
+) -> None:
+    """Rows sorted worst first: path (a table's id column), score, is_anomaly, rank."""
     order = np.argsort(-scores, kind="stable")
     if path.suffix.lower() == ".parquet":
         import pyarrow as pa
@@ -193,7 +210,7 @@ def write_scores(path: Path, ids: list[str], scores: np.ndarray, flags: np.ndarr
 
         table = pa.table(
             {
-                "path": [ids[i] for i in order],
+                id_name: [ids[i] for i in order],
                 "score": scores[order].astype(np.float64),
                 "is_anomaly": flags[order].astype(bool),
                 "rank": np.arange(1, len(order) + 1),
@@ -205,7 +222,7 @@ def write_scores(path: Path, ids: list[str], scores: np.ndarray, flags: np.ndarr
     def write(t: Path) -> None:
         with open(t, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["path", "score", "is_anomaly", "rank"])
+            w.writerow([id_name, "score", "is_anomaly", "rank"])
             for rank, i in enumerate(order, 1):
                 w.writerow([ids[i], f"{float(scores[i]):.7g}", str(bool(flags[i])).lower(), rank])
 
@@ -239,6 +256,7 @@ def score_to_file(
     verbose: bool = True,
     cache_dir: str | Path | None = "default",
     layout: str | None = None,
+    id_column: str | None = None,
 ) -> dict:
     """Score every item of DATA with the model in RUN. With `output`, write it (worst first), a PNG
     grid of the worst items next to it and a JSON summary with the threshold."""
@@ -255,7 +273,9 @@ def score_to_file(
     check_rule(threshold_percentile, contamination)
     run_dir = resolve_run(run)
     model = load(run_dir, device=device, precision=precision)
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout)
+    if model.columns is not None and metric not in TABLE_METRICS:
+        raise AekitError(f"metric {metric} is for images; score table rows by {' or '.join(TABLE_METRICS)}")
+    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
     scores = model.score(items.array, metric=metric, layout="NCHW", batch_size=batch_size)
     rule = choose_threshold(
         run_dir,
@@ -279,9 +299,9 @@ def score_to_file(
     result = Scores(ids=list(items.ids), scores=scores, is_anomaly=flags, threshold=rule, summary=summary)
     if out is None:
         return result
-    write_scores(out, items.ids, scores, flags, metric)
+    write_scores(out, items.ids, scores, flags, metric, id_name=items.id_name or "row")
     grid = out.with_name(out.stem + "_worst.png")
-    top = np.argsort(-scores, kind="stable")[: max(0, worst)]
+    top = np.argsort(-scores, kind="stable")[: max(0, worst) if model.columns is None else 0]  # tables: no picture
     if len(top):
         sel = np.sort(top)  # read in file order (memory-mapped data), show worst first
         x = np.asarray(items.array[sel])
@@ -296,7 +316,8 @@ def score_to_file(
             f"scored {len(items)} item(s): {summary['n_anomalies']} above the threshold "
             f"({100 * summary['n_anomalies'] / max(len(items), 1):.1f}%)\n"
             f"threshold: {rule['explanation']}\n"
-            f"wrote {out} (worst first), {grid.name} (worst {len(top)}: originals above reconstructions) "
-            f"and {out.stem}_summary.json"
+            f"wrote {out} (worst first), "
+            + (f"{grid.name} (worst {len(top)}: originals above reconstructions) " if len(top) else "")
+            + f"and {out.stem}_summary.json"
         )
     return result

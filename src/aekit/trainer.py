@@ -30,12 +30,24 @@ from .models import create_model, loss_fn
 from .models.conv import auto_width, max_depth
 from .normalize import Normalizer, channel_stats
 from .pca import fit_pca, pca_rows
-from .plots import loss_plot, recon_grid
+from .plots import loss_plot, recon_grid, table_recon_plot
 from .progress import console, make_progress
+from .resolve import resolve_for_data
 from .rundir import write_json, write_metrics, write_yaml
-from .scoring import METRICS, item_errors, threshold_from, write_validation_scores
+from .scoring import (
+    METRICS,
+    PIXELS,
+    STANDARDISED,
+    TABLE_METRICS,
+    item_errors,
+    threshold_from,
+    write_validation_scores,
+)
 
 WARMUP = 0.03  # fraction of training spent warming the learning rate up
+# Table models up to this many parameters train on one CPU thread: their matrices are too small
+# to share, and waiting on busy threads cost 10-40x (1.5 ms vs 14-61 ms a step, 12 columns, 2 cores)
+SMALL_MODEL = 250_000
 
 
 def lr_at(progress: float, peak: float) -> float:
@@ -68,18 +80,19 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def evaluate(model, normalizer, x_all, idx, device, batch_size, bounded) -> dict:
+def evaluate(model, normalizer, x_all, idx, device, batch_size, bounded, standardized: bool = False) -> dict:
     """Mean loss terms (the model's own loss at full strength, e.g. a VAE's negative ELBO) and
-    MSE in [0, 1] units over items `idx`."""
+    MSE in [0, 1] units over items `idx` (tables, `standardized`: MSE in standardised units)."""
     model.eval()
     loss = loss_fn(model)
     stochastic = getattr(model, "stochastic", False)
     sums: dict[str, float] = {}
-    mse_sum, count, items = 0.0, 0, 0
+    mse_sum, std_sum, count, items = 0.0, 0.0, 0, 0
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]].to(device, non_blocking=True)
         xn = normalizer.normalize(xb)
         out = model(xn)
+        std_sum += F.mse_loss(out.recon.float(), xn, reduction="sum").item()
         if stochastic:  # the objective itself is random (a VAE's sampled code, a DAE's noise):
             # score it as trained, with a fixed seed so that epochs compare fairly
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -96,7 +109,8 @@ def evaluate(model, normalizer, x_all, idx, device, batch_size, bounded) -> dict
         count += xb.numel()
         items += len(xb)
     model.train()
-    return {**{k: v / items for k, v in sums.items()}, "mse": mse_sum / count}
+    mse = (std_sum if standardized else mse_sum) / count
+    return {**{k: v / items for k, v in sums.items()}, "mse": mse}
 
 
 @torch.no_grad()
@@ -119,47 +133,70 @@ def latent_summary(model, normalizer, x_all, idx, device, batch_size) -> dict:
 
 
 @torch.no_grad()
-def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bool) -> np.ndarray:
+def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bool, standardized=False) -> np.ndarray:
+    """Reconstructions in [0, 1] units, or in the model's standardised units (tables)."""
     model.eval()
-    unit = normalizer.to_unit(model(normalizer.normalize(x_raw.to(device))).recon, bounded)
+    recon = model(normalizer.normalize(x_raw.to(device))).recon
+    unit = recon if standardized else normalizer.to_unit(recon, bounded)
     model.train()
     return unit.float().cpu().numpy()
 
 
 @torch.no_grad()
-def validation_errors(model, normalizer, x_all, idx, device, bounded: bool, batch_size: int) -> dict[str, np.ndarray]:
-    """Per-item errors of items `idx` under every score metric: what the anomaly threshold is set from."""
+def validation_errors(
+    model, normalizer, x_all, idx, device, bounded: bool, batch_size: int, standardized: bool = False
+) -> dict[str, np.ndarray]:
+    """Per-item errors of items `idx` under every score metric: what the anomaly threshold is set from.
+    Tables (`standardized`): in standardised units, and no SSIM."""
     model.eval()
-    out: dict[str, list] = {m: [] for m in METRICS}
+    metrics = TABLE_METRICS if standardized else METRICS
+    out: dict[str, list] = {m: [] for m in metrics}
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]].to(device, non_blocking=True)
-        recon = normalizer.to_unit(model(normalizer.normalize(xb)).recon, bounded)
-        for m in METRICS:
-            out[m].append(item_errors(recon, xb.float() / normalizer.scale, m).cpu())
+        xn = normalizer.normalize(xb)
+        recon = model(xn).recon
+        if standardized:
+            target = xn
+        else:
+            recon, target = normalizer.to_unit(recon, bounded), xb.float() / normalizer.scale
+        for m in metrics:
+            out[m].append(item_errors(recon, target, m).cpu())
     return {m: torch.cat(v).double().numpy() for m, v in out.items()}
 
 
 def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True) -> dict:
     """Train on `data` with `cfg`, writing everything into `run_dir`; returns the summary."""
+    threads = torch.get_num_threads()
+    try:
+        return _fit(data, cfg, run_dir, verbose=verbose)
+    finally:
+        torch.set_num_threads(threads)  # a small table model trains on one thread (see SMALL_MODEL)
+
+
+def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True) -> dict:
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     c, h, w = data.shape
     bounded = data.scale != 1.0  # integer images: reconstructions are clamped to the valid range
+    tabular = data.columns is not None  # (N, F, 1, 1): metrics in standardised units, no flips
 
     train_idx, val_idx = split_indices(len(data), cfg.val_fraction, cfg.seed)
+    cfg = resolve_for_data(cfg, data, len(train_idx))  # arch, latent size, epochs (see resolve.py)
     eval_idx = val_idx if len(val_idx) else train_idx  # a single image: report on what we have
     x_all = torch.from_numpy(data.array)  # (N, C, H, W) raw units, stays on the host
     if device.type == "cuda" and not isinstance(data.array, np.memmap):
         x_all = x_all.pin_memory()  # page-locked host memory: asynchronous copies to the GPU
-    mean, std = channel_stats(data.array, data.scale, train_idx.numpy())
+    mean, std = channel_stats(data.array, data.scale, train_idx.numpy(), min_std=1e-12 if tabular else 1e-3)
     normalizer = Normalizer(data.scale, mean, std).to(device)
 
     kwargs = {"in_shape": (c, h, w), "latent_dim": cfg.latent_dim, "depth": cfg.depth}
     if cfg.arch == "conv":
         kwargs["width"] = cfg.width or auto_width(c)
+    elif cfg.arch == "mlp":
+        kwargs["width"] = cfg.width
     deepest = max_depth(h, w)
-    if cfg.depth is not None and cfg.depth > deepest:
+    if cfg.arch != "mlp" and cfg.depth is not None and cfg.depth > deepest:
         raise AekitError(
             f"depth {cfg.depth} is too deep for {h}x{w} images (at most {deepest}); pass a smaller --depth"
         )
@@ -174,6 +211,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     model = create_model(cfg.arch, **kwargs)
     if hasattr(model, "use_normalizer"):  # models that work in pixel units too (noise, Bernoulli)
         model.use_normalizer(normalizer)
+    if cfg.arch == "mlp":
+        kwargs["width"] = model.width  # resolved
     pca = fit_pca(
         copy.deepcopy(normalizer).cpu().normalize(x_all[train_idx[pca_rows(len(train_idx), c * h * w, cfg.seed)]]),
         cfg.latent_dim,
@@ -185,11 +224,15 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     train_model = compute.prepare(model)  # the same parameters; maybe compiled or channels_last
     save_pca(run_dir, pca)
     kwargs["depth"] = len(model.sizes) - 1  # resolved: the run rebuilds exactly this network
-    cfg = replace(cfg, channels=c, image_size=[h, w], depth=kwargs["depth"], width=kwargs.get("width", cfg.width))
+    resolved = {"columns": data.columns} if tabular else {"channels": c, "image_size": [h, w]}
+    cfg = replace(cfg, depth=kwargs["depth"], width=kwargs.get("width", cfg.width), **resolved)
     write_yaml(run_dir / "config.yaml", {"data": data.source, **cfg.to_dict()})
-    meta = model_meta(cfg.arch, kwargs, normalizer, str(data.array.dtype), source=data.source)
+    table = {"table": {"columns": data.columns, "id_column": data.id_name}} if tabular else {}
+    meta = model_meta(cfg.arch, kwargs, normalizer, str(data.array.dtype), source=data.source, **table)
 
     n_params = count_parameters(model)
+    if tabular and device.type == "cpu" and n_params <= SMALL_MODEL:
+        torch.set_num_threads(1)
     if cfg.latent_dim >= c * h * w:
         data.notes.append(f"latent_dim {cfg.latent_dim} >= the {c * h * w} input values: no compression")
     if verbose:
@@ -200,8 +243,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     total_steps = cfg.epochs * steps_per_epoch
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     rows: list[dict] = []
-    # epoch 0 is the untrained model (for `conv`, exactly PCA): training keeps it unless it improves
-    val0 = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded)
+    # epoch 0 is the untrained model (for conv and mlp, exactly PCA): training keeps it unless it improves
+    val0 = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded, tabular)
     best = {"val_loss": val0["loss"], "epoch": 0, "mse": val0["mse"]}
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     save_model(run_dir, model, meta)
@@ -244,7 +287,7 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
             if device.type == "cuda":
                 torch.cuda.synchronize()
             train_seconds = time.perf_counter() - t_epoch
-            val = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded)
+            val = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded, tabular)
             row = {
                 "epoch": epoch,
                 "train_loss": float(sums["loss"]) / max(seen, 1),
@@ -267,7 +310,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
                 progress.update(task, completed=step, info=f"val {val['loss']:.4f}")
                 progress.console.print(
                     f"epoch {epoch:>3}  loss train {row['train_loss']:.5f} val {row['val_loss']:.5f}  "
-                    f"val MSE {row['val_mse']:.6f} (pixels)  lr {lr:.2e}  {row['images_per_s']:.0f} img/s"
+                    f"val MSE {row['val_mse']:.6f} ({'standardised' if tabular else 'pixels'})  lr {lr:.2e}  "
+                    f"{row['images_per_s']:.0f} {'rows' if tabular else 'img'}/s"
                 )
             if stopped != "completed all epochs":
                 break
@@ -285,20 +329,31 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
             "training produced no finite validation loss (NaN or Inf); lower --lr or check the data for extreme values"
         )
     model.load_state_dict(best_state)
-    n_show = min(8, len(eval_idx))
-    show = x_all[eval_idx[torch.linspace(0, len(eval_idx) - 1, n_show).round().long()]]  # spread over the set
-    recon_grid(
-        show.float().numpy() / data.scale,
-        reconstruct_unit(model, normalizer, show, device, bounded),
-        run_dir / "recon.png",
-    )
+    if tabular:  # no images to show: reconstructed against original values, standardised
+        show = x_all[eval_idx[:2000]]
+        table_recon_plot(
+            normalizer.normalize(show.to(device)).cpu().numpy()[:, :, 0, 0],
+            reconstruct_unit(model, normalizer, show, device, bounded, standardized=True)[:, :, 0, 0],
+            run_dir / "recon.png",
+        )
+    else:
+        n_show = min(8, len(eval_idx))
+        show = x_all[eval_idx[torch.linspace(0, len(eval_idx) - 1, n_show).round().long()]]  # spread over the set
+        recon_grid(
+            show.float().numpy() / data.scale,
+            reconstruct_unit(model, normalizer, show, device, bounded),
+            run_dir / "recon.png",
+        )
     loss_plot(rows, run_dir / "loss.png")
-    final = compare(model, normalizer, pca, x_all, eval_idx, device, bounded, cfg.batch_size * 4)
-    errors = validation_errors(model, normalizer, x_all, eval_idx, device, bounded, cfg.batch_size * 4)
+    final = compare(model, normalizer, pca, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular)
+    errors = validation_errors(model, normalizer, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular)
     write_validation_scores(run_dir, [data.ids[i] for i in eval_idx.tolist()], errors)
     whose = f"the {len(eval_idx)} {'validation' if len(val_idx) else 'training'} items"
+    units = STANDARDISED if tabular else PIXELS
     rules = {
-        m: threshold_from(e, m, percentile=cfg.threshold_percentile, contamination=cfg.contamination, of=whose)
+        m: threshold_from(
+            e, m, percentile=cfg.threshold_percentile, contamination=cfg.contamination, of=whose, units=units
+        )
         for m, e in errors.items()
     }
     meta["threshold"] = {**rules["mse"], "by_metric": {m: r for m, r in rules.items() if m != "mse"}}
@@ -316,6 +371,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
         "channels": c,
         "image_size": [h, w],
         "model": cfg.model,
+        **({"columns": data.columns, "id_column": data.id_name} if tabular else {}),
+        "metric_units": "standardised (columns: mean 0, std 1 on the training rows)" if tabular else "pixels in [0, 1]",
         "arch": cfg.arch,
         "latent_dim": cfg.latent_dim,
         **latent,
@@ -346,7 +403,8 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
     write_json(run_dir / "summary.json", summary)
     if verbose:
         _print_end(summary, run_dir)
-        console.print(comparison_table(final, f"validation ({len(eval_idx)} items): autoencoder vs PCA"))
+        title = f"validation ({len(eval_idx)} items): autoencoder vs PCA"
+        console.print(comparison_table(final, title, data.columns))
         console.print(say_verdict(final))
     return summary
 
@@ -357,15 +415,20 @@ def _print_start(data, cfg, compute, n_params, n_train, n_val, run_dir) -> None:
     t.add_column(style="bold")
     t.add_column()
     t.add_row("data", data.source)
-    t.add_row("files", f"{data.n_found} found, {len(data)} used, {len(data.skipped)} skipped")
+    if data.columns is None:
+        t.add_row("files", f"{data.n_found} found, {len(data)} used, {len(data.skipped)} skipped")
     for note in data.notes:
         t.add_row("", note)
-    t.add_row("input", f"{c} channel(s) x {h} x {w}, {data.array.dtype}")
+    if data.columns is None:
+        t.add_row("input", f"{c} channel(s) x {h} x {w}, {data.array.dtype}")
+    else:
+        t.add_row("input", f"{len(data)} rows x {c} numeric columns, standardised per column")
     t.add_row("split", f"{n_train} train / {n_val} validation (seed {cfg.seed})")
     t.add_row("model", f"{cfg.arch}, latent {cfg.latent_dim}, depth {cfg.depth}, {n_params:,} parameters")
     budget = f", stop after {cfg.max_time:g} s" if cfg.max_time else ""
     t.add_row("training", f"{cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}{budget}")
-    threads = f" ({torch.get_num_threads()} threads)" if compute.device.type == "cpu" else ""
+    n = torch.get_num_threads()
+    threads = f" ({n} thread{'s' * (n > 1)})" if compute.device.type == "cpu" else ""
     t.add_row("compute", compute.describe() + threads)
     t.add_row("output", str(run_dir))
     console.print(t)
@@ -378,12 +441,16 @@ def _print_end(s: dict, run_dir: Path) -> None:
     t.add_row("stopped", s["stopped"])
     start = " (the starting point: training did not improve on it)" if s["best_epoch"] == 0 else ""
     t.add_row("best epoch", f"{s['best_epoch']} of {s['epochs_run']}{start}")
-    t.add_row(
-        "val MSE",
-        f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {format_db(s['val_psnr'])} dB, SSIM {s['val_ssim']:.4f}",
-    )
+    if "columns" in s:
+        t.add_row("val MSE", f"{s['val_mse']:.6f} (standardised columns: 1.0 is as bad as predicting the mean)")
+    else:
+        t.add_row(
+            "val MSE",
+            f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {format_db(s['val_psnr'])} dB, SSIM {s['val_ssim']:.4f}",
+        )
     t.add_row("anomaly threshold", s["threshold"]["explanation"])
-    t.add_row("time", f"{s['seconds']:.1f} s, {s['images_per_s']:.0f} images/s in the last epoch")
+    unit = "rows" if "columns" in s else "images"
+    t.add_row("time", f"{s['seconds']:.1f} s, {s['images_per_s']:.0f} {unit}/s in the last epoch")
     t.add_row("run folder", str(run_dir))
     console.print(t)
     if s["skipped"]:

@@ -54,7 +54,7 @@ def test_npz_picks_the_images_array(tmp_path):
 @pytest.mark.parametrize(
     "content,needle",
     [
-        (np.zeros((10, 5), np.float32), "2-D array"),
+        (np.zeros(10, np.float32), "shape"),  # 1-D: neither images nor a table (2-D: see test_tables.py)
         (np.array([{"a": 1}] * 3, dtype=object), "unpickling"),
         (np.full((4, 6, 6), np.nan, np.float32), "NaN"),
     ],

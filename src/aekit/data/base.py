@@ -20,7 +20,8 @@ class ImageData:
     """Decoded images in memory: `array` is (N, C, H, W) in the data's raw units.
 
     `scale` is the value of a full-scale pixel (255 for 8-bit images, 65535 for 16-bit,
-    1.0 for float data), so `array / scale` is in [0, 1] for images.
+    1.0 for float data), so `array / scale` is in [0, 1] for images. A table of F columns is
+    (N, F, 1, 1) with `columns` naming them (see data/tabular.py).
     """
 
     array: np.ndarray
@@ -31,6 +32,8 @@ class ImageData:
     n_found: int = 0
     notes: list[str] = field(default_factory=list)
     load_seconds: float = 0.0  # wall time spent reading/decoding (or loading from the cache)
+    columns: list[str] | None = None  # tables: the feature columns (array is (N, F, 1, 1)); None for images
+    id_name: str | None = "path"  # what `ids` are (a column name in encode's output); None: row numbers
 
     def __len__(self) -> int:
         return len(self.array)

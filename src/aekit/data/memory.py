@@ -1,9 +1,9 @@
 """In-memory data: numpy arrays, tensors and the user's own `torch.utils.data.Dataset`.
 
-Layouts: (N, H, W), (N, H, W, C) and (N, C, H, W). The channel axis is the one of size 1, 3 or 4
-(or `expected_channels` when given); when both could be, torch tensors are read as N,C,H,W and
-numpy arrays as N,H,W,C. Integer data keeps its units (full scale 255 for uint8, 65535 for
-uint16); float data is used as it is (full scale 1.0).
+Images: (N, H, W), (N, H, W, C) and (N, C, H, W); 2-D arrays (N, F) are tables (tabular.py).
+The channel axis is the one of size 1, 3 or 4 (or `expected_channels` when given); when both
+could be, torch tensors are read as N,C,H,W and numpy arrays as N,H,W,C. Integer data keeps its
+units (full scale 255 for uint8, 65535 for uint16); float data is used as it is (full scale 1.0).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 
 from ..errors import AekitError
 from .base import ImageData
+from .tabular import TABLE_SUFFIXES, from_table_array, parse_columns, read_table_file
 
 LAYOUTS = ("NHW", "NHWC", "NCHW")
 
@@ -63,10 +64,17 @@ def scale_of(dtype: np.dtype) -> float:
     raise AekitError(f"unsupported data type {dtype}; use uint8, uint16 or float arrays")
 
 
-def from_array(x: Any, *, layout: str | None = None, source: str = "array") -> ImageData:
-    """Wrap an array or tensor of images as ImageData (no copy when already N,C,H,W)."""
+def from_array(
+    x: Any, *, layout: str | None = None, source: str = "array", columns: Any = None, id_column: str | None = None
+) -> ImageData:
+    """Wrap an array or tensor of images as ImageData (no copy when already N,C,H,W); a 2-D
+    array (N rows, F columns) is a table (see tabular.py)."""
     prefer = "NCHW" if isinstance(x, torch.Tensor) else "NHWC"
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim == 2:
+        if len(arr) == 0:
+            raise AekitError(f"{source} holds no rows")
+        return from_table_array(arr, source=source, columns=columns, id_column=id_column)
     if arr.dtype == np.float64 or arr.dtype == np.float16:
         arr = arr.astype(np.float32)
     if arr.dtype.kind in "iub" and arr.dtype not in (np.uint8, np.uint16):
@@ -87,8 +95,11 @@ ARRAY_SUFFIXES = (".npy", ".npz")
 NPZ_KEYS = ("images", "image", "x", "data", "arr_0")
 
 
-def read_array_file(path: Path, *, layout: str | None = None) -> ImageData:
-    """Images from a .npy file, or from a .npz file's only array (or its 'images'/'x'/'data' array).
+def read_array_file(
+    path: Path, *, layout: str | None = None, columns: Any = None, id_column: str | None = None
+) -> ImageData:
+    """Images from a .npy file, or from a .npz file's only array (or its 'images'/'x'/'data' array);
+    a 2-D array is a table of N rows and F columns.
 
     Never unpickles: object arrays are refused. Item identifiers are the row numbers."""
     if not path.is_file():
@@ -109,12 +120,9 @@ def read_array_file(path: Path, *, layout: str | None = None) -> ImageData:
         raise AekitError(f"cannot read {path} without unpickling ({e}); save a plain numeric array") from None
     except OSError as e:
         raise AekitError(f"cannot read {path}: {e}") from None
-    if arr.ndim == 2:
-        raise AekitError(
-            f"{path} is a 2-D array {arr.shape} (a table); tables need the MLP autoencoder, not available yet. "
-            "Image arrays are N,H,W / N,H,W,C / N,C,H,W"
-        )
-    data = from_array(arr, layout=layout, source=str(path.resolve()))
+    if arr.ndim == 2:  # a table: N rows, F columns
+        return from_array(arr, source=str(path.resolve()), columns=columns, id_column=id_column)
+    data = from_array(arr, layout=layout, source=str(path.resolve()), columns=columns, id_column=id_column)
     data.notes.append(f"array {tuple(arr.shape)} {arr.dtype}, read as {layout or infer_layout(arr.shape)}")
     return data
 
@@ -130,8 +138,11 @@ def _first_tensor(item: Any) -> Any:
     return item
 
 
-def from_dataset(dataset: torch.utils.data.Dataset, *, layout: str | None = None) -> ImageData:
-    """Materialise a map-style Dataset of tensors, tuples (first element) or dicts ('image'/'x' key)."""
+def from_dataset(
+    dataset: torch.utils.data.Dataset, *, layout: str | None = None, columns: Any = None, id_column: str | None = None
+) -> ImageData:
+    """Materialise a map-style Dataset of tensors, tuples (first element) or dicts ('image'/'x' key);
+    items of one dimension (F values) make a table."""
     try:
         n = len(dataset)  # type: ignore[arg-type]
     except TypeError:
@@ -145,7 +156,7 @@ def from_dataset(dataset: torch.utils.data.Dataset, *, layout: str | None = None
     stacked = np.stack(items)
     if layout is None and stacked.ndim == 4:  # items from a torch Dataset are C,H,W by convention
         layout = infer_layout(stacked.shape, prefer="NCHW")
-    return from_array(stacked, layout=layout, source=type(dataset).__name__)
+    return from_array(stacked, layout=layout, source=type(dataset).__name__, columns=columns, id_column=id_column)
 
 
 def load_data(
@@ -159,19 +170,30 @@ def load_data(
     cache_dir: str | Path | None = "default",
     stream: bool = False,
     layout: str | None = None,
+    columns: Any = None,
+    id_column: str | None = None,
+    prefer_id: str | None = None,
 ) -> ImageData:
-    """Any supported input (folder, file, array, tensor, Dataset) as ImageData.
+    """Any supported input (folder, file, array, tensor, Dataset, table) as ImageData.
 
     Folders go through the decode-once cache in `cache_dir` ("default": the user cache
     directory; None: no cache). `stream=True` leaves a cached folder memory-mapped (for one pass
-    over the data, as encode does) instead of reading it into memory."""
+    over the data, as encode does) instead of reading it into memory. `columns`, `id_column` and
+    `prefer_id` (used when present) apply to tables (.csv/.tsv/.parquet files and 2-D arrays) and
+    are ignored for images (the caller checks that the data is what it expects)."""
     from .cache import read_images_cached
     from .images import read_images
 
+    columns = parse_columns(columns)
     if isinstance(data, ImageData):
         return data
-    if isinstance(data, (str, Path)) and Path(data).suffix.lower() in ARRAY_SUFFIXES:
-        return read_array_file(Path(data), layout=layout)
+    suffix = Path(data).suffix.lower() if isinstance(data, (str, Path)) else ""
+    if suffix in TABLE_SUFFIXES:
+        return read_table_file(Path(data), columns=columns, id_column=id_column, prefer_id=prefer_id)
+    if suffix in ARRAY_SUFFIXES:
+        return read_array_file(Path(data), layout=layout, columns=columns, id_column=id_column)
+    if isinstance(data, (np.ndarray, torch.Tensor)):
+        return from_array(data, layout=layout, columns=columns, id_column=id_column)
     if isinstance(data, (str, Path)):
         opts = dict(
             channels=channels, image_size=image_size, extensions=extensions, high=high, show_progress=show_progress
@@ -181,8 +203,6 @@ def load_data(
         return read_images_cached(
             data, cache_dir=None if cache_dir == "default" else cache_dir, in_memory_limit=0 if stream else None, **opts
         )
-    if isinstance(data, (np.ndarray, torch.Tensor)):
-        return from_array(data, layout=layout)
     if isinstance(data, torch.utils.data.Dataset):
-        return from_dataset(data)
+        return from_dataset(data, columns=columns, id_column=id_column)
     raise AekitError(f"cannot read data of type {type(data).__name__}; pass a folder path, an array or a Dataset")

@@ -40,6 +40,6 @@ def describe_models() -> dict[str, str]:
     return {name: _DESCRIPTIONS[name] for name in list_models()}
 
 
-from . import conv  # noqa: E402,F401  (registers the conv models)
+from . import conv, mlp  # noqa: E402,F401  (registers the models)
 
 __all__ = ["AEOutput", "create_model", "describe_models", "list_models", "loss_fn", "mse_terms", "register_model"]

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from . import register_model
 from .base import AEOutput
+from .linear_path import LinearPath
 
 
 def stage_sizes(h: int, w: int, depth: int) -> list[tuple[int, int]]:
@@ -46,11 +47,10 @@ def auto_depth(h: int, w: int, max_depth: int = 5) -> int:
     return max(depth, 1)
 
 
-LINEAR_LR_SCALE = 0.1
 MAX_LINEAR_INPUT = 196_608  # C*H*W above which the linear path is left out (e.g. 3x256x256)
 
 
-class ConvAutoencoder(nn.Module):
+class ConvAutoencoder(LinearPath, nn.Module):
     """Default architecture: per stage a stride-2 conv and a 3x3 conv with SiLU; the decoder
     upsamples to the recorded size and mirrors it; linear bottleneck and linear output head.
 
@@ -65,10 +65,7 @@ class ConvAutoencoder(nn.Module):
         super().__init__()
         c, h, w = in_shape
         self.in_shape = (c, h, w)
-        self.linear_path = linear_path and c * h * w <= MAX_LINEAR_INPUT
-        if self.linear_path:
-            self.lin_enc = nn.Linear(c * h * w, latent_dim)
-            self.lin_dec = nn.Linear(latent_dim, c * h * w)
+        self.add_linear_path(c * h * w, latent_dim, linear_path and c * h * w <= MAX_LINEAR_INPUT)
         self.sizes = stage_sizes(h, w, depth)
         chans = [min(width * 2**i, width * 8) for i in range(depth)]
         self.stem = nn.Sequential(nn.Conv2d(c, chans[0], 3, padding=1), nn.SiLU())
@@ -123,31 +120,6 @@ class ConvAutoencoder(nn.Module):
         x = self.head(x)  # (B, C, H, W)
         return x + self.lin_dec(z).view(-1, *self.in_shape) if self.linear_path else x
 
-    def lr_scales(self) -> dict[str, float]:
-        """The PCA-initialised linear path learns slowly: it starts near its optimum."""
-        return {"lin_": LINEAR_LR_SCALE}
-
-    @torch.no_grad()
-    def init_from_pca(
-        self, mean: torch.Tensor, components: torch.Tensor, variance=None, code_std: torch.Tensor | None = None
-    ) -> None:
-        """Start at PCA: mean (D,), components (D, latent) in the model's (normalised) input units.
-        With `code_std` (latent,) the codes are whitened (unit variance), as a VAE's prior wants;
-        `variance` (the data's along each component) is what other models may use."""
-        if not self.linear_path:
-            return
-        enc, dec = components, components
-        if code_std is not None:
-            s = code_std.clamp_min(1e-6)
-            enc, dec = components / s, components * s
-        self.lin_enc.weight.copy_(enc.T)
-        self.lin_enc.bias.copy_(-(enc.T @ mean))
-        self.lin_dec.weight.copy_(dec)
-        self.lin_dec.bias.copy_(mean)
-        for layer in (self.to_latent, self.head):  # conv paths start silent, then learn the residual
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
-
     def forward(self, x: torch.Tensor) -> AEOutput:
         z = self.encode(x)
         return AEOutput(self.decode(z), z)
@@ -199,7 +171,7 @@ class BasicAutoencoder(nn.Module):
         return AEOutput(self.decode(z), z)
 
 
-@register_model("conv", "conv autoencoder sized from the input with a PCA-initialised linear path; default")
+@register_model("conv", "conv autoencoder sized from the input with a PCA-initialised linear path; default for images")
 def conv(
     in_shape, latent_dim: int, depth: int | None = None, width: int = 16, linear_path: bool = True
 ) -> ConvAutoencoder:
