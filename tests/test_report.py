@@ -244,3 +244,15 @@ def test_report_shows_its_figures_in_chromium(trained, tmp_path, monkeypatch):
     assert not [r for r in requests if not r.startswith("data:")]
     pixels = np.asarray(shot)
     assert pixels.std() > 10 and len(np.unique(pixels)) > 50  # text and a figure, not a blank page
+
+
+def test_table_runs_get_a_report_without_image_metrics(tmp_path):
+    import warnings
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(200, 3)) @ rng.normal(size=(3, 8))).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a report that fails would warn
+        run = aekit.train(x, epochs=2, verbose=False, out=tmp_path / "run")
+    page = (run.path / "report.html").read_text()
+    assert "standardised" in page and "n/a" in page

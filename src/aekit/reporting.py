@@ -239,6 +239,11 @@ def data_section(s: dict) -> str:
     return section("data", "Data", body)
 
 
+def _at(values: list | None, i: int):
+    """values[i], or None where the metric does not apply (SSIM of table columns)."""
+    return values[i] if values else None
+
+
 def metrics_section(s: dict) -> str:
     from .evaluation import say_verdict
 
@@ -255,9 +260,14 @@ def metrics_section(s: dict) -> str:
         ("autoencoder", ae),
         (f"PCA, {res['latent_dim']} components", pca),
     ]
+    tabular = "standardised" in s.get("metric_units", "")  # tables: no PSNR or SSIM
+
+    def opt(value, digits: int) -> str:
+        return "n/a" if tabular or value is None and digits != 2 else fmt(value, digits)
+
     body = "".join(
-        f'<tr><th>{esc(name)}</th><td class="num">{fmt(m["mse"])}</td><td class="num">{fmt(m.get("psnr"), 2)}</td>'
-        f'<td class="num">{fmt(m.get("ssim"), 4)}</td></tr>'
+        f'<tr><th>{esc(name)}</th><td class="num">{fmt(m["mse"])}</td><td class="num">{opt(m.get("psnr"), 2)}</td>'
+        f'<td class="num">{opt(m.get("ssim"), 4)}</td></tr>'
         for name, m in rows
     )
     ratio = ae["mse"] / max(pca["mse"], 1e-300)
@@ -269,7 +279,8 @@ def metrics_section(s: dict) -> str:
         ch_rows = "".join(
             f'<tr><th>channel {c}</th><td class="num">{fmt(a_ch["mse"][c])}</td>'
             f'<td class="num">{fmt(p_ch["mse"][c])}</td>'
-            f'<td class="num">{a_ch["ssim"][c]:.3f}</td><td class="num">{p_ch["ssim"][c]:.3f}</td></tr>'
+            f'<td class="num">{opt(_at(a_ch.get("ssim"), c), 3)}</td>'
+            f'<td class="num">{opt(_at(p_ch.get("ssim"), c), 3)}</td></tr>'
             for c in range(min(n, MAX_CHANNELS))
         )
         if n > MAX_CHANNELS:
@@ -282,10 +293,11 @@ def metrics_section(s: dict) -> str:
         )
     verdict = res.get("vs_pca", "equal")
     on = s.get("val_on", "validation split")
+    units = s.get("metric_units", "pixels in [0, 1]")
     explain = (
         '<p class="explain">Each validation image is encoded into '
         f"{esc(res['latent_dim'])} numbers and decoded back. <b>MSE</b> is the mean squared difference between "
-        "the image and its reconstruction, with pixels scaled to [0, 1]: lower is better. <b>PSNR</b> is the "
+        f"the image and its reconstruction ({esc(units)}): lower is better. <b>PSNR</b> is the "
         "same on a logarithmic scale (higher is better) and <b>SSIM</b> compares local structure (1 means "
         "identical). <b>PCA</b> with as many components is the linear baseline: the autoencoder is worth "
         f"its cost only where it beats it. Measured on {esc(res.get('n_items', '?'))} items of the {esc(on)}.</p>"
