@@ -29,7 +29,13 @@ class Run:
 
 
 def train(
-    data: Any, *, out: str | Path | None = None, config: str | Path | None = None, verbose: bool = True, **options: Any
+    data: Any = None,
+    *,
+    out: str | Path | None = None,
+    config: str | Path | None = None,
+    verbose: bool = True,
+    resume: str | Path | None = None,
+    **options: Any,
 ) -> Run:
     """Train an autoencoder on `data`: a folder or image file, a numpy array or tensor of images
     (N,H,W / N,H,W,C / N,C,H,W), a `torch.utils.data.Dataset` yielding tensors, tuples or dicts,
@@ -37,9 +43,17 @@ def train(
 
     `options` are TrainConfig fields (latent_dim=32, epochs=10, max_time=60, ...); they override
     the YAML file `config`. `out` defaults to runs/<timestamp> with runs/latest pointing at it.
+
+    `resume="runs/x"` goes on with an interrupted run from its last completed epoch, exactly as
+    if it had not stopped (same data, which defaults to the run's; only `epochs`, `max_time` and
+    `device` may change).
     """
     from .trainer import fit
 
+    if resume is not None:
+        return _resume(resume, data, verbose=verbose, config=config, out=out, **options)
+    if data is None:
+        raise AekitError("no data given: pass a folder, file or array (or resume=RUN to continue a run)")
     cfg = make_config(load_yaml(config) if config else None, **options)
     check_out(out)
     t0 = time.perf_counter()
@@ -66,6 +80,54 @@ def train(
         raise
     if out is None:
         link_latest(run_dir)  # only once the run has written its results
+    report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
+    return Run(path=run_dir, summary=summary, config=cfg)
+
+
+RESUMABLE_OPTIONS = ("epochs", "max_time", "device")
+
+
+def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any, **options: Any) -> Run:
+    """Continue RUN from its state.pt (see resume.py) with its own configuration."""
+    from .resume import load_state
+    from .trainer import fit
+
+    run_dir = Path(run)
+    if not (run_dir / "config.yaml").is_file():
+        raise AekitError(f"{run_dir} is not a run folder (no config.yaml); pass the folder written by aekit train")
+    if config is not None or out is not None:
+        raise AekitError("--resume continues a run in its own folder with its own config; drop --config and --out")
+    changed = sorted(k for k, v in options.items() if v is not None and k not in RESUMABLE_OPTIONS)
+    if changed:
+        raise AekitError(
+            f"cannot change {', '.join(changed)} when resuming (the run must go on as it started); "
+            f"only {', '.join(RESUMABLE_OPTIONS)} may be given"
+        )
+    saved = load_yaml(run_dir / "config.yaml")
+    source = saved.pop("data", None)
+    cfg = make_config(saved, **options)
+    state = load_state(run_dir)
+    if state["epoch"] >= cfg.epochs:
+        raise AekitError(
+            f"{run_dir} has already trained all {cfg.epochs} epochs; pass --epochs N (more than "
+            f"{state['epoch']}) to train longer"
+        )
+    if data is None:
+        if not source or not Path(source).exists():
+            raise AekitError(f"the run's data ({source}) is not a path that exists here; pass DATA with --resume")
+        data = source
+    dataset = load_data(
+        data,
+        channels=cfg.channels,
+        image_size=cfg.image_size,
+        extensions=cfg.extensions,
+        show_progress=verbose,
+        cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
+        layout=cfg.layout,
+        columns=cfg.columns,
+        id_column=cfg.id_column,
+    )
+    summary = fit(dataset, cfg, run_dir, verbose=verbose, resume=state)
     report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
     return Run(path=run_dir, summary=summary, config=cfg)
 

@@ -105,7 +105,11 @@ def _use(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from .api import train
 
-    run = train(args.data, out=args.out, config=args.config, verbose=not args.quiet, **_options(args))
+    if args.data is None and args.resume is None:
+        raise AekitError("give DATA to train on (a folder, file or array), or --resume RUN to go on with a run")
+    run = train(
+        args.data, out=args.out, config=args.config, verbose=not args.quiet, resume=args.resume, **_options(args)
+    )
     print(run.path)
     return 130 if run.summary["stopped"].startswith("interrupted") else 0
 
@@ -264,9 +268,18 @@ def build_parser() -> Parser:
         "(--columns, --id-column).",
     )
     p.add_argument(
-        "data", help="folder of images, one image file, a .npy/.npz array, or a table (.csv, .tsv, .parquet)"
+        "data",
+        nargs="?",
+        help="folder of images, one image file, a .npy/.npz array, or a table (.csv, .tsv, .parquet); "
+        "with --resume, default the run's own data",
     )
     add_train_options(p)
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="go on with an interrupted run from its last completed epoch (exactly as if it had not "
+        "stopped; only --epochs, --max-time and --device may be given)",
+    )
 
     p = sub.add_parser(
         "demo",

@@ -80,7 +80,8 @@ def train_step(
     """One optimisation step on a normalised batch (B, C, H, W) whose reconstruction target is
     `target` (default the batch itself); returns the detached loss terms ("loss" and the model's
     others). `mask` (1 valid, 0 ignored) and `epoch` (for schedules such as KL warm-up) go to the
-    model's loss."""
+    model's loss. A step whose loss or gradients are not finite is skipped (the weights are left
+    as they were) and reported as `terms["skipped"] = True`."""
     if s.channels_last:
         xn = xn.contiguous(memory_format=torch.channels_last)
     with torch.autocast(s.device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None):
@@ -89,11 +90,20 @@ def train_step(
     terms = loss_fn(model)(out, xn if target is None else target, mask, epoch)
     loss = terms["loss"]
     opt.zero_grad(set_to_none=True)
-    if s.scaler is not None:
+    if s.scaler is not None:  # fp16: the scaler skips steps with overflowing gradients itself
+        finite = bool(torch.isfinite(loss))
         s.scaler.scale(loss).backward()
         s.scaler.step(opt)
         s.scaler.update()
     else:
         loss.backward()
-        opt.step()
-    return {k: v.detach() for k, v in terms.items()}
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf) if params else torch.zeros(())
+        finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))  # one host sync per step
+        if finite:
+            opt.step()
+    out = {k: v.detach() for k, v in terms.items()}
+    if not finite:
+        opt.zero_grad(set_to_none=True)
+        out["skipped"] = True
+    return out

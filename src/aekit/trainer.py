@@ -33,6 +33,7 @@ from .pca import fit_pca, pca_rows
 from .plots import loss_plot, recon_grid, table_recon_plot
 from .progress import console, make_progress
 from .resolve import resolve_for_data
+from .resume import save_state
 from .rundir import write_json, write_metrics, write_yaml
 from .scoring import (
     METRICS,
@@ -44,6 +45,11 @@ from .scoring import (
     write_validation_scores,
 )
 
+MAX_BAD_STEPS = 8  # non-finite steps (each skipped and halving the LR) before the run is stopped
+DIVERGED = (
+    "diverged: {n} steps had a NaN or Inf loss or gradient, even with the learning rate lowered to "
+    "{lr:.2g}; likely causes: data with extreme values that need scaling, or --lr too high"
+)
 WARMUP = 0.03  # fraction of training spent warming the learning rate up
 # Table models up to this many parameters train on one CPU thread: their matrices are too small
 # to share, and waiting on busy threads cost 10-40x (1.5 ms vs 14-61 ms a step, 12 columns, 2 cores)
@@ -66,6 +72,11 @@ def param_groups(model: torch.nn.Module) -> list[dict]:
         factor = next((f for prefix, f in scales.items() if name.startswith(prefix)), 1.0)
         groups.setdefault(factor, []).append(p)
     return [{"params": ps, "lr_scale": f} for f, ps in groups.items()]
+
+
+def weights_finite(model: torch.nn.Module) -> bool:
+    """No NaN or Inf in any parameter: such weights are never kept as the best model."""
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,16 +175,17 @@ def validation_errors(
     return {m: torch.cat(v).double().numpy() for m, v in out.items()}
 
 
-def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True) -> dict:
-    """Train on `data` with `cfg`, writing everything into `run_dir`; returns the summary."""
+def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True, resume: dict | None = None) -> dict:
+    """Train on `data` with `cfg`, writing everything into `run_dir`; returns the summary. With
+    `resume` (a state from resume.load_state), go on after its epoch."""
     threads = torch.get_num_threads()
     try:
-        return _fit(data, cfg, run_dir, verbose=verbose)
+        return _fit(data, cfg, run_dir, verbose=verbose, resume=resume)
     finally:
         torch.set_num_threads(threads)  # a small table model trains on one thread (see SMALL_MODEL)
 
 
-def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True) -> dict:
+def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True, resume: dict | None = None) -> dict:
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -243,18 +255,35 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
     total_steps = cfg.epochs * steps_per_epoch
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     rows: list[dict] = []
-    # epoch 0 is the untrained model (for conv and mlp, exactly PCA): training keeps it unless it improves
-    val0 = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded, tabular)
-    best = {"val_loss": val0["loss"], "epoch": 0, "mse": val0["mse"]}
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    save_model(run_dir, model, meta)
-    step, stopped = 0, "completed all epochs"
+    lr_factor, bad_steps, stopped = 1.0, 0, "completed all epochs"  # lr_factor: lowered by the NaN guard
+    if resume is None:
+        # epoch 0 is the untrained model (for conv and mlp, exactly PCA): training keeps it unless it improves
+        val0 = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded, tabular)
+        best = {"val_loss": val0["loss"], "epoch": 0, "mse": val0["mse"]}
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        save_model(run_dir, model, meta)
+        step, first_epoch = 0, 1
+    else:  # go on exactly where the last completed epoch left off (resume.py)
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        gen.set_state(resume["gen"])
+        torch.set_rng_state(resume["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in resume:
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
+        best, best_state, rows = dict(resume["best"]), resume["best_state"], list(resume["rows"])
+        step, first_epoch = resume["step"], resume["epoch"] + 1
+        lr_factor, bad_steps = resume["lr_factor"], resume["bad_steps"]
+        t_start = time.perf_counter() - resume["elapsed"]  # the time budget counts what was spent
+        if verbose:
+            console.print(
+                f"resuming after epoch {resume['epoch']} of {cfg.epochs} (best so far: epoch {best['epoch']})"
+            )
     progress = make_progress() if verbose else None
     task = progress.add_task("training", total=total_steps, info="") if progress else None
     if progress:
         progress.start()
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(first_epoch, cfg.epochs + 1):
             t_epoch = time.perf_counter()
             sums: dict[str, torch.Tensor] = {}  # loss terms summed on the device: no sync per step
             seen, last_draw = 0, 0.0
@@ -266,16 +295,22 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
                     frac = max(frac, elapsed / cfg.max_time)
                 lr = lr_at(frac, cfg.lr)
                 for group in opt.param_groups:
-                    group["lr"] = lr * group["lr_scale"]
+                    group["lr"] = lr * lr_factor * group["lr_scale"]
                 xb = x_all[order[i : i + cfg.batch_size]].to(device, non_blocking=True)  # (B, C, H, W) raw
                 xn = normalizer.normalize(xb)
                 if cfg.augment == "flip":  # a seeded half of the batch mirrored left-right, in place
                     mirrored = torch.nonzero(torch.rand(len(xb), generator=gen) < 0.5).flatten().to(device)
                     xn[mirrored] = xn[mirrored].flip(-1)
                 terms = train_step(train_model, opt, xn, compute, epoch=epoch - 1 + i / len(order))
-                for k, v in terms.items():
-                    sums[k] = sums[k] + v * len(xb) if k in sums else v * len(xb)
-                seen += len(xb)
+                if terms.pop("skipped", False):  # a non-finite loss or gradient: step skipped, LR halved
+                    bad_steps, lr_factor = bad_steps + 1, lr_factor * 0.5
+                    if bad_steps >= MAX_BAD_STEPS:
+                        stopped = DIVERGED.format(n=bad_steps, lr=cfg.lr * lr_factor)
+                        break
+                else:
+                    for k, v in terms.items():
+                        sums[k] = sums[k] + v * len(xb) if k in sums else v * len(xb)
+                    seen += len(xb)
                 step += 1
                 now = time.perf_counter()
                 if progress and now - last_draw > 0.25:
@@ -290,7 +325,7 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
             val = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded, tabular)
             row = {
                 "epoch": epoch,
-                "train_loss": float(sums["loss"]) / max(seen, 1),
+                "train_loss": float(sums["loss"]) / seen if seen else math.nan,
                 "val_loss": val["loss"],
                 "val_mse": val["mse"],
                 "lr": lr,
@@ -301,11 +336,28 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
                 row[f"train_{k}"] = float(sums[k]) / max(seen, 1)
                 row[f"val_{k}"] = val[k]
             rows.append(row)
-            if math.isfinite(val["loss"]) and val["loss"] < best["val_loss"]:
+            if math.isfinite(val["loss"]) and val["loss"] < best["val_loss"] and weights_finite(model):
                 best = {"val_loss": val["loss"], "epoch": epoch, "mse": val["mse"]}
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 save_model(run_dir, model, meta)
             write_metrics(run_dir / "metrics.csv", rows)
+            state = {
+                "epoch": epoch,
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "gen": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "best": best,
+                "best_state": best_state,
+                "rows": rows,
+                "elapsed": time.perf_counter() - t_start,
+                "lr_factor": lr_factor,
+                "bad_steps": bad_steps,
+            }
+            if device.type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state(device)
+            save_state(run_dir, state)  # atomically: a crash from here on resumes after this epoch
             if progress:
                 progress.update(task, completed=step, info=f"val {val['loss']:.4f}")
                 progress.console.print(
@@ -319,7 +371,11 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
         stopped = "interrupted (Ctrl-C)"
         if progress:
             progress.stop()
-        console.print("[yellow]interrupted: keeping the best model so far[/yellow]")
+        console.print(
+            "[yellow]interrupted: the best model so far is kept; go on from the last completed epoch with "
+            f"[bold]aekit train --resume {run_dir}[/bold][/yellow]",
+            soft_wrap=True,
+        )
     finally:
         if progress:
             progress.stop()

@@ -1,0 +1,183 @@
+"""Resilience: exact resume after kill -9, Ctrl-C, the NaN guard, safe loading, atomic writes."""
+
+import csv
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import aekit
+import aekit.checkpoint
+import aekit.trainer
+from aekit.cli import main
+from aekit.compute import compute_settings, train_step
+from aekit.models import create_model
+from tests.conftest import smooth_images, write_pngs
+
+ARGS = ["--epochs", "8", "--latent-dim", "6", "--width", "8", "--batch-size", "16", "--seed", "3", "--quiet"]
+COMPARED = ("epoch", "train_loss", "val_loss", "val_mse", "lr")
+
+
+def metrics(run):
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: float(r[k]) for k in COMPARED} for r in csv.DictReader(f)]
+
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def folder(tmp_path):
+    f = tmp_path / "imgs"
+    write_pngs(f, smooth_images(400, 16, 16, 3, seed=5))
+    return f
+
+
+def test_killed_run_resumes_to_the_same_metrics(folder, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "aekit", "train", str(folder), *ARGS]
+    subprocess.run([*cmd, "--out", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "--out", str(run)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "metrics.csv").is_file() and len(metrics(run)) >= 2:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)  # somewhere in the third epoch or later: no chance to clean up
+    proc.wait()
+    done = len(metrics(run))
+    assert 2 <= done < 8, f"the run was not killed mid-training ({done} epochs written)"
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    ref, resumed = metrics(tmp_path / "ref"), metrics(run)
+    assert len(resumed) == len(ref) == 8
+    for a, b in zip(ref, resumed):
+        for k in COMPARED:
+            assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-9), (a["epoch"], k)
+    assert aekit.load(run).encode(np.zeros((1, 16, 16, 3), np.uint8)).shape == (1, 6)
+
+
+def test_ctrl_c_keeps_the_run_and_says_how_to_resume(folder, tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real = aekit.trainer.train_step
+
+    def interrupt_in_epoch_two(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 30:  # 23 steps an epoch
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(aekit.trainer, "train_step", interrupt_in_epoch_two)
+    run = tmp_path / "run"
+    assert main(["train", str(folder), *ARGS[:-1], "--out", str(run)]) == 130
+    err = capsys.readouterr().err
+    assert f"aekit train --resume {run}" in err
+    assert len(metrics(run)) == 1 and (run / "model.safetensors").is_file()
+    monkeypatch.setattr(aekit.trainer, "train_step", real)
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0
+    assert [r["epoch"] for r in metrics(run)] == [1, 2, 3]
+
+
+def test_resume_refuses_changes_and_finished_runs(folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(folder), "--epochs", "1", "--latent-dim", "4", "--quiet", "--out", str(run)]) == 0
+    for argv, needle in [
+        (["--resume", str(run)], "already trained all 1 epochs"),
+        (["--resume", str(run), "--lr", "0.1"], "cannot change lr"),
+        (["--resume", str(tmp_path)], "not a run folder"),
+        ([], "give DATA"),
+    ]:
+        assert main(["train", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_state_file_that_would_run_code_is_refused(folder, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert main(["train", str(folder), "--epochs", "1", "--latent-dim", "4", "--quiet", "--out", str(run)]) == 0
+    torch.save({"format": 1, "epoch": 0, "payload": Evil()}, run / "state.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "refusing to load" in err and "run code" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_train_step_skips_non_finite_steps_without_touching_the_weights():
+    model = create_model("conv", in_shape=(1, 8, 8), latent_dim=2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    s = compute_settings(torch.device("cpu"), "fp32")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 1, 8, 8)
+    x[0, 0, 0, 0] = float("nan")
+    terms = train_step(model, opt, x, s)
+    assert terms["skipped"] is True
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert "skipped" not in train_step(model, opt, torch.randn(4, 1, 8, 8), s)
+
+
+def test_repeated_non_finite_steps_stop_the_run_with_the_likely_cause(folder, tmp_path, monkeypatch, capsys):
+    def always_nan(*a, **k):
+        return {"loss": torch.tensor(float("nan")), "skipped": True}
+
+    monkeypatch.setattr(aekit.trainer, "train_step", always_nan)
+    run = aekit.train(folder, epochs=3, latent_dim=4, verbose=False, out=tmp_path / "run")
+    assert run.summary["stopped"].startswith("diverged: 8 steps")
+    assert "--lr too high" in run.summary["stopped"] and "extreme values" in run.summary["stopped"]
+    assert run.summary["best_epoch"] == 0  # the finite starting point is what is kept
+    z = aekit.load(run.path).encode(np.zeros((2, 16, 16, 3), np.uint8))
+    assert np.isfinite(z).all()
+
+
+def test_a_crash_while_saving_leaves_the_previous_model_loadable(folder, tmp_path, monkeypatch):
+    run = aekit.train(folder, epochs=1, latent_dim=4, verbose=False, out=tmp_path / "run")
+    before = aekit.load(run.path).encode(np.zeros((1, 16, 16, 3), np.uint8))
+    def crash(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"half a file")
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(aekit.checkpoint, "save_file", crash)
+    model, _, meta = aekit.checkpoint.load_model(run.path)
+    with pytest.raises(OSError):
+        aekit.checkpoint.save_model(run.path, model, meta)
+    assert not [p for p in run.path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    np.testing.assert_array_equal(aekit.load(run.path).encode(np.zeros((1, 16, 16, 3), np.uint8)), before)
+
+
+def test_bombs_and_unreadable_files_are_skipped_and_data_is_never_modified(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "d"
+    write_pngs(folder, smooth_images(12, 16, 16, 3))
+    Image.new("RGB", (400, 300)).save(folder / "bomb.png")
+    (folder / "locked.png").write_bytes((folder / "img000.png").read_bytes())
+    before = digest(folder)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)  # 120000 pixels: over twice the limit
+
+    real_open = Image.open
+
+    def no_permission(fp, *a, **k):
+        if str(fp).endswith("locked.png"):
+            raise PermissionError(13, "Permission denied", str(fp))
+        return real_open(fp, *a, **k)
+
+    monkeypatch.setattr(Image, "open", no_permission)
+    run = aekit.train(folder, epochs=1, latent_dim=4, verbose=False, out=tmp_path / "run", no_cache=True)
+    skipped = {s["path"]: s["reason"] for s in run.summary["skipped"]}
+    assert set(skipped) == {"bomb.png", "locked.png"}
+    assert "pixels" in skipped["bomb.png"] and "ermission" in skipped["locked.png"]
+    assert run.summary["n_images"] == 12
+    assert digest(folder) == before
