@@ -38,6 +38,7 @@ def train(
     `options` are TrainConfig fields (latent_dim=32, epochs=10, max_time=60, ...); they override
     the YAML file `config`. `out` defaults to runs/<timestamp> with runs/latest pointing at it.
     """
+    from .data.rasters import RasterOptions
     from .trainer import fit
 
     cfg = make_config(load_yaml(config) if config else None, **options)
@@ -53,6 +54,7 @@ def train(
         layout=cfg.layout,
         columns=cfg.columns,
         id_column=cfg.id_column,
+        raster=RasterOptions(cfg.bands, cfg.patch_size, cfg.stride, cfg.nodata, cfg.seed),
     )
     if dataset.columns is None and (cfg.columns or cfg.id_column):
         flag = "--columns" if cfg.columns else "--id-column"

@@ -38,6 +38,21 @@ def _flag_type(annotation: str) -> tuple[type, bool]:
     return hint, False
 
 
+def _int_list(text: str) -> list[int]:
+    """'4,3,2' or '4' -> [4, 3, 2] / [4]; used with nargs='+' so '4 3 2' works too."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers like 4,3,2, got {text!r}") from None
+
+
+class _Flatten(argparse.Action):
+    """Joins the lists of `_int_list` values: '--bands 4,3 2' is [4, 3, 2]."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, [v for group in values for v in group])
+
+
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults are None so only given flags override the file."""
     from .config import TrainConfig
@@ -59,6 +74,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
             kw.update(metavar="A,B,C")  # one comma-separated argument, split by the config
         elif name == "id_column":
             kw.update(metavar="NAME")
+        elif is_list and kind is int:
+            kw.update(nargs="+", metavar="N", type=_int_list, action=_Flatten)
         elif is_list:
             kw.update(nargs="+", metavar="N")
         p.add_argument(flag, **kw)

@@ -173,6 +173,8 @@ def load_data(
     columns: Any = None,
     id_column: str | None = None,
     prefer_id: str | None = None,
+    raster: Any = None,
+    grid: bool = False,
 ) -> ImageData:
     """Any supported input (folder, file, array, tensor, Dataset, table) as ImageData.
 
@@ -180,9 +182,12 @@ def load_data(
     directory; None: no cache). `stream=True` leaves a cached folder memory-mapped (for one pass
     over the data, as encode does) instead of reading it into memory. `columns`, `id_column` and
     `prefer_id` (used when present) apply to tables (.csv/.tsv/.parquet files and 2-D arrays) and
-    are ignored for images (the caller checks that the data is what it expects)."""
+    are ignored for images (the caller checks that the data is what it expects). Rasters (see
+    rasters.py for when a path counts as one) are read with `raster` (RasterOptions), in patches on
+    a regular grid when `grid` (inference) or at random positions (training)."""
     from .cache import read_images_cached
     from .images import read_images
+    from .rasters import RasterOptions, read_rasters, use_rasterio
 
     columns = parse_columns(columns)
     if isinstance(data, ImageData):
@@ -194,6 +199,26 @@ def load_data(
         return read_array_file(Path(data), layout=layout, columns=columns, id_column=id_column)
     if isinstance(data, (np.ndarray, torch.Tensor)):
         return from_array(data, layout=layout, columns=columns, id_column=id_column)
+    if isinstance(data, (str, Path)) and use_rasterio(data, raster or RasterOptions()):
+        opts = raster or RasterOptions()
+        if channels is not None or image_size is not None:
+            what = "--channels" if channels is not None else "--image-size"
+            raise AekitError(
+                f"{data} is read as rasters, which are never converted or resized: instead of {what}, "
+                "pass --bands to choose bands and --patch-size to cut patches"
+            )
+        if cache_dir is None:
+            return read_rasters(data, opts, grid=grid, show_progress=show_progress)
+        from .raster_cache import read_rasters_cached
+
+        return read_rasters_cached(
+            data,
+            opts,
+            grid=grid,
+            cache_dir=None if cache_dir == "default" else cache_dir,
+            show_progress=show_progress,
+            in_memory_limit=0 if stream else None,
+        )
     if isinstance(data, (str, Path)):
         opts = dict(
             channels=channels, image_size=image_size, extensions=extensions, high=high, show_progress=show_progress
