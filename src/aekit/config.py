@@ -206,10 +206,6 @@ class TrainConfig:
             if isinstance(self.nodata, bool) or not isinstance(self.nodata, (int, float)):
                 raise AekitError(f"nodata must be a number, got {self.nodata!r}")
             self.nodata = float(self.nodata)
-        if self.image_size is not None and self.patch_size is not None:
-            raise AekitError(
-                "image_size and patch_size exclude each other: rasters are cut into patches, never resized"
-            )
         if self.augment not in AUGMENTS:
             raise AekitError(f"unknown augment {self.augment!r}; choose one of {', '.join(AUGMENTS)}")
         if self.precision not in PRECISIONS:

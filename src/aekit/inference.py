@@ -4,7 +4,9 @@ Inputs: numpy arrays or tensors shaped (N, H, W), (N, H, W, C) or (N, C, H, W), 
 float. Integer inputs are pixel values; float inputs are taken in the training data's units
 (0-255 for 8-bit images, not [0, 1]). Channels are adapted (gray <-> RGB, alpha dropped or added)
 and sizes are resized to cover the model's size and center-cropped, as in training. A table model
-takes rows (N, F) or one row (F,) of its columns, in the table's own units.
+takes rows (N, F) or one row (F,) of its columns, in the table's own units. Models trained on
+rasters take values in the rasters' own units, of any numeric type, with nodata already filled
+(raster files go through raster_out.py).
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class Autoencoder:
         return t
 
     def _unit_factor(self, arr: np.ndarray) -> float:
+        if "raster" in self.meta:
+            return 1.0  # raster models take values in the training rasters' own units, whatever the type
         if arr.dtype == np.uint8:
             return self.scale / 255.0
         if arr.dtype == np.uint16:
@@ -173,7 +177,10 @@ class Autoencoder:
             out = out[:, :, 0, 0].astype(np.float64 if f64 else np.float32)
             out = out[0] if np.ndim(x) == 1 else out
             return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
-        if arr.dtype in (np.uint8, np.uint16):
+        if "raster" in self.meta and arr.dtype.kind in "iu":  # raster units: round into the input's type
+            info = np.iinfo(arr.dtype)
+            out = np.rint(np.clip(out, info.min, info.max)).astype(arr.dtype)
+        elif arr.dtype in (np.uint8, np.uint16):
             full = 255.0 if arr.dtype == np.uint8 else 65535.0
             out = np.rint(np.clip(out * (full / self.scale), 0, full)).astype(arr.dtype)
         if lay == "NHW" and out.shape[1] != 1:

@@ -159,6 +159,23 @@ def from_dataset(
     return from_array(stacked, layout=layout, source=type(dataset).__name__, columns=columns, id_column=id_column)
 
 
+def check_raster_shape(items: ImageData, channels: int | None, image_size: Any) -> None:
+    """Rasters are never converted or resized: --channels/--image-size may only restate what they are
+    (as a run's config.yaml does)."""
+    c, h, w = items.shape
+    size = None if image_size is None else [int(image_size[0]), int(image_size[-1])]
+    if channels is not None and channels != c:
+        raise AekitError(
+            f"{items.source} is read as rasters with {c} bands, never converted: instead of --channels {channels}, "
+            "pass --bands to choose bands"
+        )
+    if size is not None and size != [h, w]:
+        raise AekitError(
+            f"{items.source} is read as rasters in {h}x{w} items, never resized: instead of --image-size, "
+            "pass --patch-size to cut patches"
+        )
+
+
 def load_data(
     data: Any,
     *,
@@ -201,24 +218,21 @@ def load_data(
         return from_array(data, layout=layout, columns=columns, id_column=id_column)
     if isinstance(data, (str, Path)) and use_rasterio(data, raster or RasterOptions()):
         opts = raster or RasterOptions()
-        if channels is not None or image_size is not None:
-            what = "--channels" if channels is not None else "--image-size"
-            raise AekitError(
-                f"{data} is read as rasters, which are never converted or resized: instead of {what}, "
-                "pass --bands to choose bands and --patch-size to cut patches"
-            )
         if cache_dir is None:
-            return read_rasters(data, opts, grid=grid, show_progress=show_progress)
-        from .raster_cache import read_rasters_cached
+            items = read_rasters(data, opts, grid=grid, show_progress=show_progress)
+        else:
+            from .raster_cache import read_rasters_cached
 
-        return read_rasters_cached(
-            data,
-            opts,
-            grid=grid,
-            cache_dir=None if cache_dir == "default" else cache_dir,
-            show_progress=show_progress,
-            in_memory_limit=0 if stream else None,
-        )
+            items = read_rasters_cached(
+                data,
+                opts,
+                grid=grid,
+                cache_dir=None if cache_dir == "default" else cache_dir,
+                show_progress=show_progress,
+                in_memory_limit=0 if stream else None,
+            )
+        check_raster_shape(items, channels, image_size)
+        return items
     if isinstance(data, (str, Path)):
         opts = dict(
             channels=channels, image_size=image_size, extensions=extensions, high=high, show_progress=show_progress

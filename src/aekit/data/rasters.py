@@ -19,7 +19,8 @@ Reading:
 - Nodata: the file's nodata value, or `nodata` when given; NaN and +-Inf in float rasters are
   always nodata. A pixel is nodata when any of its selected bands is. Items with more than 50%
   nodata pixels are skipped (counted in a note). The others keep a mask (ImageData.mask) and their
-  nodata pixels are filled with the band's mean over valid pixels, so they normalise to about 0.
+  nodata pixels are filled from the nearest valid pixels (`fill_patch`): a constant fill would put
+  a sharp edge at every nodata border, which the model then blurs into the valid pixels beside it.
 - Units: uint8 rasters keep full scale 255, like images; every other type stays in its own units
   (scale 1) and is normalised by the per-band mean and std of the valid training pixels, never
   divided by a fixed 255.
@@ -355,8 +356,10 @@ def read_rasters(
                 if 1.0 - valid.mean() > MAX_NODATA:
                     continue
                 row = offsets[k] + j
-                if values.dtype.kind == "f":
-                    values = np.where(np.isfinite(values), values, 0)
+                if not valid.all():
+                    values = fill_patch(values, valid)
+                    if store.kind in "iu":
+                        values = np.rint(values)
                 array[row] = values.astype(store, copy=False)
                 mask[row, 0] = valid
                 kept[row] = True
@@ -383,7 +386,6 @@ def read_rasters(
         for j, (y, x) in enumerate(positions):
             if kept[offsets[k] + j]:
                 ids.append(rel if tiles else f"{rel}[{y}:{y + ph},{x}:{x + pw}]")
-    fill_nodata(array, mask)
     any_nodata = not bool(np.all(mask))
     nodata_note = effective_nodata(opts, first.nodata)
     notes.append(
@@ -418,24 +420,39 @@ def read_rasters(
     )
 
 
-def fill_nodata(array: np.ndarray, mask: np.ndarray, chunk: int = 1024) -> list[float]:
-    """Put each band's mean over valid pixels into the nodata pixels of (N, C, H, W) `array`, in
-    place and in chunks (memory maps stay bounded); returns the means."""
-    c = array.shape[1]
-    total, count = np.zeros(c), 0
-    for i in range(0, len(array), chunk):
-        m = mask[i : i + chunk]
-        total += (array[i : i + chunk].astype(np.float64) * m).sum(axis=(0, 2, 3))
-        count += int(m.sum())
-    mean = total / max(count, 1)
-    fill = np.rint(mean) if array.dtype.kind in "iu" else mean
-    for i in range(0, len(array), chunk):
-        m = mask[i : i + chunk]
-        if m.all():
-            continue
-        block = array[i : i + chunk]
-        block[:] = np.where(m, block, fill.astype(array.dtype).reshape(1, c, 1, 1))
-    return mean.tolist()
+def fill_patch(values: np.ndarray, valid: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
+    """float32 copy of (C, h, w) `values` whose nodata pixels (~`valid`) take the mean of their
+    valid 4-neighbours, growing inwards up to half the patch; pixels further away take the patch's
+    mean of valid pixels (`fallback`, e.g. the training means, when it has none). The model then
+    sees no artificial edge at a nodata border; the loss, metrics and scores ignore these pixels."""
+    x = np.where(valid, values, 0).astype(np.float32)
+    if valid.all():
+        return x
+    if not valid.any():
+        x[:] = 0.0 if fallback is None else np.asarray(fallback, np.float32).reshape(-1, 1, 1)
+        return x
+    known = valid.copy()
+    for _ in range(max(valid.shape) // 2):
+        k = known.astype(np.float32)
+        total, count = _neighbour_sum(x), _neighbour_sum(k)  # x is 0 where not known yet
+        new = ~known & (count > 0)
+        if not new.any():
+            break
+        x[:, new] = total[:, new] / count[new]
+        known |= new
+    if not known.all():
+        x[:, ~known] = x[:, valid].mean(axis=1)[:, None]
+    return x
+
+
+def _neighbour_sum(a: np.ndarray) -> np.ndarray:
+    """Sum of the 4 neighbours of every pixel of (..., h, w), zero beyond the edges."""
+    out = np.zeros_like(a)
+    out[..., 1:, :] += a[..., :-1, :]
+    out[..., :-1, :] += a[..., 1:, :]
+    out[..., :, 1:] += a[..., :, :-1]
+    out[..., :, :-1] += a[..., :, 1:]
+    return out
 
 
 def _ranges(bands: list[int]) -> str:
