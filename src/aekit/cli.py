@@ -92,7 +92,8 @@ def add_use_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that use a trained model on data (encode, evaluate, ...)."""
     p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
     p.add_argument(
-        "data", help="folder of images, one image file, a .npy/.npz array, or a table (.csv, .tsv, .parquet)"
+        "data",
+        help="folder of images, one image file, a .npy/.npz array, a table (.csv, .tsv, .parquet), or rasters",
     )
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
@@ -179,6 +180,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         contamination=args.contamination,
         worst=args.worst,
         precision=args.precision,
+        stride=args.stride,
         **_use(args),
     )
     return 0
@@ -187,7 +189,15 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .reconstruction import reconstruct_to_dir
 
-    reconstruct_to_dir(args.run, args.data, args.output, compare=args.compare, precision=args.precision, **_use(args))
+    reconstruct_to_dir(
+        args.run,
+        args.data,
+        args.output,
+        compare=args.compare,
+        precision=args.precision,
+        stride=args.stride,
+        **_use(args),
+    )
     return 0
 
 
@@ -266,6 +276,15 @@ def add_precision(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_stride(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--stride",
+        type=int,
+        metavar="N",
+        help="rasters: spacing of the overlapping patches stitched into a GeoTIFF (default: half the patch)",
+    )
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="aekit", description="Train autoencoders on your own data, then use them.")
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
@@ -306,8 +325,9 @@ def build_parser() -> Parser:
         "reconstruct",
         help="write the model's reconstruction of every image",
         description="Reconstruct DATA with a trained model into the folder DIR, mirroring the input tree "
-        "(PNG for 8/16-bit images; arrays give DIR/reconstructions.npy). DIR must be new, empty, or "
-        "written by an earlier aekit reconstruct.",
+        "(PNG for 8/16-bit images; arrays give DIR/reconstructions.npy; rasters, with a model trained on "
+        "rasters, give whole GeoTIFFs with the source's CRS, transform, type and nodata, stitched from "
+        "overlapping patches). DIR must be new, empty, or written by an earlier aekit reconstruct.",
     )
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument(
@@ -315,6 +335,7 @@ def build_parser() -> Parser:
     )
     add_use_options(p)
     add_precision(p)
+    add_stride(p)
 
     p = sub.add_parser(
         "score",
@@ -323,9 +344,13 @@ def build_parser() -> Parser:
         "worst first. The score is the reconstruction error in [0, 1] pixel units; the threshold is the "
         "one fixed at training time (by default the 99th percentile of the validation items' errors) "
         "unless one of --threshold, --threshold-percentile, --contamination is given. Also writes "
-        "OUTPUT_worst.png (the worst items above their reconstructions) and OUTPUT_summary.json.",
+        "OUTPUT_worst.png (the worst items above their reconstructions) and OUTPUT_summary.json. "
+        "Rasters with -o FILE.tif or -o DIR get per-pixel error maps as float32 GeoTIFFs instead "
+        "(with .csv/.parquet, one score per patch).",
     )
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .csv or .parquet")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="output .csv or .parquet (rasters: also .tif or DIR)"
+    )
     p.add_argument(
         "--metric",
         default="mse",
@@ -348,6 +373,7 @@ def build_parser() -> Parser:
     p.add_argument("--worst", type=int, default=16, metavar="N", help="items in the worst-items picture (default 16)")
     add_use_options(p)
     add_precision(p)
+    add_stride(p)
 
     p = sub.add_parser(
         "evaluate",

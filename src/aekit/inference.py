@@ -190,10 +190,13 @@ class Autoencoder:
             out = out[0]
         return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
 
-    def score(self, x: Any, *, metric: str = "mse", batch_size: int = 256, layout: str | None = None) -> np.ndarray:
+    def score(
+        self, x: Any, *, metric: str = "mse", batch_size: int = 256, layout: str | None = None, mask: Any = None
+    ) -> np.ndarray:
         """Per-item anomaly score (N,): reconstruction error in [0, 1] pixel units (`metric` mse,
         mae or ssim = 1 - SSIM); table rows: in standardised units (mse or mae). Compare with
-        `threshold` (set at training time)."""
+        `threshold` (set at training time). `mask` (N, 1, H, W), True where valid, leaves nodata
+        pixels out (rasters)."""
         from .scoring import METRICS, TABLE_METRICS, item_errors
 
         allowed = METRICS if self.columns is None else TABLE_METRICS
@@ -202,14 +205,24 @@ class Autoencoder:
         arr, lay = self._as_array(x, layout)
         factor = self._unit_factor(arr)
 
-        def errors(b: torch.Tensor) -> torch.Tensor:
+        def errors(b: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
             xn = self.normalizer.normalize(b)
             recon = self.model(xn).recon
             if self.columns is not None:  # tables: standardised units, as in training
                 return item_errors(recon, xn, metric)
-            return item_errors(self.normalizer.to_unit(recon, clamp=self.scale > 1), b / self.scale, metric)
+            return item_errors(self.normalizer.to_unit(recon, clamp=self.scale > 1), b / self.scale, metric, m)
 
-        return self._batched(errors, arr, lay, factor, batch_size).cpu().numpy().astype(np.float64)
+        if mask is None:
+            return self._batched(errors, arr, lay, factor, batch_size).cpu().numpy().astype(np.float64)
+        with torch.inference_mode():  # rasters with nodata: the mask goes along batch by batch, in fp32
+            out = [
+                errors(
+                    self._to_tensor(arr[i : i + batch_size], lay, factor),
+                    torch.from_numpy(np.asarray(mask[i : i + batch_size])).to(self.device),
+                ).cpu()
+                for i in range(0, len(arr), batch_size)
+            ]
+        return torch.cat(out).numpy().astype(np.float64)
 
     @property
     def threshold(self) -> float | None:

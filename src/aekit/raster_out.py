@@ -224,16 +224,23 @@ def error_map_raster(model, src: str | Path, dst: str | Path, **kw: Any) -> dict
     return stitch_raster(model, src, dst, kind="error", **kw)
 
 
-def is_raster_path(data: str | Path) -> bool:
-    """True for a raster file, or a folder holding one, that the raster commands take."""
+def is_raster_path(data: Any) -> bool:
+    """True for a raster file, or a folder holding one: what the raster outputs take."""
+    if not isinstance(data, (str, Path)):
+        return False
     path = Path(data)
     if path.is_file():
         return path.suffix.lower() in RASTER_SUFFIXES
     return path.is_dir() and any(p.suffix.lower() in RASTER_SUFFIXES for p in path.rglob("*") if p.is_file())
 
 
+def wants_error_maps(data: Any, output: str | Path | None) -> bool:
+    """`aekit score` on rasters writes error maps unless asked for a table (.csv/.parquet)."""
+    return output is not None and Path(output).suffix.lower() not in (".csv", ".parquet") and is_raster_path(data)
+
+
 def raster_outputs(
-    run: str | Path,
+    model: Autoencoder | str | Path,
     data: str | Path,
     output: str | Path,
     *,
@@ -241,27 +248,47 @@ def raster_outputs(
     stride: int | None = None,
     batch_size: int = 64,
     device: str = "auto",
-) -> list[dict]:
-    """`kind` outputs for every raster in `data` (a file or a folder): `output` is a .tif file for
-    one raster, else a folder that receives <name>_recon.tif / <name>_error.tif per raster."""
-    model = _model(run, device)
+    verbose: bool = True,
+) -> dict:
+    """`kind` outputs for every raster in `data` (a file or a folder). `output` is a .tif file for
+    one raster, else a folder: reconstructions mirror the input tree (`a/b.tif` -> `DIR/a/b.tif`),
+    error maps are named `DIR/a/b_error.tif`. Returns a summary with one entry per raster."""
+    from .progress import console
+
+    model = _model(model, device)
     root = Path(data)
-    files, _ = scan_rasters(root)
+    files, others = scan_rasters(root)
     out = Path(output)
     single = out.suffix.lower() in (".tif", ".tiff")
     if single and len(files) > 1:
         raise AekitError(f"{root} holds {len(files)} rasters; pass a folder as -o to write one file per raster")
+    if not single and out.exists() and not out.is_dir():
+        raise AekitError(f"output {out} is a file; pass a folder, or a .tif name for one raster")
     results = []
     for f in files:
+        rel = Path(f.name if f == root else f.relative_to(root))
         if single:
             dst = out
+        elif kind == "reconstruction":
+            dst = out / rel.with_suffix(".tif")
         else:
-            rel = Path(f.name if f == root else f.relative_to(root))
             dst = out / rel.parent / f"{rel.stem}{KINDS[kind]}.tif"
         if dst.resolve() == f.resolve():
             raise AekitError(f"{dst} is the input raster; pass another -o (aekit never writes over your data)")
         results.append(stitch_raster(model, f, dst, kind=kind, stride=stride, batch_size=batch_size))
-    return results
+    summary = {"data": str(root), "kind": kind, "rasters": results, "skipped": [vars(s) for s in others]}
+    if kind == "error":
+        summary["mean_error"] = mean_error(results)
+    if verbose:
+        what = "reconstructed" if kind == "reconstruction" else "error maps of"
+        where = out if single else f"{out}/"
+        extra = (
+            f"; mean error {summary['mean_error']:.6g} (normalised units, valid pixels)"
+            if summary.get("mean_error") is not None
+            else ""
+        )
+        console.print(f"{what} {len(results)} raster(s) into {where} as GeoTIFF{extra}")
+    return summary
 
 
 def mean_error(results: list[dict]) -> float | None:

@@ -149,15 +149,25 @@ def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bo
 
 @torch.no_grad()
 def validation_errors(
-    model, normalizer, x_all, idx, device, bounded: bool, batch_size: int, standardized: bool = False
+    model,
+    normalizer,
+    x_all,
+    idx,
+    device,
+    bounded: bool,
+    batch_size: int,
+    standardized: bool = False,
+    m_all=None,
 ) -> dict[str, np.ndarray]:
     """Per-item errors of items `idx` under every score metric: what the anomaly threshold is set from.
-    Tables (`standardized`): in standardised units, and no SSIM."""
+    Tables (`standardized`): in standardised units, and no SSIM. Rasters: over the valid pixels of
+    the nodata mask `m_all`."""
     model.eval()
     metrics = TABLE_METRICS if standardized else METRICS
     out: dict[str, list] = {m: [] for m in metrics}
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]].to(device, non_blocking=True)
+        mb = None if m_all is None else m_all[idx[i : i + batch_size]].to(device)
         xn = normalizer.normalize(xb)
         recon = model(xn).recon
         if standardized:
@@ -165,7 +175,7 @@ def validation_errors(
         else:
             recon, target = normalizer.to_unit(recon, bounded), xb.float() / normalizer.scale
         for m in metrics:
-            out[m].append(item_errors(recon, target, m).cpu())
+            out[m].append(item_errors(recon, target, m, mb).cpu())
     return {m: torch.cat(v).double().numpy() for m, v in out.items()}
 
 
@@ -364,7 +374,7 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
         )
     loss_plot(rows, run_dir / "loss.png")
     final = compare(model, normalizer, pca, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular, m_all)
-    errors = validation_errors(model, normalizer, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular)
+    errors = validation_errors(model, normalizer, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular, m_all)
     write_validation_scores(run_dir, [data.ids[i] for i in eval_idx.tolist()], errors)
     whose = f"the {len(eval_idx)} {'validation' if len(val_idx) else 'training'} items"
     units = STANDARDISED if tabular else PIXELS

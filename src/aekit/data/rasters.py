@@ -88,6 +88,7 @@ class RasterOptions:
     stride: int | None = None
     nodata: float | None = None
     seed: int = 0
+    required: bool = False  # read as rasters whatever the files look like (a raster model's data)
 
     def given(self) -> bool:
         return any(v is not None for v in (self.bands, self.patch_size, self.stride, self.nodata))
@@ -165,7 +166,7 @@ def use_rasterio(data: str | Path, opts: RasterOptions) -> bool:
     path = Path(data)
     if not path.exists() or path.suffix.lower() in (".npy", ".npz"):
         return False
-    if opts.given():
+    if opts.given() or opts.required:
         rasterio_module()
         return True
     tiffs = []
@@ -297,7 +298,10 @@ def read_rasters(
     notes = [f"rasters: {len(infos)} file(s), {first.count} band(s) of {file_dtype}, using bands {_ranges(bands)}"]
 
     sizes = {(i.height, i.width) for _, i in infos}
-    tiles = opts.patch_size is None and len(sizes) == 1 and max(next(iter(sizes))) <= MAX_TILE
+    one = next(iter(sizes)) if len(sizes) == 1 else None
+    tiles = one is not None and (
+        (opts.patch_size is None and max(one) <= MAX_TILE) or one == (opts.patch_size, opts.patch_size)
+    )
     if tiles:
         ph, pw = next(iter(sizes))
         stride = None
@@ -464,6 +468,7 @@ def _ranges(bands: list[int]) -> str:
 def options_key(opts: RasterOptions, grid: bool) -> dict:
     """What decides a raster cache entry besides the files themselves."""
     key = asdict(opts)
+    key.pop("required")
     key["grid"] = grid
     if grid:
         key.pop("seed")  # the grid does not depend on it
