@@ -20,6 +20,7 @@ Outputs keep the source's CRS, transform, width and height, and have one band pe
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -166,9 +167,11 @@ def stitch_raster(
                         dst.set_band_description(k, desc)
                 for i, y in enumerate(ys):
                     boundless = y + ph > height or pw > width
-                    strip = src.read(
-                        bands, window=window_cls(0, y, strip_w, ph), boundless=boundless, fill_value=0
-                    )  # (C, ph, strip_w): only these rows are read
+                    with warnings.catch_warnings():  # rasterio's boundless reads use a deprecated Affine op
+                        warnings.simplefilter("ignore", PendingDeprecationWarning)
+                        strip = src.read(
+                            bands, window=window_cls(0, y, strip_w, ph), boundless=boundless, fill_value=0
+                        )  # (C, ph, strip_w): only these rows are read
                     valid = valid_mask(strip, nodata)
                     if boundless:
                         valid[max(0, height - y) :] = False
