@@ -412,6 +412,7 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
         "best_epoch": best["epoch"],
         "val_loss": best["val_loss"],
         "val_mse": ae["mse"],
+        "mse_units": "pixels in [0, 1]" if data.scale != 1.0 else "the data's own units, squared",
         "val_psnr": ae["psnr"],
         "val_ssim": ae["ssim"],
         "pca_val_mse": lin["mse"],
@@ -474,7 +475,7 @@ def _print_end(s: dict, run_dir: Path) -> None:
     else:
         t.add_row(
             "val MSE",
-            f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {format_db(s['val_psnr'])} dB, SSIM {s['val_ssim']:.4f}",
+            f"{s['val_mse']:.6f} ({s['mse_units']}), PSNR {format_db(s['val_psnr'])} dB, SSIM {s['val_ssim']:.4f}",
         )
     t.add_row("anomaly threshold", s["threshold"]["explanation"])
     unit = "rows" if "columns" in s else "images"
