@@ -243,3 +243,10 @@ def test_previews_show_chosen_bands_stretched_and_gray_as_gray():
     assert np.corrcoef(shown[..., 0].ravel(), x[:, 4].ravel())[0, 1] > 0.9  # red is band 5
     gray = to_display(rng.uniform(0, 1, (1, 1, 4, 4)))
     assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+
+
+def test_a_stray_raster_does_not_turn_a_photo_folder_into_rasters(tmp_path, gray28):
+    write_raster(gray28 / "extra.tif", smooth_bands(6, 28, 28))  # 6 bands: a raster on its own
+    (gray28 / "disk.img").write_bytes(b"not really")
+    assert not use_rasterio(gray28, RasterOptions())
+    assert use_rasterio(gray28 / "extra.tif", RasterOptions())

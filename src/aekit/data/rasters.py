@@ -3,9 +3,11 @@
 When rasterio reads the data rather than Pillow (images.py), see `use_rasterio`:
 - a raster option is given (`bands`, `patch_size`, `stride`, `nodata`), or
 - the data holds a GDAL-only format (.jp2 .img .vrt .nc .hdf ...), or
-- rasterio is installed and a .tif/.tiff is one Pillow cannot read faithfully: more than 4 bands,
-  a type other than uint8 (1, 3 or 4 bands) or single-band uint16, a CRS or geotransform, or a
-  nodata value. Other TIFFs (8-bit photos, 16-bit gray scans) stay images, read by Pillow.
+- rasterio is installed and a .tif/.tiff (up to 8 sampled) is one Pillow cannot read faithfully:
+  more than 4 bands, a type other than uint8 (1, 3 or 4 bands) or single-band uint16, a CRS or
+  geotransform, or a nodata value. Other TIFFs (8-bit photos, 16-bit gray scans) stay images.
+A folder with at least as many other images (.png .jpg ...) as raster files stays a folder of
+images unless a raster option is given.
 
 Reading:
 - Bands: `bands` (1-based, as in GDAL) or every band. All files must share band count, data type
@@ -44,10 +46,10 @@ import numpy as np
 from ..errors import AekitError
 from ..progress import track
 from .base import ImageData, Skipped
-from .images import _WORKERS, _rel, list_files
+from .images import _WORKERS, IMAGE_EXTENSIONS, _rel, list_files
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-GDAL_SUFFIXES = (".jp2", ".img", ".vrt", ".nc", ".hdf", ".h5", ".asc", ".bil", ".dem", ".ers", ".rst", ".kea")
+GDAL_SUFFIXES = (".jp2", ".img", ".vrt", ".nc", ".hdf", ".asc", ".bil", ".dem", ".ers", ".rst", ".kea")
 RASTER_SUFFIXES = TIFF_SUFFIXES + GDAL_SUFFIXES
 MAX_TILE = 512  # files up to this side are whole items when no patch size is given
 DEFAULT_PATCH = 64
@@ -169,16 +171,21 @@ def use_rasterio(data: str | Path, opts: RasterOptions) -> bool:
     if opts.given() or opts.required:
         rasterio_module()
         return True
-    tiffs = []
+    tiffs, gdal, images = [], 0, 0
     for f in _walk(path):
         suffix = f.suffix.lower()
-        if suffix in GDAL_SUFFIXES:
-            rasterio_module()
-            return True
+        gdal += suffix in GDAL_SUFFIXES
+        images += suffix in IMAGE_EXTENSIONS and suffix not in TIFF_SUFFIXES
         if suffix in TIFF_SUFFIXES:
             tiffs.append(f)
+    if images >= gdal + len(tiffs):  # mostly photos: a stray .img or .tif does not turn them into rasters
+        return False
+    if gdal:
+        rasterio_module()
+        return True
     if not tiffs or not has_rasterio():
         return False
+    tiffs.sort()
     step = max(1, len(tiffs) // PROBE_SAMPLE)
     for f in tiffs[::step][:PROBE_SAMPLE]:
         try:
@@ -327,7 +334,7 @@ def read_rasters(
                 positions = [(y, x) for y in ys for x in xs]
             else:
                 n = len(ys) * len(xs)
-                positions = list(
+                positions = sorted(  # row order: neighbouring windows share GDAL's cached blocks
                     zip(
                         rng.integers(0, info.height - ph + 1, n).tolist(),
                         rng.integers(0, info.width - pw + 1, n).tolist(),
