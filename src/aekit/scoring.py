@@ -36,6 +36,7 @@ METRIC_WORDS = {
 TABLE_METRICS = ("mse", "mae")  # SSIM means nothing for a table row
 PIXELS = "pixels in [0, 1]"
 STANDARDISED = "standardised units"
+OWN_UNITS = "the data's own units"
 VALIDATION_FILE = "validation_scores.csv"
 VALIDATION_COLUMNS = {"mse": "score", "mae": "mae", "ssim": "one_minus_ssim"}  # metric -> column
 
@@ -62,6 +63,14 @@ def item_errors(
     if metric == "ssim":
         return 1.0 - ssim_per_channel(recon, target).mean(dim=1)
     raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+
+
+def error_units(scale: float, table: bool = False) -> str:
+    """What errors are measured in: standardised units (tables), pixels scaled to [0, 1], or
+    (scale 1: float arrays, rasters other than 8-bit) the data's own units."""
+    if table:
+        return STANDARDISED
+    return PIXELS if float(scale) != 1.0 else OWN_UNITS
 
 
 def threshold_from(
@@ -162,11 +171,11 @@ def choose_threshold(
 ) -> dict:
     """The threshold for a scoring call: a fixed value, a percentile of the run's validation
     errors, a contamination fraction of the scored items, or (default) the one from training."""
-    units = STANDARDISED if meta.get("table") else PIXELS
     given = [x is not None for x in (threshold, percentile, contamination)]
     if sum(given) > 1:
         raise AekitError("give at most one of --threshold, --threshold-percentile and --contamination")
     check_rule(percentile, contamination)
+    units = error_units(meta.get("normalization", {}).get("scale", 255.0), table=bool(meta.get("table")))
     if threshold is not None:
         if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
             raise AekitError(f"threshold must be a finite number >= 0, got {threshold!r}")

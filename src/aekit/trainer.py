@@ -36,9 +36,8 @@ from .resolve import resolve_for_data
 from .rundir import write_json, write_metrics, write_yaml
 from .scoring import (
     METRICS,
-    PIXELS,
-    STANDARDISED,
     TABLE_METRICS,
+    error_units,
     item_errors,
     threshold_from,
     write_validation_scores,
@@ -377,7 +376,7 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
     errors = validation_errors(model, normalizer, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular, m_all)
     write_validation_scores(run_dir, [data.ids[i] for i in eval_idx.tolist()], errors)
     whose = f"the {len(eval_idx)} {'validation' if len(val_idx) else 'training'} items"
-    units = STANDARDISED if tabular else PIXELS
+    units = error_units(data.scale, tabular)
     rules = {
         m: threshold_from(
             e, m, percentile=cfg.threshold_percentile, contamination=cfg.contamination, of=whose, units=units
@@ -412,7 +411,7 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
         "best_epoch": best["epoch"],
         "val_loss": best["val_loss"],
         "val_mse": ae["mse"],
-        "mse_units": "pixels in [0, 1]" if data.scale != 1.0 else "the data's own units, squared",
+        "mse_units": error_units(data.scale, tabular),
         "val_psnr": ae["psnr"],
         "val_ssim": ae["ssim"],
         "pca_val_mse": lin["mse"],

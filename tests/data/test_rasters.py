@@ -13,7 +13,7 @@ from aekit.cli import main
 from aekit.data import load_data
 from aekit.data.rasters import MAX_NODATA, RasterOptions, fill_patch, read_rasters, use_rasterio
 from aekit.errors import AekitError
-from aekit.losses import reconstruction_loss
+from aekit.models.base import AEOutput, mse_terms
 from aekit.normalize import channel_stats
 from aekit.plots import preview_channels, to_display
 from tests.rasters import smooth_bands, tile_folder, write_raster
@@ -59,12 +59,32 @@ def test_masked_loss_ignores_nodata_pixels():
     g = torch.Generator().manual_seed(0)
     recon, target = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g)
     mask = torch.rand(4, 1, 8, 8, generator=g) > 0.4
-    loss = reconstruction_loss(recon, target, mask)
+    out = AEOutput(recon, torch.zeros(4, 2))
+    loss = mse_terms(out, target, mask)["loss"]
     changed = torch.where(mask, target, torch.full_like(target, 1e6))  # new values at nodata pixels only
-    assert torch.equal(loss, reconstruction_loss(recon, changed, mask))
-    m = mask.expand_as(target)
-    assert torch.allclose(loss, ((recon - target)[m] ** 2).mean())
-    assert reconstruction_loss(recon, changed) > 1e6  # unmasked, they would dominate
+    assert torch.equal(loss, mse_terms(out, changed, mask)["loss"])
+    assert torch.allclose(loss, ((recon - target)[mask.expand_as(target)] ** 2).mean())
+    assert mse_terms(out, changed)["loss"] > 1e6  # unmasked, they would dominate
+
+
+def test_training_step_ignores_nodata_targets():
+    """compute.train_step with a mask: the same loss and the same update whatever the nodata pixels hold."""
+    from aekit.compute import compute_settings, train_step
+    from aekit.models import create_model
+
+    g = torch.Generator().manual_seed(1)
+    xn = torch.randn(4, 3, 16, 16, generator=g)
+    mask = torch.rand(4, 1, 16, 16, generator=g) > 0.3
+    other = torch.where(mask, xn, torch.randn(4, 3, 16, 16, generator=g) * 100)
+    results = []
+    for target in (xn, other):
+        torch.manual_seed(0)
+        model = create_model("conv", in_shape=(3, 16, 16), latent_dim=4, width=8)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        terms = train_step(model, opt, xn, compute_settings(torch.device("cpu"), "fp32"), target=target, mask=mask)
+        results.append((terms["loss"], [p.detach().clone() for p in model.parameters()]))
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
 
 
 def test_nodata_values_do_not_reach_the_model(tmp_path):
