@@ -146,6 +146,7 @@ def test_repeated_non_finite_steps_stop_the_run_with_the_likely_cause(folder, tm
 def test_a_crash_while_saving_leaves_the_previous_model_loadable(folder, tmp_path, monkeypatch):
     run = aekit.train(folder, epochs=1, latent_dim=4, verbose=False, out=tmp_path / "run")
     before = aekit.load(run.path).encode(np.zeros((1, 16, 16, 3), np.uint8))
+
     def crash(tensors, path, metadata=None):
         with open(path, "wb") as f:
             f.write(b"half a file")

@@ -48,6 +48,7 @@ def train(
     if it had not stopped (same data, which defaults to the run's; only `epochs`, `max_time` and
     `device` may change).
     """
+    from .data.rasters import RasterOptions
     from .trainer import fit
 
     if resume is not None:
@@ -67,6 +68,7 @@ def train(
         layout=cfg.layout,
         columns=cfg.columns,
         id_column=cfg.id_column,
+        raster=RasterOptions(cfg.bands, cfg.patch_size, cfg.stride, cfg.nodata, cfg.seed),
     )
     if dataset.columns is None and (cfg.columns or cfg.id_column):
         flag = "--columns" if cfg.columns else "--id-column"

@@ -38,6 +38,21 @@ def _flag_type(annotation: str) -> tuple[type, bool]:
     return hint, False
 
 
+def _int_list(text: str) -> list[int]:
+    """'4,3,2' or '4' -> [4, 3, 2] / [4]; used with nargs='+' so '4 3 2' works too."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers like 4,3,2, got {text!r}") from None
+
+
+class _Flatten(argparse.Action):
+    """Joins the lists of `_int_list` values: '--bands 4,3 2' is [4, 3, 2]."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, [v for group in values for v in group])
+
+
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults are None so only given flags override the file."""
     from .config import TrainConfig
@@ -59,6 +74,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
             kw.update(metavar="A,B,C")  # one comma-separated argument, split by the config
         elif name == "id_column":
             kw.update(metavar="NAME")
+        elif is_list and kind is int:
+            kw.update(nargs="+", metavar="N", type=_int_list, action=_Flatten)
         elif is_list:
             kw.update(nargs="+", metavar="N")
         p.add_argument(flag, **kw)
@@ -75,7 +92,8 @@ def add_use_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that use a trained model on data (encode, evaluate, ...)."""
     p.add_argument("run", help="run folder written by `aekit train` (e.g. runs/latest)")
     p.add_argument(
-        "data", help="folder of images, one image file, a .npy/.npz array, or a table (.csv, .tsv, .parquet)"
+        "data",
+        help="folder of images, one image file, a .npy/.npz array, a table (.csv, .tsv, .parquet), or rasters",
     )
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
@@ -166,6 +184,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         contamination=args.contamination,
         worst=args.worst,
         precision=args.precision,
+        stride=args.stride,
         **_use(args),
     )
     return 0
@@ -174,7 +193,15 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .reconstruction import reconstruct_to_dir
 
-    reconstruct_to_dir(args.run, args.data, args.output, compare=args.compare, precision=args.precision, **_use(args))
+    reconstruct_to_dir(
+        args.run,
+        args.data,
+        args.output,
+        compare=args.compare,
+        precision=args.precision,
+        stride=args.stride,
+        **_use(args),
+    )
     return 0
 
 
@@ -253,6 +280,15 @@ def add_precision(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_stride(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--stride",
+        type=int,
+        metavar="N",
+        help="rasters: spacing of the overlapping patches stitched into a GeoTIFF (default: half the patch)",
+    )
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="aekit", description="Train autoencoders on your own data, then use them.")
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
@@ -302,8 +338,9 @@ def build_parser() -> Parser:
         "reconstruct",
         help="write the model's reconstruction of every image",
         description="Reconstruct DATA with a trained model into the folder DIR, mirroring the input tree "
-        "(PNG for 8/16-bit images; arrays give DIR/reconstructions.npy). DIR must be new, empty, or "
-        "written by an earlier aekit reconstruct.",
+        "(PNG for 8/16-bit images; arrays give DIR/reconstructions.npy; rasters, with a model trained on "
+        "rasters, give whole GeoTIFFs with the source's CRS, transform, type and nodata, stitched from "
+        "overlapping patches). DIR must be new, empty, or written by an earlier aekit reconstruct.",
     )
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument(
@@ -311,6 +348,7 @@ def build_parser() -> Parser:
     )
     add_use_options(p)
     add_precision(p)
+    add_stride(p)
 
     p = sub.add_parser(
         "score",
@@ -319,9 +357,13 @@ def build_parser() -> Parser:
         "worst first. The score is the reconstruction error in [0, 1] pixel units; the threshold is the "
         "one fixed at training time (by default the 99th percentile of the validation items' errors) "
         "unless one of --threshold, --threshold-percentile, --contamination is given. Also writes "
-        "OUTPUT_worst.png (the worst items above their reconstructions) and OUTPUT_summary.json.",
+        "OUTPUT_worst.png (the worst items above their reconstructions) and OUTPUT_summary.json. "
+        "Rasters with -o FILE.tif or -o DIR get per-pixel error maps as float32 GeoTIFFs instead "
+        "(with .csv/.parquet, one score per patch).",
     )
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .csv or .parquet")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="output .csv or .parquet (rasters: also .tif or DIR)"
+    )
     p.add_argument(
         "--metric",
         default="mse",
@@ -344,6 +386,7 @@ def build_parser() -> Parser:
     p.add_argument("--worst", type=int, default=16, metavar="N", help="items in the worst-items picture (default 16)")
     add_use_options(p)
     add_precision(p)
+    add_stride(p)
 
     p = sub.add_parser(
         "evaluate",

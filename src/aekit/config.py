@@ -26,6 +26,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_SIDE = 4096
 AUGMENTS = ("flip", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MIN_PATCH = 4
 
 
 def _opt(default: Any, help: str, factory: bool = False, **kw: Any) -> Any:
@@ -88,6 +89,31 @@ class TrainConfig:
     noise: str = _opt(
         "gaussian:0.1",
         "dae: input corruption in [0, 1] pixel units: gaussian:SIGMA, masking:FRACTION or saltpepper:FRACTION",
+    )
+    bands: list[int] | None = _opt(
+        None,
+        "rasters: the bands to use, 1-based as in GDAL, e.g. 4,3,2 (default: every band); reading a raster "
+        "goes through rasterio (extra `geo`)",
+    )
+    patch_size: int | None = _opt(
+        None,
+        "rasters: cut the rasters into square patches of this side; default: whole tiles when every file "
+        "has one size up to 512 pixels, else 64",
+    )
+    stride: int | None = _opt(
+        None,
+        "rasters: spacing of the patch grid; training draws patches at seeded random positions, as many as "
+        "this grid holds (default: the patch size)",
+    )
+    nodata: float | None = _opt(
+        None,
+        "rasters: the nodata value (default: the file's own; NaN is always nodata); nodata pixels are left "
+        "out of the statistics, the loss and the metrics",
+    )
+    rgb_bands: list[int] | None = _opt(
+        None,
+        "previews (recon.png): the 3 bands shown as red, green, blue, numbered as --bands "
+        "(default: the first three), with a 2-98 percentile stretch for rasters",
     )
     epochs: int | None = _opt(
         None,
@@ -162,6 +188,24 @@ class TrainConfig:
                 )
             self.image_size = size
         check_rule(self.threshold_percentile, self.contamination)
+        self.bands = _band_list("bands", self.bands)
+        self.rgb_bands = _band_list("rgb_bands", self.rgb_bands)
+        if self.bands is not None and len(set(self.bands)) != len(self.bands):
+            raise AekitError(f"bands lists a band twice: {self.bands}; name each band once")
+        if self.rgb_bands is not None and len(self.rgb_bands) not in (1, 3):
+            raise AekitError(f"rgb_bands takes 3 bands (red green blue) or 1 (gray), got {self.rgb_bands}")
+        if self.rgb_bands is not None and self.bands is not None and not set(self.rgb_bands) <= set(self.bands):
+            raise AekitError(f"rgb_bands {self.rgb_bands} must be among the selected bands {self.bands}")
+        if self.patch_size is not None:
+            _positive("patch_size", self.patch_size, int)
+            if not MIN_PATCH <= self.patch_size <= MAX_SIDE:
+                raise AekitError(f"patch_size must be in [{MIN_PATCH}, {MAX_SIDE}], got {self.patch_size}")
+        if self.stride is not None:
+            _positive("stride", self.stride, int)
+        if self.nodata is not None:
+            if isinstance(self.nodata, bool) or not isinstance(self.nodata, (int, float)):
+                raise AekitError(f"nodata must be a number, got {self.nodata!r}")
+            self.nodata = float(self.nodata)
         if self.augment not in AUGMENTS:
             raise AekitError(f"unknown augment {self.augment!r}; choose one of {', '.join(AUGMENTS)}")
         if self.precision not in PRECISIONS:
@@ -223,6 +267,21 @@ def _positive(name: str, value: Any, kind: type) -> None:
     ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
     if isinstance(value, bool) or not ok_type or value <= 0:
         raise AekitError(f"{name} must be a positive {kind.__name__}, got {value!r}")
+
+
+def _band_list(name: str, value: Any) -> list[int] | None:
+    """A list of 1-based band numbers; a single number or "4,3,2" text (YAML) is accepted too."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = [int(v) for v in value.replace(",", " ").split()]
+        except ValueError:
+            raise AekitError(f"{name} must be band numbers like 4,3,2, got {value!r}") from None
+    value = [value] if isinstance(value, int) else list(value)
+    if not value or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in value):
+        raise AekitError(f"{name} must be band numbers counted from 1 (as in GDAL), e.g. 4,3,2; got {value!r}")
+    return value
 
 
 def field_help() -> dict[str, dataclasses.Field]:

@@ -30,6 +30,14 @@ def read_for_model(
     c, h, w = model.input_shape
     high = model.meta["input"]["dtype"] == "uint16"
     table = model.columns is not None
+    raster = None
+    if "raster" in model.meta:  # the training run's bands, nodata and patch size, on a regular grid
+        from .data.rasters import RasterOptions
+
+        raster = RasterOptions.from_meta(model.meta["raster"])
+        raster.required = True
+        if raster.patch_size is None and h == w:
+            raster.patch_size = h  # a model of whole tiles cuts larger rasters into tiles of its size
     items = load_data(
         data,
         channels=None if table else c,
@@ -42,6 +50,8 @@ def read_for_model(
         columns=model.columns,
         id_column=id_column,
         prefer_id=model.id_column,
+        raster=raster,
+        grid=True,
     )
     if table != (items.columns is not None):
         kinds = ("a table", "images") if table else ("images", "a table")

@@ -32,15 +32,18 @@ def compare(
     bounded: bool,
     batch_size: int = 256,
     standardized: bool = False,
+    m_all: torch.Tensor | None = None,
 ) -> dict:
     """Metrics of the model and of PCA on items `idx` of raw (N, C, H, W) data; tables
-    (`standardized`) are compared in standardised units, where the model was trained."""
+    (`standardized`) are compared in standardised units, where the model was trained; rasters
+    with nodata over the valid pixels of `m_all` (N, 1, H, W)."""
     ae, lin = Metrics(not standardized), Metrics(not standardized)
     cpu_norm = copy.deepcopy(normalizer).cpu()  # PCA runs on the CPU; .cpu() on a module moves it in place
     was_training = model.training
     model.eval()
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]]
+        mb = None if m_all is None else m_all[idx[i : i + batch_size]]
         out = model(normalizer.normalize(xb.to(device))).recon
         if standardized:  # 1.0 is the error of predicting each column's (training) mean
             target = cpu_norm.normalize(xb)
@@ -49,8 +52,8 @@ def compare(
             target = xb.float() / cpu_norm.scale
             recon = normalizer.to_unit(out, bounded).float().cpu()
             linear = cpu_norm.to_unit(pca.reconstruct(cpu_norm.normalize(xb)), bounded)
-        ae.update(recon, target)
-        lin.update(linear, target)
+        ae.update(recon, target, mb)
+        lin.update(linear, target, mb)
     model.train(was_training)
     a, b = ae.result(), lin.result()
     return {
@@ -138,6 +141,7 @@ def evaluate(
     items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
     x_all = torch.from_numpy(items.array)
     columns = model.columns
+    m_all = None if items.mask is None else torch.from_numpy(items.mask)
     res = compare(
         model.model,
         model.normalizer,
@@ -148,6 +152,7 @@ def evaluate(
         model.scale > 1,
         batch_size,
         standardized=columns is not None,
+        m_all=m_all,
     )
     res.update(
         run=str(run_dir), data=items.source, skipped=[{"path": s.path, "reason": s.reason} for s in items.skipped]

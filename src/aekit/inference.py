@@ -4,7 +4,9 @@ Inputs: numpy arrays or tensors shaped (N, H, W), (N, H, W, C) or (N, C, H, W), 
 float. Integer inputs are pixel values; float inputs are taken in the training data's units
 (0-255 for 8-bit images, not [0, 1]). Channels are adapted (gray <-> RGB, alpha dropped or added)
 and sizes are resized to cover the model's size and center-cropped, as in training. A table model
-takes rows (N, F) or one row (F,) of its columns, in the table's own units.
+takes rows (N, F) or one row (F,) of its columns, in the table's own units. Models trained on
+rasters take values in the rasters' own units, of any numeric type, with nodata already filled
+(raster files go through raster_out.py).
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class Autoencoder:
         return t
 
     def _unit_factor(self, arr: np.ndarray) -> float:
+        if "raster" in self.meta:
+            return 1.0  # raster models take values in the training rasters' own units, whatever the type
         if arr.dtype == np.uint8:
             return self.scale / 255.0
         if arr.dtype == np.uint16:
@@ -173,7 +177,10 @@ class Autoencoder:
             out = out[:, :, 0, 0].astype(np.float64 if f64 else np.float32)
             out = out[0] if np.ndim(x) == 1 else out
             return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
-        if arr.dtype in (np.uint8, np.uint16):
+        if "raster" in self.meta and arr.dtype.kind in "iu":  # raster units: round into the input's type
+            info = np.iinfo(arr.dtype)
+            out = np.rint(np.clip(out, info.min, info.max)).astype(arr.dtype)
+        elif arr.dtype in (np.uint8, np.uint16):
             full = 255.0 if arr.dtype == np.uint8 else 65535.0
             out = np.rint(np.clip(out * (full / self.scale), 0, full)).astype(arr.dtype)
         if lay == "NHW" and out.shape[1] != 1:
@@ -183,10 +190,13 @@ class Autoencoder:
             out = out[0]
         return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
 
-    def score(self, x: Any, *, metric: str = "mse", batch_size: int = 256, layout: str | None = None) -> np.ndarray:
+    def score(
+        self, x: Any, *, metric: str = "mse", batch_size: int = 256, layout: str | None = None, mask: Any = None
+    ) -> np.ndarray:
         """Per-item anomaly score (N,): reconstruction error in [0, 1] pixel units (`metric` mse,
         mae or ssim = 1 - SSIM); table rows: in standardised units (mse or mae). Compare with
-        `threshold` (set at training time)."""
+        `threshold` (set at training time). `mask` (N, 1, H, W), True where valid, leaves nodata
+        pixels out (rasters)."""
         from .scoring import METRICS, TABLE_METRICS, item_errors
 
         allowed = METRICS if self.columns is None else TABLE_METRICS
@@ -195,14 +205,24 @@ class Autoencoder:
         arr, lay = self._as_array(x, layout)
         factor = self._unit_factor(arr)
 
-        def errors(b: torch.Tensor) -> torch.Tensor:
+        def errors(b: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
             xn = self.normalizer.normalize(b)
             recon = self.model(xn).recon
             if self.columns is not None:  # tables: standardised units, as in training
                 return item_errors(recon, xn, metric)
-            return item_errors(self.normalizer.to_unit(recon, clamp=self.scale > 1), b / self.scale, metric)
+            return item_errors(self.normalizer.to_unit(recon, clamp=self.scale > 1), b / self.scale, metric, m)
 
-        return self._batched(errors, arr, lay, factor, batch_size).cpu().numpy().astype(np.float64)
+        if mask is None:
+            return self._batched(errors, arr, lay, factor, batch_size).cpu().numpy().astype(np.float64)
+        with torch.inference_mode():  # rasters with nodata: the mask goes along batch by batch, in fp32
+            out = [
+                errors(
+                    self._to_tensor(arr[i : i + batch_size], lay, factor),
+                    torch.from_numpy(np.asarray(mask[i : i + batch_size])).to(self.device),
+                ).cpu()
+                for i in range(0, len(arr), batch_size)
+            ]
+        return torch.cat(out).numpy().astype(np.float64)
 
     @property
     def threshold(self) -> float | None:

@@ -22,8 +22,9 @@ def gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> to
     return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()  # (C, 1, k, k)
 
 
-def ssim_per_channel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """SSIM of (N, C, H, W) images in [0, 1]; returns (N, C)."""
+def ssim_per_channel(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """SSIM of (N, C, H, W) images in [0, 1]; returns (N, C). With a (N, 1, H, W) `mask`, the SSIM
+    map is averaged over windows centred on valid pixels (NaN for an image with none)."""
     n, c, h, w = x.shape
     size = min(11, h, w)
     size -= 1 - size % 2  # odd
@@ -38,7 +39,20 @@ def ssim_per_channel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     syy = blur(y * y) - my * my
     sxy = blur(x * y) - mx * my
     s = ((2 * mx * my + C1) * (2 * sxy + C2)) / ((mx * mx + my * my + C1) * (sxx + syy + C2))
-    return s.mean(dim=(2, 3))
+    if mask is None:
+        return s.mean(dim=(2, 3))
+    r = size // 2
+    m = mask[..., r : r + s.shape[-2], r : r + s.shape[-1]].float()  # window centres
+    return (s * m).sum(dim=(2, 3)) / m.sum(dim=(2, 3))
+
+
+def squared_error(recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> tuple:
+    """(sum of squared errors, number of values) of (B, C, H, W) tensors, as tensors; with a
+    (B, 1, H, W) `mask` (True = valid) only valid pixels count (rasters with nodata)."""
+    if mask is None:
+        return F.mse_loss(recon, target, reduction="sum"), torch.tensor(float(target.numel()))
+    m = mask.to(recon.dtype)
+    return ((recon - target) ** 2 * m).sum(), m.sum() * target.shape[1]
 
 
 def psnr(mse: float) -> float | None:
@@ -59,22 +73,31 @@ class Metrics:
         self.images = 0
 
     @torch.no_grad()
-    def update(self, recon: torch.Tensor, target: torch.Tensor) -> None:
+    def update(self, recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Add a batch; with a (N, 1, H, W) `mask` (True = valid) only valid pixels count."""
         recon, target = recon.float(), target.float()
+        if mask is not None:
+            mask = mask.to(recon.device)
+            recon = torch.where(mask, recon, target)  # nodata: no error
         sq = ((recon - target) ** 2).sum(dim=(0, 2, 3)).double().cpu()
         self.sq = sq if self.sq is None else self.sq + sq
         if self.image_metrics:
-            ss = ssim_per_channel(recon, target).sum(0).double().cpu()
-            self.ssim = ss if self.ssim is None else self.ssim + ss
-        self.pixels += target.shape[0] * target.shape[2] * target.shape[3]
-        self.images += target.shape[0]
+            if mask is None:
+                ss, n_images = ssim_per_channel(recon, target).sum(0), target.shape[0]
+            else:
+                per_image = ssim_per_channel(recon, target, mask)
+                counted = per_image[:, 0].isfinite()  # images with a valid window centre
+                ss, n_images = per_image[counted].sum(0), int(counted.sum())
+            self.ssim = ss.double().cpu() if self.ssim is None else self.ssim + ss.double().cpu()
+            self.images += n_images
+        self.pixels += target.shape[0] * target.shape[2] * target.shape[3] if mask is None else int(mask.sum())
 
     def result(self) -> dict:
-        mse_c = (self.sq / self.pixels).tolist()
+        mse_c = (self.sq / max(self.pixels, 1)).tolist()
         mse = float(sum(mse_c) / len(mse_c))
         if not self.image_metrics:
             return {"mse": mse, "psnr": None, "ssim": None, "per_channel": {"mse": mse_c, "psnr": None, "ssim": None}}
-        ssim_c = (self.ssim / self.images).tolist()
+        ssim_c = (self.ssim / max(self.images, 1)).tolist()
         return {
             "mse": mse,
             "psnr": psnr(mse),

@@ -36,13 +36,19 @@ class Normalizer(nn.Module):
 
 
 def channel_stats(
-    array: np.ndarray, scale: float, idx: np.ndarray | None = None, chunk: int = 4096, min_std: float = 1e-3
+    array: np.ndarray,
+    scale: float,
+    idx: np.ndarray | None = None,
+    chunk: int = 4096,
+    min_std: float = 1e-3,
+    mask: np.ndarray | None = None,
 ) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of rows `idx` of (N, C, H, W) raw data in [0, 1] units, read in
     chunks so that memory stays bounded for memory-mapped data. Sums are taken around the first
     chunk's mean (exact for columns far from zero, such as years or prices). The std is at least
     `min_std` (1e-3 for images; tables pass a tiny one) and 1e-6 of the mean's magnitude, so a
-    constant channel maps to 0 instead of dividing by zero."""
+    constant channel maps to 0 instead of dividing by zero. With a (N, 1, H, W) `mask` (True =
+    valid), only valid pixels count: nodata never shifts the statistics."""
     c = array.shape[1]
     idx = np.arange(len(array)) if idx is None else np.asarray(idx)
     total, total_sq, count, shift = np.zeros(c), np.zeros(c), 0, None
@@ -51,10 +57,15 @@ def channel_stats(
         if shift is None:
             shift = x.mean(axis=(0, 2, 3))
         x -= shift[None, :, None, None]
+        if mask is not None:
+            m = mask[idx[i : i + chunk]]
+            x *= m
+            count += int(m.sum())
+        else:
+            count += x.shape[0] * x.shape[2] * x.shape[3]
         total += x.sum(axis=(0, 2, 3))
         total_sq += (x**2).sum(axis=(0, 2, 3))
-        count += x.shape[0] * x.shape[2] * x.shape[3]
-    offset = total / count
-    std = np.sqrt(np.maximum(total_sq / count - offset**2, 0.0))
+    offset = total / max(count, 1)
+    std = np.sqrt(np.maximum(total_sq / max(count, 1) - offset**2, 0.0))
     mean = offset + shift
     return mean.tolist(), np.maximum(std, np.maximum(min_std, 1e-6 * np.abs(mean))).tolist()

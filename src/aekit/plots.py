@@ -9,31 +9,96 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import AekitError
 from .rundir import atomic_write
 
 
-def to_display(unit: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) values in [0, 1] units -> (N, H, W, 3) uint8 for viewing (first 3 channels)."""
-    x = unit
+def preview_channels(rgb_bands: list[int] | None, bands: list[int] | None, channels: int) -> list[int] | None:
+    """0-based channels shown as red, green, blue (or gray): `rgb_bands` are numbered like `bands`
+    (file band numbers for rasters, 1-based channels otherwise); None: the default choice."""
+    if rgb_bands is None:
+        return None
+    numbers = bands or list(range(1, channels + 1))
+    missing = [b for b in rgb_bands if b not in numbers]
+    if missing:
+        raise AekitError(
+            f"rgb_bands {rgb_bands}: band {missing[0]} is not in the data, which has bands {numbers}; "
+            "pass bands from that list"
+        )
+    return [numbers.index(b) for b in rgb_bands]
+
+
+def pick_channels(x: np.ndarray, rgb: list[int] | None = None) -> np.ndarray:
+    """(N, C, H, W) -> (N, 3, H, W): the `rgb` channels, else gray as gray or the first three."""
+    if rgb is not None:
+        x = x[:, rgb]
     if x.shape[1] == 1:
-        x = np.repeat(x, 3, axis=1)
-    elif x.shape[1] == 2:
-        x = np.concatenate([x, x[:, :1]], axis=1)
-    x = x[:, :3]
-    lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-    if lo < -0.05 or hi > 1.05:  # not [0, 1] data (e.g. float arrays): stretch for display
-        x = (x - lo) / max(hi - lo, 1e-12)
+        return np.repeat(x, 3, axis=1)
+    if x.shape[1] == 2:
+        return np.concatenate([x, x[:, :1]], axis=1)
+    return x[:, :3]
+
+
+def stretch_limits(x: np.ndarray, mask: np.ndarray | None = None, low: float = 2, high: float = 98) -> np.ndarray:
+    """(3, 2) per-channel percentiles of (N, 3, H, W) `x` over valid pixels: the display range."""
+    limits = np.zeros((x.shape[1], 2))
+    for c in range(x.shape[1]):
+        v = x[:, c][mask[:, 0]] if mask is not None else x[:, c].ravel()
+        v = v[np.isfinite(v)]
+        if v.size:
+            limits[c] = np.percentile(v, [low, high])
+        if limits[c, 1] <= limits[c, 0]:
+            limits[c, 1] = limits[c, 0] + 1e-12
+    return limits
+
+
+def to_display(
+    unit: np.ndarray,
+    rgb: list[int] | None = None,
+    limits: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """(N, C, H, W) values in [0, 1] units -> (N, H, W, 3) uint8 for viewing: the `rgb` channels
+    (default: gray stays gray, else the first three), stretched to `limits` ((3, 2) low/high per
+    channel) when given; pixels outside `mask` (N, 1, H, W) are black."""
+    x = pick_channels(unit, rgb)
+    if limits is not None:
+        x = (x - limits[None, :, :1, None]) / (limits[None, :, 1:, None] - limits[None, :, :1, None])
+    else:
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        if lo < -0.05 or hi > 1.05:  # not [0, 1] data (e.g. float arrays): stretch for display
+            x = (x - lo) / max(hi - lo, 1e-12)
+    if mask is not None:
+        x = np.where(mask, x, 0.0)
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def recon_grid(originals: np.ndarray, recons: np.ndarray, path: Path, min_side: int = 64) -> None:
-    """Originals (top row) above their reconstructions (bottom row), both (N, C, H, W) in [0, 1]."""
-    tile_grid(np.concatenate([originals, recons]), path, cols=len(originals), min_side=min_side)
+def recon_grid(
+    originals: np.ndarray,
+    recons: np.ndarray,
+    path: Path,
+    min_side: int = 64,
+    *,
+    rgb: list[int] | None = None,
+    stretch: bool = False,
+    mask: np.ndarray | None = None,
+) -> None:
+    """Originals (top row) above their reconstructions (bottom row), both (N, C, H, W) in [0, 1]
+    units. Multi-band data shows the `rgb` channels; `stretch` maps each shown channel's 2nd-98th
+    percentile of the originals' valid pixels (`mask`) to black-white, the same for both rows."""
+    limits = stretch_limits(pick_channels(originals, rgb), mask) if stretch else None
+    both = None if mask is None else np.concatenate([mask, mask])
+    tiles = to_display(np.concatenate([originals, recons]), rgb, limits, both)
+    paste_tiles(tiles, path, cols=len(originals), min_side=min_side)
 
 
 def tile_grid(unit: np.ndarray, path: Path, cols: int | None = None, min_side: int = 48, pad: int = 2) -> None:
     """(N, C, H, W) images in [0, 1] units as a grid (`cols` per row, default square-ish) in a PNG."""
-    tiles = to_display(unit)
+    paste_tiles(to_display(unit), path, cols, min_side, pad)
+
+
+def paste_tiles(tiles: np.ndarray, path: Path, cols: int | None = None, min_side: int = 48, pad: int = 2) -> None:
+    """(N, H, W, 3) uint8 tiles as a grid in a PNG, zoomed so that tiles are at least `min_side`."""
     n, h, w, _ = tiles.shape
     cols = cols or max(1, int(np.ceil(np.sqrt(n))))
     rows = int(np.ceil(n / cols))

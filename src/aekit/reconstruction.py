@@ -112,16 +112,28 @@ def reconstruct_to_dir(
     cache_dir: str | Path | None = "default",
     layout: str | None = None,
     id_column: str | None = None,
+    stride: int | None = None,
 ) -> dict:
-    """Reconstruct every item of DATA with the model in RUN into `out_dir`; returns a summary."""
+    """Reconstruct every item of DATA with the model in RUN into `out_dir`; returns a summary.
+    A raster model given rasters writes whole GeoTIFFs, stitched from patches on a grid of
+    `stride` (default: half the patch; see raster_out.py)."""
     from .encoding import read_for_model
     from .inference import load
     from .progress import console, track
+    from .raster_out import is_raster_path, raster_outputs
 
     out = check_out_dir(out_dir, data)
     if batch_size < 1:
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
     model = load(run, device=device, precision=precision)
+    if "raster" in model.meta and is_raster_path(data):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text("written by aekit reconstruct; it may overwrite files in this folder\n")
+        res = raster_outputs(
+            model, data, out, kind="reconstruction", stride=stride, batch_size=batch_size, verbose=verbose
+        )
+        n = len(res["rasters"])
+        return {"out": str(out), "n_items": n, "files": n, "skipped": len(res["skipped"]), "rasters": res["rasters"]}
     items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
     if model.columns is not None and compare:
         raise AekitError("--compare writes pictures of images; a table's reconstruction is reconstructions.csv")

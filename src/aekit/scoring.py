@@ -36,13 +36,26 @@ METRIC_WORDS = {
 TABLE_METRICS = ("mse", "mae")  # SSIM means nothing for a table row
 PIXELS = "pixels in [0, 1]"
 STANDARDISED = "standardised units"
+OWN_UNITS = "the data's own units"
 VALIDATION_FILE = "validation_scores.csv"
 VALIDATION_COLUMNS = {"mse": "score", "mae": "mae", "ssim": "one_minus_ssim"}  # metric -> column
 
 
-def item_errors(recon: torch.Tensor, target: torch.Tensor, metric: str = "mse") -> torch.Tensor:
-    """Per-item error (N,) of (N, C, H, W) reconstructions against targets, both in [0, 1] units."""
+def item_errors(
+    recon: torch.Tensor, target: torch.Tensor, metric: str = "mse", mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-item error (N,) of (N, C, H, W) reconstructions against targets, both in [0, 1] units;
+    over the valid pixels of `mask` (N, 1, H, W) when given (rasters with nodata)."""
     recon, target = recon.float(), target.float()
+    if mask is not None:
+        m = mask.to(recon.device)
+        n = (m.sum(dim=(1, 2, 3)) * recon.shape[1]).clamp_min(1)
+        if metric == "mse":
+            return (((recon - target) ** 2) * m).sum(dim=(1, 2, 3)) / n
+        if metric == "mae":
+            return ((recon - target).abs() * m).sum(dim=(1, 2, 3)) / n
+        if metric == "ssim":
+            return 1.0 - ssim_per_channel(torch.where(m, recon, target), target, m).mean(dim=1)
     if metric == "mse":
         return ((recon - target) ** 2).mean(dim=(1, 2, 3))
     if metric == "mae":
@@ -50,6 +63,14 @@ def item_errors(recon: torch.Tensor, target: torch.Tensor, metric: str = "mse") 
     if metric == "ssim":
         return 1.0 - ssim_per_channel(recon, target).mean(dim=1)
     raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+
+
+def error_units(scale: float, table: bool = False) -> str:
+    """What errors are measured in: standardised units (tables), pixels scaled to [0, 1], or
+    (scale 1: float arrays, rasters other than 8-bit) the data's own units."""
+    if table:
+        return STANDARDISED
+    return PIXELS if float(scale) != 1.0 else OWN_UNITS
 
 
 def threshold_from(
@@ -150,11 +171,11 @@ def choose_threshold(
 ) -> dict:
     """The threshold for a scoring call: a fixed value, a percentile of the run's validation
     errors, a contamination fraction of the scored items, or (default) the one from training."""
-    units = STANDARDISED if meta.get("table") else PIXELS
     given = [x is not None for x in (threshold, percentile, contamination)]
     if sum(given) > 1:
         raise AekitError("give at most one of --threshold, --threshold-percentile and --contamination")
     check_rule(percentile, contamination)
+    units = error_units(meta.get("normalization", {}).get("scale", 255.0), table=bool(meta.get("table")))
     if threshold is not None:
         if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
             raise AekitError(f"threshold must be a finite number >= 0, got {threshold!r}")
@@ -257,13 +278,21 @@ def score_to_file(
     cache_dir: str | Path | None = "default",
     layout: str | None = None,
     id_column: str | None = None,
+    stride: int | None = None,
 ) -> dict:
     """Score every item of DATA with the model in RUN. With `output`, write it (worst first), a PNG
-    grid of the worst items next to it and a JSON summary with the threshold."""
+    grid of the worst items next to it and a JSON summary with the threshold. Rasters with an
+    `output` that is not a table (.tif, or a folder) get per-pixel error maps instead (raster_out.py),
+    on a grid of `stride` (default: half the patch)."""
     from .encoding import read_for_model
     from .inference import load
-    from .plots import recon_grid
+    from .plots import preview_channels, recon_grid
     from .progress import console
+    from .raster_out import raster_outputs, wants_error_maps
+
+    if wants_error_maps(data, output):
+        model = load(run, device=device, precision=precision)
+        return raster_outputs(model, data, output, kind="error", stride=stride, batch_size=batch_size, verbose=verbose)
 
     if metric not in METRICS:
         raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -276,7 +305,7 @@ def score_to_file(
     if model.columns is not None and metric not in TABLE_METRICS:
         raise AekitError(f"metric {metric} is for images; score table rows by {' or '.join(TABLE_METRICS)}")
     items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
-    scores = model.score(items.array, metric=metric, layout="NCHW", batch_size=batch_size)
+    scores = model.score(items.array, metric=metric, layout="NCHW", batch_size=batch_size, mask=items.mask)
     rule = choose_threshold(
         run_dir,
         model.meta,
@@ -308,7 +337,13 @@ def score_to_file(
         rank = np.argsort(-scores[sel], kind="stable")
         recon = model.reconstruct(x[rank], layout="NCHW", batch_size=batch_size)
         scale = model.scale
-        recon_grid(x[rank].astype(np.float32) / scale, np.asarray(recon, np.float32) / scale, grid)
+        raster = model.meta.get("raster")
+        view = {}
+        if raster:  # the run's RGB bands, stretched; nodata in black
+            mask = None if items.mask is None else np.asarray(items.mask[sel])[rank]
+            view = {"rgb": preview_channels(raster.get("rgb_bands"), raster["bands"], x.shape[1]), "stretch": True}
+            view["mask"] = mask
+        recon_grid(x[rank].astype(np.float32) / scale, np.asarray(recon, np.float32) / scale, grid, **view)
     summary.update(output=str(out), worst_grid=str(grid) if len(top) else None)
     write_json(out.with_name(out.stem + "_summary.json"), summary)
     if verbose:

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.table import Table
-from torch.nn import functional as F
 
 from . import __version__
 from .checkpoint import count_parameters, model_meta, save_model, save_pca
@@ -26,20 +25,20 @@ from .data.base import ImageData
 from .devices import resolve_device
 from .errors import AekitError
 from .evaluation import compare, comparison_table, format_db, say_verdict
+from .metrics import squared_error
 from .models import create_model, loss_fn
 from .models.conv import auto_width, max_depth
 from .normalize import Normalizer, channel_stats
 from .pca import fit_pca, pca_rows
-from .plots import loss_plot, recon_grid, table_recon_plot
+from .plots import loss_plot, preview_channels, recon_grid, table_recon_plot
 from .progress import console, make_progress
 from .resolve import resolve_for_data
 from .resume import save_state
 from .rundir import write_json, write_metrics, write_yaml
 from .scoring import (
     METRICS,
-    PIXELS,
-    STANDARDISED,
     TABLE_METRICS,
+    error_units,
     item_errors,
     threshold_from,
     write_validation_scores,
@@ -91,9 +90,12 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def evaluate(model, normalizer, x_all, idx, device, batch_size, bounded, standardized: bool = False) -> dict:
+def evaluate(
+    model, normalizer, x_all, idx, device, batch_size, bounded, standardized: bool = False, m_all=None
+) -> dict:
     """Mean loss terms (the model's own loss at full strength, e.g. a VAE's negative ELBO) and
-    MSE in [0, 1] units over items `idx` (tables, `standardized`: MSE in standardised units)."""
+    MSE in [0, 1] units over items `idx` (tables, `standardized`: MSE in standardised units); over
+    valid pixels only when `m_all`, the (N, 1, H, W) nodata mask, is given."""
     model.eval()
     loss = loss_fn(model)
     stochastic = getattr(model, "stochastic", False)
@@ -101,9 +103,10 @@ def evaluate(model, normalizer, x_all, idx, device, batch_size, bounded, standar
     mse_sum, std_sum, count, items = 0.0, 0.0, 0, 0
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]].to(device, non_blocking=True)
+        mb = None if m_all is None else m_all[idx[i : i + batch_size]].to(device)
         xn = normalizer.normalize(xb)
         out = model(xn)
-        std_sum += F.mse_loss(out.recon.float(), xn, reduction="sum").item()
+        std_sum += squared_error(out.recon.float(), xn, mb)[0].item()
         if stochastic:  # the objective itself is random (a VAE's sampled code, a DAE's noise):
             # score it as trained, with a fixed seed so that epochs compare fairly
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -113,14 +116,15 @@ def evaluate(model, normalizer, x_all, idx, device, batch_size, bounded, standar
                 model.eval()
         else:
             out_obj = out
-        for k, v in loss(out_obj, xn).items():
+        for k, v in loss(out_obj, xn, mb).items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
         unit = normalizer.to_unit(out.recon, bounded)
-        mse_sum += F.mse_loss(unit, xb.float() / normalizer.scale, reduction="sum").item()
-        count += xb.numel()
+        sq, n = squared_error(unit.float(), xb.float() / normalizer.scale, mb)
+        mse_sum += sq.item()
+        count += n.item()
         items += len(xb)
     model.train()
-    mse = (std_sum if standardized else mse_sum) / count
+    mse = (std_sum if standardized else mse_sum) / max(count, 1)
     return {**{k: v / items for k, v in sums.items()}, "mse": mse}
 
 
@@ -155,15 +159,25 @@ def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bo
 
 @torch.no_grad()
 def validation_errors(
-    model, normalizer, x_all, idx, device, bounded: bool, batch_size: int, standardized: bool = False
+    model,
+    normalizer,
+    x_all,
+    idx,
+    device,
+    bounded: bool,
+    batch_size: int,
+    standardized: bool = False,
+    m_all=None,
 ) -> dict[str, np.ndarray]:
     """Per-item errors of items `idx` under every score metric: what the anomaly threshold is set from.
-    Tables (`standardized`): in standardised units, and no SSIM."""
+    Tables (`standardized`): in standardised units, and no SSIM. Rasters: over the valid pixels of
+    the nodata mask `m_all`."""
     model.eval()
     metrics = TABLE_METRICS if standardized else METRICS
     out: dict[str, list] = {m: [] for m in metrics}
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]].to(device, non_blocking=True)
+        mb = None if m_all is None else m_all[idx[i : i + batch_size]].to(device)
         xn = normalizer.normalize(xb)
         recon = model(xn).recon
         if standardized:
@@ -171,7 +185,7 @@ def validation_errors(
         else:
             recon, target = normalizer.to_unit(recon, bounded), xb.float() / normalizer.scale
         for m in metrics:
-            out[m].append(item_errors(recon, target, m).cpu())
+            out[m].append(item_errors(recon, target, m, mb).cpu())
     return {m: torch.cat(v).double().numpy() for m, v in out.items()}
 
 
@@ -192,6 +206,7 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
     c, h, w = data.shape
     bounded = data.scale != 1.0  # integer images: reconstructions are clamped to the valid range
     tabular = data.columns is not None  # (N, F, 1, 1): metrics in standardised units, no flips
+    rgb = preview_channels(cfg.rgb_bands, data.raster["bands"] if data.raster else None, c)  # checked early
 
     train_idx, val_idx = split_indices(len(data), cfg.val_fraction, cfg.seed)
     cfg = resolve_for_data(cfg, data, len(train_idx))  # arch, latent size, epochs (see resolve.py)
@@ -199,7 +214,10 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
     x_all = torch.from_numpy(data.array)  # (N, C, H, W) raw units, stays on the host
     if device.type == "cuda" and not isinstance(data.array, np.memmap):
         x_all = x_all.pin_memory()  # page-locked host memory: asynchronous copies to the GPU
-    mean, std = channel_stats(data.array, data.scale, train_idx.numpy(), min_std=1e-12 if tabular else 1e-3)
+    m_all = None if data.mask is None else torch.from_numpy(data.mask)  # (N, 1, H, W) True = valid
+    mean, std = channel_stats(
+        data.array, data.scale, train_idx.numpy(), min_std=1e-12 if tabular else 1e-3, mask=data.mask
+    )
     normalizer = Normalizer(data.scale, mean, std).to(device)
 
     kwargs = {"in_shape": (c, h, w), "latent_dim": cfg.latent_dim, "depth": cfg.depth}
@@ -239,8 +257,10 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
     resolved = {"columns": data.columns} if tabular else {"channels": c, "image_size": [h, w]}
     cfg = replace(cfg, depth=kwargs["depth"], width=kwargs.get("width", cfg.width), **resolved)
     write_yaml(run_dir / "config.yaml", {"data": data.source, **cfg.to_dict()})
-    table = {"table": {"columns": data.columns, "id_column": data.id_name}} if tabular else {}
-    meta = model_meta(cfg.arch, kwargs, normalizer, str(data.array.dtype), source=data.source, **table)
+    extra = {"table": {"columns": data.columns, "id_column": data.id_name}} if tabular else {}
+    if data.raster:
+        extra["raster"] = {**data.raster, "rgb_bands": cfg.rgb_bands}
+    meta = model_meta(cfg.arch, kwargs, normalizer, str(data.array.dtype), source=data.source, **extra)
 
     n_params = count_parameters(model)
     if tabular and device.type == "cpu" and n_params <= SMALL_MODEL:
@@ -258,7 +278,7 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
     lr_factor, bad_steps, stopped = 1.0, 0, "completed all epochs"  # lr_factor: lowered by the NaN guard
     if resume is None:
         # epoch 0 is the untrained model (for conv and mlp, exactly PCA): training keeps it unless it improves
-        val0 = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded, tabular)
+        val0 = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded, tabular, m_all)
         best = {"val_loss": val0["loss"], "epoch": 0, "mse": val0["mse"]}
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         save_model(run_dir, model, meta)
@@ -298,10 +318,13 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
                     group["lr"] = lr * lr_factor * group["lr_scale"]
                 xb = x_all[order[i : i + cfg.batch_size]].to(device, non_blocking=True)  # (B, C, H, W) raw
                 xn = normalizer.normalize(xb)
+                mb = None if m_all is None else m_all[order[i : i + cfg.batch_size]].to(device, non_blocking=True)
                 if cfg.augment == "flip":  # a seeded half of the batch mirrored left-right, in place
                     mirrored = torch.nonzero(torch.rand(len(xb), generator=gen) < 0.5).flatten().to(device)
                     xn[mirrored] = xn[mirrored].flip(-1)
-                terms = train_step(train_model, opt, xn, compute, epoch=epoch - 1 + i / len(order))
+                    if mb is not None:
+                        mb[mirrored] = mb[mirrored].flip(-1)
+                terms = train_step(train_model, opt, xn, compute, mask=mb, epoch=epoch - 1 + i / len(order))
                 if terms.pop("skipped", False):  # a non-finite loss or gradient: step skipped, LR halved
                     bad_steps, lr_factor = bad_steps + 1, lr_factor * 0.5
                     if bad_steps >= MAX_BAD_STEPS:
@@ -322,7 +345,7 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
             if device.type == "cuda":
                 torch.cuda.synchronize()
             train_seconds = time.perf_counter() - t_epoch
-            val = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded, tabular)
+            val = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded, tabular, m_all)
             row = {
                 "epoch": epoch,
                 "train_loss": float(sums["loss"]) / seen if seen else math.nan,
@@ -394,18 +417,22 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
         )
     else:
         n_show = min(8, len(eval_idx))
-        show = x_all[eval_idx[torch.linspace(0, len(eval_idx) - 1, n_show).round().long()]]  # spread over the set
+        shown = eval_idx[torch.linspace(0, len(eval_idx) - 1, n_show).round().long()]  # spread over the set
+        show = x_all[shown]
         recon_grid(
             show.float().numpy() / data.scale,
             reconstruct_unit(model, normalizer, show, device, bounded),
             run_dir / "recon.png",
+            rgb=rgb,
+            stretch=data.raster is not None,
+            mask=None if m_all is None else m_all[shown].numpy(),
         )
     loss_plot(rows, run_dir / "loss.png")
-    final = compare(model, normalizer, pca, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular)
-    errors = validation_errors(model, normalizer, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular)
+    final = compare(model, normalizer, pca, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular, m_all)
+    errors = validation_errors(model, normalizer, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular, m_all)
     write_validation_scores(run_dir, [data.ids[i] for i in eval_idx.tolist()], errors)
     whose = f"the {len(eval_idx)} {'validation' if len(val_idx) else 'training'} items"
-    units = STANDARDISED if tabular else PIXELS
+    units = error_units(data.scale, tabular)
     rules = {
         m: threshold_from(
             e, m, percentile=cfg.threshold_percentile, contamination=cfg.contamination, of=whose, units=units
@@ -440,6 +467,7 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
         "best_epoch": best["epoch"],
         "val_loss": best["val_loss"],
         "val_mse": ae["mse"],
+        "mse_units": error_units(data.scale, tabular),
         "val_psnr": ae["psnr"],
         "val_ssim": ae["ssim"],
         "pca_val_mse": lin["mse"],
@@ -502,7 +530,7 @@ def _print_end(s: dict, run_dir: Path) -> None:
     else:
         t.add_row(
             "val MSE",
-            f"{s['val_mse']:.6f} (pixels in [0, 1]), PSNR {format_db(s['val_psnr'])} dB, SSIM {s['val_ssim']:.4f}",
+            f"{s['val_mse']:.6f} ({s['mse_units']}), PSNR {format_db(s['val_psnr'])} dB, SSIM {s['val_ssim']:.4f}",
         )
     t.add_row("anomaly threshold", s["threshold"]["explanation"])
     unit = "rows" if "columns" in s else "images"

@@ -22,6 +22,10 @@ class ImageData:
     `scale` is the value of a full-scale pixel (255 for 8-bit images, 65535 for 16-bit,
     1.0 for float data), so `array / scale` is in [0, 1] for images. A table of F columns is
     (N, F, 1, 1) with `columns` naming them (see data/tabular.py).
+
+    Rasters may have nodata pixels: `mask` is then (N, 1, H, W) bool, True where a pixel is
+    valid, and `array` holds values filled in from valid neighbours there (data/rasters.py).
+    `raster` describes how rasters were read (bands, nodata, patches), for model.json.
     """
 
     array: np.ndarray
@@ -34,6 +38,8 @@ class ImageData:
     load_seconds: float = 0.0  # wall time spent reading/decoding (or loading from the cache)
     columns: list[str] | None = None  # tables: the feature columns (array is (N, F, 1, 1)); None for images
     id_name: str | None = "path"  # what `ids` are (a column name in encode's output); None: row numbers
+    mask: np.ndarray | None = None  # (N, 1, H, W) bool, True = valid; None when every pixel is valid
+    raster: dict | None = None  # rasters only: bands, nodata, patch size, CRS... (see data/rasters.py)
 
     def __len__(self) -> int:
         return len(self.array)

@@ -159,6 +159,23 @@ def from_dataset(
     return from_array(stacked, layout=layout, source=type(dataset).__name__, columns=columns, id_column=id_column)
 
 
+def check_raster_shape(items: ImageData, channels: int | None, image_size: Any) -> None:
+    """Rasters are never converted or resized: --channels/--image-size may only restate what they are
+    (as a run's config.yaml does)."""
+    c, h, w = items.shape
+    size = None if image_size is None else [int(image_size[0]), int(image_size[-1])]
+    if channels is not None and channels != c:
+        raise AekitError(
+            f"{items.source} is read as rasters with {c} bands, never converted: instead of --channels {channels}, "
+            "pass --bands to choose bands"
+        )
+    if size is not None and size != [h, w]:
+        raise AekitError(
+            f"{items.source} is read as rasters in {h}x{w} items, never resized: instead of --image-size, "
+            "pass --patch-size to cut patches"
+        )
+
+
 def load_data(
     data: Any,
     *,
@@ -173,6 +190,8 @@ def load_data(
     columns: Any = None,
     id_column: str | None = None,
     prefer_id: str | None = None,
+    raster: Any = None,
+    grid: bool = False,
 ) -> ImageData:
     """Any supported input (folder, file, array, tensor, Dataset, table) as ImageData.
 
@@ -180,9 +199,12 @@ def load_data(
     directory; None: no cache). `stream=True` leaves a cached folder memory-mapped (for one pass
     over the data, as encode does) instead of reading it into memory. `columns`, `id_column` and
     `prefer_id` (used when present) apply to tables (.csv/.tsv/.parquet files and 2-D arrays) and
-    are ignored for images (the caller checks that the data is what it expects)."""
+    are ignored for images (the caller checks that the data is what it expects). Rasters (see
+    rasters.py for when a path counts as one) are read with `raster` (RasterOptions), in patches on
+    a regular grid when `grid` (inference) or at random positions (training)."""
     from .cache import read_images_cached
     from .images import read_images
+    from .rasters import RasterOptions, read_rasters, use_rasterio
 
     columns = parse_columns(columns)
     if isinstance(data, ImageData):
@@ -194,6 +216,23 @@ def load_data(
         return read_array_file(Path(data), layout=layout, columns=columns, id_column=id_column)
     if isinstance(data, (np.ndarray, torch.Tensor)):
         return from_array(data, layout=layout, columns=columns, id_column=id_column)
+    if isinstance(data, (str, Path)) and use_rasterio(data, raster or RasterOptions()):
+        opts = raster or RasterOptions()
+        if cache_dir is None:
+            items = read_rasters(data, opts, grid=grid, show_progress=show_progress)
+        else:
+            from .raster_cache import read_rasters_cached
+
+            items = read_rasters_cached(
+                data,
+                opts,
+                grid=grid,
+                cache_dir=None if cache_dir == "default" else cache_dir,
+                show_progress=show_progress,
+                in_memory_limit=0 if stream else None,
+            )
+        check_raster_shape(items, channels, image_size)
+        return items
     if isinstance(data, (str, Path)):
         opts = dict(
             channels=channels, image_size=image_size, extensions=extensions, high=high, show_progress=show_progress

@@ -1,0 +1,145 @@
+"""Decode once, for rasters: the items read from rasters are kept on disk and reused.
+
+An entry is `<cache_dir>/<key>/` with `data.npy` (N, C, H, W in the stored type, see rasters.py),
+`mask.npy` (N, 1, H, W bool, True = valid) and `index.json`. The key is a fingerprint of the raster
+files (paths, sizes, modification times), the raster options (bands, patch size, stride, nodata,
+grid or random patches and their seed), the cache format and the rasterio/GDAL versions. Builds are
+atomic and a failing disk falls back to reading into memory, as for images (cache.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .base import ImageData, Skipped
+from .cache import _fsync_dir, _remove_stale, default_cache_dir, listing_digest, memory_limit
+from .rasters import RasterOptions, options_key, rasterio_module, read_rasters, scan_rasters
+
+CACHE_VERSION = 1
+
+
+def fingerprint(root: Path, listing: str, options: dict) -> str:
+    rasterio = rasterio_module()
+    head = {
+        "v": CACHE_VERSION,
+        "kind": "raster",
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+        "root": str(root.resolve()),
+        "options": options,
+    }
+    return hashlib.sha256((json.dumps(head, sort_keys=True) + listing).encode()).hexdigest()[:32]
+
+
+def read_rasters_cached(
+    root: str | Path,
+    opts: RasterOptions,
+    *,
+    grid: bool = False,
+    cache_dir: str | Path | None = None,
+    show_progress: bool = True,
+    in_memory_limit: int | None = None,
+) -> ImageData:
+    """`read_rasters` through the cache: read on the first call, reuse afterwards."""
+    root = Path(root)
+    files, others = scan_rasters(root)
+    base = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = fingerprint(root, listing_digest(files, others), options_key(opts, grid))
+    entry = base / key
+    limit = memory_limit() if in_memory_limit is None else in_memory_limit
+    if (entry / "index.json").is_file():
+        try:
+            return _load(entry, limit)
+        except (OSError, ValueError, KeyError):
+            shutil.rmtree(entry, ignore_errors=True)
+    read = dict(opts=opts, grid=grid, show_progress=show_progress, listing=(files, others))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        _remove_stale(base)
+        tmp = base / f".tmp-{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:
+        return _uncached(root, read, e)
+    names = iter(("data.npy", "mask.npy"))
+
+    def allocate(shape: tuple[int, ...], dtype) -> np.ndarray:
+        path = tmp / next(names)
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        with open(path, "rb+") as f:  # reserve the space now: a full disk fails here, not later
+            os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+        return mm
+
+    try:
+        data = read_rasters(root, allocate=allocate, **read)
+        for a in (data.array, data.mask):
+            if isinstance(a, np.memmap):
+                a.flush()
+        index = {
+            "ids": data.ids,
+            "scale": data.scale,
+            "source": data.source,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in data.skipped],
+            "n_found": data.n_found,
+            "notes": data.notes,
+            "n_valid": len(data.ids),
+            "has_mask": data.mask is not None,
+            "raster": data.raster,
+            "created": time.time(),
+        }
+        (tmp / "index.json").write_text(json.dumps(index))
+        if data.mask is None:
+            (tmp / "mask.npy").unlink()  # every pixel valid: the mask is not kept
+        _fsync_dir(tmp)
+        try:
+            os.rename(tmp, entry)
+        except OSError:  # another process finished the same entry first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        data.notes.append(f"raster items cached in {entry}")
+        if data.array.nbytes <= limit:
+            data.array = np.array(data.array)
+            data.mask = None if data.mask is None else np.array(data.mask)
+        return data
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return _uncached(root, read, e)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _load(entry: Path, limit: int) -> ImageData:
+    index = json.loads((entry / "index.json").read_text())
+    n = index["n_valid"]
+    mapped = np.load(entry / "data.npy", mmap_mode="r")
+    in_memory = mapped.nbytes <= limit
+    mode = "r" if in_memory else "c"
+
+    def get(name: str) -> np.ndarray:
+        a = np.load(entry / name, mmap_mode=mode)[:n]
+        return np.array(a) if in_memory else a
+
+    return ImageData(
+        array=get("data.npy"),
+        ids=index["ids"],
+        scale=index["scale"],
+        source=index["source"],
+        skipped=[Skipped(**s) for s in index["skipped"]],
+        n_found=index["n_found"],
+        notes=[*index["notes"], f"raster items reused from the cache ({'in memory' if in_memory else 'mapped'})"],
+        mask=get("mask.npy") if index["has_mask"] else None,
+        raster=index["raster"],
+    )
+
+
+def _uncached(root: Path, read: dict, error: Exception) -> ImageData:
+    data = read_rasters(root, **read)
+    data.notes.append(f"cache not written ({getattr(error, 'strerror', None) or error}); read into memory")
+    return data
