@@ -48,7 +48,6 @@ def train(
     if it had not stopped (same data, which defaults to the run's; only `epochs`, `max_time` and
     `device` may change).
     """
-    from .data.rasters import RasterOptions
     from .trainer import fit
 
     if resume is not None:
@@ -58,18 +57,7 @@ def train(
     cfg = make_config(load_yaml(config) if config else None, **options)
     check_out(out)
     t0 = time.perf_counter()
-    dataset = load_data(
-        data,
-        channels=cfg.channels,
-        image_size=cfg.image_size,
-        extensions=cfg.extensions,
-        show_progress=verbose,
-        cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
-        layout=cfg.layout,
-        columns=cfg.columns,
-        id_column=cfg.id_column,
-        raster=RasterOptions(cfg.bands, cfg.patch_size, cfg.stride, cfg.nodata, cfg.seed),
-    )
+    dataset = load_for(data, cfg, verbose)
     if dataset.columns is None and (cfg.columns or cfg.id_column):
         flag = "--columns" if cfg.columns else "--id-column"
         raise AekitError(f"{flag} applies to tables (.csv, .parquet, 2-D arrays); {dataset.source} holds images")
@@ -84,6 +72,24 @@ def train(
         link_latest(run_dir)  # only once the run has written its results
     report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
     return Run(path=run_dir, summary=summary, config=cfg)
+
+
+def load_for(data: Any, cfg: TrainConfig, verbose: bool):
+    """Read DATA with the preprocessing options of `cfg` (through the decode cache)."""
+    from .data.rasters import RasterOptions
+
+    return load_data(
+        data,
+        channels=cfg.channels,
+        image_size=cfg.image_size,
+        extensions=cfg.extensions,
+        show_progress=verbose,
+        cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
+        layout=cfg.layout,
+        columns=cfg.columns,
+        id_column=cfg.id_column,
+        raster=RasterOptions(cfg.bands, cfg.patch_size, cfg.stride, cfg.nodata, cfg.seed),
+    )
 
 
 RESUMABLE_OPTIONS = ("epochs", "max_time", "device")
@@ -118,17 +124,7 @@ def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any,
         if not source or not Path(source).exists():
             raise AekitError(f"the run's data ({source}) is not a path that exists here; pass DATA with --resume")
         data = source
-    dataset = load_data(
-        data,
-        channels=cfg.channels,
-        image_size=cfg.image_size,
-        extensions=cfg.extensions,
-        show_progress=verbose,
-        cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
-        layout=cfg.layout,
-        columns=cfg.columns,
-        id_column=cfg.id_column,
-    )
+    dataset = load_for(data, cfg, verbose)
     summary = fit(dataset, cfg, run_dir, verbose=verbose, resume=state)
     report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
     return Run(path=run_dir, summary=summary, config=cfg)
