@@ -136,6 +136,7 @@ def bad_inputs(tmp_path, rgb_folder):
         "depth too deep": (["train", g, "--depth", "10"], "too deep"),
         "out holds a run": (["train", g, "--out", run], "already holds"),
         "unknown precision": (["train", g, "--precision", "fp8"], "invalid choice"),
+        "unwritable out": (["train", g, "--out", "/sys/aekit-test-run"], "cannot write"),
         "score bad ext": (["score", run, g, "-o", str(tmp_path / "s.txt")], ".csv or .parquet"),
         "reconstruct onto a file": (["reconstruct", run, g, "-o", str(afile)], "is a file"),
         "export bad ext": (["export", g, "-o", str(tmp_path / "m.txt")], ".onnx"),
