@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .config import TrainConfig, load_yaml, make_config
 from .data import load_data
 from .errors import AekitError
@@ -55,23 +58,40 @@ def train(
     if data is None:
         raise AekitError("no data given: pass a folder, file or array (or resume=RUN to continue a run)")
     cfg = make_config(load_yaml(config) if config else None, **options)
-    check_out(out)
+    ctx = distributed.start(cfg.device)  # several processes under torchrun (distributed.py)
+    verbose = verbose and ctx.main
+    if ctx.main:
+        check_out(out)
     t0 = time.perf_counter()
-    dataset = load_for(data, cfg, verbose)
+    with distributed.local_rank_first(ctx):  # one rank per machine builds the decode cache
+        dataset = load_for(data, cfg, verbose)
     if dataset.columns is None and (cfg.columns or cfg.id_column):
         flag = "--columns" if cfg.columns else "--id-column"
         raise AekitError(f"{flag} applies to tables (.csv, .parquet, 2-D arrays); {dataset.source} holds images")
     dataset.load_seconds = round(time.perf_counter() - t0, 3)
-    run_dir = make_run_dir(out)
+    run_dir = Path(distributed.broadcast(str(make_run_dir(out)) if ctx.main else None, ctx))
     try:
-        summary = fit(dataset, cfg, run_dir, verbose=verbose)
+        with _writes_of(run_dir, ctx) as write_dir:
+            summary = fit(dataset, cfg, write_dir, verbose=verbose)
     except BaseException:
-        remove_if_empty(run_dir)  # e.g. an option the data cannot take: leave nothing behind
+        if ctx.main:
+            remove_if_empty(run_dir)  # e.g. an option the data cannot take: leave nothing behind
         raise
-    if out is None:
-        link_latest(run_dir)  # only once the run has written its results
-    report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
+    if ctx.main:
+        if out is None:
+            link_latest(run_dir)  # only once the run has written its results
+        report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
     return Run(path=run_dir, summary=summary, config=cfg)
+
+
+@contextmanager
+def _writes_of(run_dir: Path, ctx):
+    """Where this process writes: the run folder on rank 0, a temporary folder on the others."""
+    if ctx.main:
+        yield run_dir
+        return
+    with tempfile.TemporaryDirectory(prefix=f"aekit-rank{ctx.rank}-") as tmp:
+        yield Path(tmp)
 
 
 def load_for(data: Any, cfg: TrainConfig, verbose: bool):
@@ -124,9 +144,14 @@ def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any,
         if not source or not Path(source).exists():
             raise AekitError(f"the run's data ({source}) is not a path that exists here; pass DATA with --resume")
         data = source
-    dataset = load_for(data, cfg, verbose)
-    summary = fit(dataset, cfg, run_dir, verbose=verbose, resume=state)
-    report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
+    ctx = distributed.start(cfg.device)
+    verbose = verbose and ctx.main
+    with distributed.local_rank_first(ctx):
+        dataset = load_for(data, cfg, verbose)
+    with _writes_of(run_dir, ctx) as write_dir:
+        summary = fit(dataset, cfg, write_dir, verbose=verbose, resume=state)
+    if ctx.main:
+        report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
     return Run(path=run_dir, summary=summary, config=cfg)
 
 

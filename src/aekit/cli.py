@@ -7,6 +7,8 @@ User errors (AekitError, bad flags) print one line and exit with code 2, never a
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import types
 import typing
@@ -125,11 +127,41 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.data is None and args.resume is None:
         raise AekitError("give DATA to train on (a folder, file or array), or --resume RUN to go on with a run")
+    if args.devices is not None:
+        if args.devices < 1:
+            raise AekitError(f"--devices must be a positive integer, got {args.devices}")
+        if args.devices > 1 and not launched():
+            batch = args.batch_size or 64
+            if batch % args.devices:
+                raise AekitError(
+                    f"--batch-size {batch} (the global batch) must be a multiple of --devices {args.devices}"
+                )
+            return launch(args.devices, args.argv)
     run = train(
         args.data, out=args.out, config=args.config, verbose=not args.quiet, resume=args.resume, **_options(args)
     )
-    print(run.path)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(run.path)
     return 130 if run.summary["stopped"].startswith("interrupted") else 0
+
+
+def launched() -> bool:
+    """Inside a torchrun launch of several processes (checked without importing torch)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def launch(n: int, argv: list[str]) -> int:
+    """`aekit train --devices N ...` = `torchrun --standalone --nproc-per-node N -m aekit train ...`."""
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--devices":
+            skip = True
+        elif not a.startswith("--devices="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "aekit"]
+    return subprocess.call([*cmd, *rest])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -311,6 +343,13 @@ def build_parser() -> Parser:
     )
     add_train_options(p)
     p.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="train on N processes with DistributedDataParallel (GPUs, or CPU processes with gloo): "
+        "the same as torchrun --standalone --nproc-per-node N -m aekit train ...",
+    )
+    p.add_argument(
         "--resume",
         metavar="RUN",
         help="go on with an interrupted run from its last completed epoch (exactly as if it had not "
@@ -469,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return COMMANDS[args.command](args)
     except AekitError as e:

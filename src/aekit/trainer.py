@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoint import count_parameters, model_meta, save_model, save_pca
 from .compute import compute_settings, train_step
 from .config import TrainConfig
@@ -201,7 +201,9 @@ def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tru
 
 def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True, resume: dict | None = None) -> dict:
     t_start = time.perf_counter()
-    device = resolve_device(cfg.device)
+    ctx = distributed.context()  # rank and world size under torchrun; one process otherwise
+    device = resolve_device(distributed.rank_device(cfg.device, ctx))
+    distributed.per_rank_batch(cfg.batch_size, ctx)  # the global batch must split evenly
     torch.manual_seed(cfg.seed)
     c, h, w = data.shape
     bounded = data.scale != 1.0  # integer images: reconstructions are clamped to the valid range
@@ -252,6 +254,10 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
         model.init_from_pca(pca.mean, pca.components, variance=pca.variance)
     compute = compute_settings(device, cfg.precision, cfg.compile)
     train_model = compute.prepare(model)  # the same parameters; maybe compiled or channels_last
+    if ctx.active:  # gradients averaged over the ranks in backward()
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     save_pca(run_dir, pca)
     kwargs["depth"] = len(model.sizes) - 1  # resolved: the run rebuilds exactly this network
     resolved = {"columns": data.columns} if tabular else {"channels": c, "image_size": [h, w]}
@@ -316,11 +322,19 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
                 lr = lr_at(frac, cfg.lr)
                 for group in opt.param_groups:
                     group["lr"] = lr * lr_factor * group["lr_scale"]
-                xb = x_all[order[i : i + cfg.batch_size]].to(device, non_blocking=True)  # (B, C, H, W) raw
+                batch = order[i : i + cfg.batch_size]  # the global batch; this rank takes its slice
+                flips = torch.rand(len(batch), generator=gen) < 0.5 if cfg.augment == "flip" else None
+                if ctx.active:
+                    batch = distributed.pad_to_world(batch, order, ctx)
+                    if flips is not None:
+                        flips = torch.cat([flips, flips[: len(batch) - len(flips)]])
+                    part = distributed.rank_slice(batch, ctx)
+                    batch, flips = batch[part], None if flips is None else flips[part]
+                xb = x_all[batch].to(device, non_blocking=True)  # (B, C, H, W) raw
                 xn = normalizer.normalize(xb)
-                mb = None if m_all is None else m_all[order[i : i + cfg.batch_size]].to(device, non_blocking=True)
-                if cfg.augment == "flip":  # a seeded half of the batch mirrored left-right, in place
-                    mirrored = torch.nonzero(torch.rand(len(xb), generator=gen) < 0.5).flatten().to(device)
+                mb = None if m_all is None else m_all[batch].to(device, non_blocking=True)
+                if flips is not None:  # a seeded half of the batch mirrored left-right, in place
+                    mirrored = torch.nonzero(flips).flatten().to(device)
                     xn[mirrored] = xn[mirrored].flip(-1)
                     if mb is not None:
                         mb[mirrored] = mb[mirrored].flip(-1)
@@ -339,11 +353,17 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
                 if progress and now - last_draw > 0.25:
                     progress.update(task, completed=step, description=f"epoch {epoch}/{cfg.epochs}")
                     last_draw = now
-                if cfg.max_time and now - t_start >= cfg.max_time:
-                    stopped = f"time budget of {cfg.max_time:g} s spent"
+                if cfg.max_time and distributed.any_rank(now - t_start >= cfg.max_time, device, ctx):
+                    stopped = f"time budget of {cfg.max_time:g} s spent"  # on every rank at the same step
                     break
             if device.type == "cuda":
                 torch.cuda.synchronize()
+            if ctx.active:  # the loss sums and counts of all ranks: metrics describe the whole data
+                keys = sorted(sums)
+                total = distributed.all_sum(
+                    torch.stack([*(sums[k].float() for k in keys), torch.tensor(float(seen), device=device)]), ctx
+                )
+                sums, seen = dict(zip(keys, total[:-1])), int(total[-1])
             train_seconds = time.perf_counter() - t_epoch
             val = evaluate(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4, bounded, tabular, m_all)
             row = {
@@ -461,6 +481,7 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
         **latent,
         "parameters": n_params,
         "device": str(device),
+        "world_size": ctx.world,
         "compute": compute.describe(),
         "load_seconds": data.load_seconds,
         "epochs_run": len(rows),

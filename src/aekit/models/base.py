@@ -33,5 +33,6 @@ def mse_terms(out: AEOutput, target: torch.Tensor, mask: torch.Tensor | None = N
 
 def loss_fn(model: torch.nn.Module):
     """The model's `loss_terms(out, target, mask=None, epoch=inf) -> {"loss": ..., other terms}`."""
-    inner = getattr(model, "_orig_mod", model)  # torch.compile wraps the module
+    inner = getattr(model, "module", model)  # DistributedDataParallel wraps the module,
+    inner = getattr(inner, "_orig_mod", inner)  # and torch.compile too
     return getattr(inner, "loss_terms", mse_terms)
