@@ -70,3 +70,27 @@ def test_the_time_budget_stops_all_ranks_together(tmp_path):
     assert main(argv) == 0  # a rank left waiting in a collective would hang here
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stopped"] == "time budget of 3 s spent" and summary["world_size"] == 2
+
+
+def test_encode_and_score_under_torchrun_write_one_merged_output(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    folder = tmp_path / "imgs"
+    write_pngs(folder, smooth_images(37, 16, 16, 1, seed=9))
+    run = tmp_path / "run"
+    assert main(["train", str(folder), *ARGS, "--epochs", "1", "--out", str(run)]) == 0
+    assert main(["encode", str(run), str(folder), "-o", str(tmp_path / "z1.csv"), "--quiet"]) == 0
+    assert main(["score", str(run), str(folder), "-o", str(tmp_path / "s1.csv"), "--quiet"]) == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "aekit"]
+    for cmd, out in (("encode", "z2.csv"), ("score", "s2.csv")):
+        subprocess.run([*torchrun, cmd, str(run), str(folder), "-o", str(tmp_path / out), "--quiet"], check=True)
+    for one, two in (("z1.csv", "z2.csv"), ("s1.csv", "s2.csv")):
+        a = list(csv.reader(open(tmp_path / one)))
+        b = list(csv.reader(open(tmp_path / two)))
+        assert len(a) == len(b) == 38 and [r[0] for r in a] == [r[0] for r in b]  # every item once, in order
+        np.testing.assert_allclose(
+            np.array([r[1:2] for r in a[1:]], float), np.array([r[1:2] for r in b[1:]], float), rtol=1e-5
+        )

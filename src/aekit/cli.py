@@ -189,7 +189,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .encoding import encode_to_file
 
     written, n, skipped = encode_to_file(args.run, args.data, args.output, precision=args.precision, **_use(args))
-    if not args.quiet:
+    if not args.quiet and written:  # under torchrun, rank 0 writes and says so
         console.print(f"encoded {n} item(s), skipped {len(skipped)}: {', '.join(str(p) for p in written)}")
         for s in skipped[:10]:
             console.print(f"  skipped {s.path}: {s.reason}")

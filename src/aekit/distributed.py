@@ -13,7 +13,8 @@ gloo on CPU) and gives each rank its device. The trainer then
 
 Only rank 0 writes the run folder; the other ranks write into a temporary folder that is removed
 at the end. The decode cache is built by local rank 0 of each machine while the others wait, then
-read by all.
+read by all. `torchrun ... -m aekit encode|score` shares the items out the same way
+(`shard_rows`), gathers the results and rank 0 writes the one merged output.
 """
 
 from __future__ import annotations
@@ -122,6 +123,23 @@ def broadcast(value, ctx: Context):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def shard_rows(n: int, ctx: Context) -> slice:
+    """This rank's contiguous share of n items (encoding, scoring): nearly equal, in rank order."""
+    per = -(-n // ctx.world)
+    return slice(min(n, ctx.rank * per), min(n, (ctx.rank + 1) * per))
+
+
+def gather_rows(part, ctx: Context):
+    """The ranks' numpy results concatenated in rank order, on every rank."""
+    if not ctx.active:
+        return part
+    import numpy as np
+
+    parts = [None] * ctx.world
+    dist.all_gather_object(parts, part)
+    return np.concatenate(parts)
 
 
 @contextmanager

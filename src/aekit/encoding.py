@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed
 from .data import ImageData, Skipped, load_data
 from .errors import AekitError
 from .inference import Autoencoder, load
@@ -79,15 +80,22 @@ def encode_items(
     says what the ids are: "path", a table's id column, or "row" for row numbers."""
     if batch_size < 1:
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
-    model = load(run, device=device, precision=precision)
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
-    z = np.concatenate(
-        [
-            model.encode(items.array[i : i + batch_size], layout="NCHW", batch_size=batch_size)
-            for i in range(0, len(items), batch_size)
-        ]
-    )
-    return list(items.ids), z, items.skipped, items.id_name or "row"
+    ctx = distributed.start(device)  # under torchrun each rank encodes its share (distributed.py)
+    model = load(run, device=distributed.rank_device(device, ctx), precision=precision)
+    with distributed.local_rank_first(ctx):
+        items = read_for_model(
+            model, data, verbose=verbose and ctx.main, cache_dir=cache_dir, layout=layout, id_column=id_column
+        )
+    part = distributed.shard_rows(len(items), ctx)
+    z = np.zeros((0, model.latent_dim), np.float32)
+    if part.stop > part.start:
+        z = np.concatenate(
+            [
+                model.encode(items.array[i : min(i + batch_size, part.stop)], layout="NCHW", batch_size=batch_size)
+                for i in range(part.start, part.stop, batch_size)
+            ]
+        )
+    return list(items.ids), distributed.gather_rows(z, ctx), items.skipped, items.id_name or "row"
 
 
 def encode_to_file(
@@ -116,4 +124,6 @@ def encode_to_file(
         layout=layout,
         id_column=id_column,
     )
+    if not distributed.context().main:
+        return [], len(ids), skipped  # rank 0 writes the merged output
     return write_vectors(output, ids, z, id_name=id_name), len(ids), skipped

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .config import check_rule
 from .errors import AekitError
 from .metrics import ssim_per_channel
@@ -301,11 +302,19 @@ def score_to_file(
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
     check_rule(threshold_percentile, contamination)
     run_dir = resolve_run(run)
-    model = load(run_dir, device=device, precision=precision)
+    ctx = distributed.start(device)  # under torchrun each rank scores its share (distributed.py)
+    verbose = verbose and ctx.main
+    model = load(run_dir, device=distributed.rank_device(device, ctx), precision=precision)
     if model.columns is not None and metric not in TABLE_METRICS:
         raise AekitError(f"metric {metric} is for images; score table rows by {' or '.join(TABLE_METRICS)}")
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
-    scores = model.score(items.array, metric=metric, layout="NCHW", batch_size=batch_size, mask=items.mask)
+    with distributed.local_rank_first(ctx):
+        items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
+    part = distributed.shard_rows(len(items), ctx)
+    scores = np.zeros(0)
+    if part.stop > part.start:
+        mask = None if items.mask is None else items.mask[part]
+        scores = model.score(items.array[part], metric=metric, layout="NCHW", batch_size=batch_size, mask=mask)
+    scores = distributed.gather_rows(scores, ctx)
     rule = choose_threshold(
         run_dir,
         model.meta,
@@ -326,7 +335,7 @@ def score_to_file(
         "skipped": [{"path": s.path, "reason": s.reason} for s in items.skipped],
     }
     result = Scores(ids=list(items.ids), scores=scores, is_anomaly=flags, threshold=rule, summary=summary)
-    if out is None:
+    if out is None or not ctx.main:  # rank 0 writes the merged output
         return result
     write_scores(out, items.ids, scores, flags, metric, id_name=items.id_name or "row")
     grid = out.with_name(out.stem + "_worst.png")
