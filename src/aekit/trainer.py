@@ -331,6 +331,8 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
                     part = distributed.rank_slice(batch, ctx)
                     batch, flips = batch[part], None if flips is None else flips[part]
                 xb = x_all[batch].to(device, non_blocking=True)  # (B, C, H, W) raw
+                if compute.channels_last:  # float and channels_last in one pass, before normalising
+                    xb = xb.to(dtype=torch.float32, memory_format=torch.channels_last)
                 xn = normalizer.normalize(xb)
                 mb = None if m_all is None else m_all[batch].to(device, non_blocking=True)
                 if flips is not None:  # a seeded half of the batch mirrored left-right, in place
