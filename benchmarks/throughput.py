@@ -128,11 +128,27 @@ print("encode images/s", n / (time.perf_counter() - t))
 """
 
 
+SCORE = """
+import sys, time
+from aekit.scoring import score_to_file
+t = time.perf_counter()
+res = score_to_file(sys.argv[1], sys.argv[2], sys.argv[3], cache_dir=sys.argv[4], verbose=False)
+print("score images/s", len(res.ids) / (time.perf_counter() - t))
+"""
+
+
 def encode(folder: Path, cache: Path) -> dict:
+    """`aekit encode` and `aekit score` of the whole folder with a model trained for one epoch."""
     with tempfile.TemporaryDirectory() as out:
         run_py(TRAIN, *train_args(folder, 1, cache, out))
         text, _, rss = run_py(ENCODE, out, str(folder), str(Path(out) / "z.npy"), str(cache))
-    return {"images_per_s": float(re.findall(r"encode images/s ([\d.]+)", text)[-1]), "peak_rss_mb": rss}
+        score_text, _, score_rss = run_py(SCORE, out, str(folder), str(Path(out) / "s.csv"), str(cache))
+    return {
+        "images_per_s": float(re.findall(r"encode images/s ([\d.]+)", text)[-1]),
+        "peak_rss_mb": rss,
+        "score_images_per_s": float(re.findall(r"score images/s ([\d.]+)", score_text)[-1]),
+        "score_peak_rss_mb": score_rss,
+    }
 
 
 def machine() -> str:
@@ -170,6 +186,7 @@ def main() -> None:
             "aekit32_warm_vs_limit": a["warm_images_per_s"] / lim,
             "cold_vs_warm_epoch": a["cold_epoch_seconds"] / a["warm_epoch_seconds"],
             "encode_vs_train": run["encode"]["images_per_s"] / run["aekit_default"]["warm_images_per_s"],
+            "score_vs_train": run["encode"]["score_images_per_s"] / run["aekit_default"]["warm_images_per_s"],
         }
         print(f"run {r + 1}:", json.dumps(run["ratios"]), flush=True)
         res["runs"].append(run)
