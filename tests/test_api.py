@@ -179,5 +179,6 @@ def test_api_verbs_stay_functions_when_every_module_is_imported():
         "interpolate",
         "report",
         "export",
+        "sweep",
     ):
         assert inspect.isfunction(getattr(aekit, name)), name

@@ -7,6 +7,7 @@ z = model.encode(images)            # (N, latent_dim)
 recon = model.reconstruct(images)   # same layout and dtype as `images`
 aekit.report(run.path)              # RUN/report.html (training writes it too)
 aekit.export(run.path, "model.onnx")  # one file that runs without aekit (ONNX or TorchScript)
+res = aekit.sweep("my_images", latent_dim=[8, 16, 32], out="sweep")  # one run per size, best first
 """
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ API = (
     "export",
     "sample",
     "interpolate",
+    "sweep",
 )
 __all__ = ["__version__", *API]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ def train(
     config: str | Path | None = None,
     verbose: bool = True,
     resume: str | Path | None = None,
+    on_epoch: Callable[[int, dict], bool] | None = None,
     **options: Any,
 ) -> Run:
     """Train an autoencoder on `data`: a folder or image file, a numpy array or tensor of images
@@ -50,6 +52,8 @@ def train(
     `resume="runs/x"` goes on with an interrupted run from its last completed epoch, exactly as
     if it had not stopped (same data, which defaults to the run's; only `epochs`, `max_time` and
     `device` may change).
+
+    `on_epoch(epoch, metrics_row) -> bool` is called after each epoch; True stops training early.
     """
     from .trainer import fit
 
@@ -72,7 +76,7 @@ def train(
     run_dir = Path(distributed.broadcast(str(make_run_dir(out)) if ctx.main else None, ctx))
     try:
         with _writes_of(run_dir, ctx) as write_dir:
-            summary = fit(dataset, cfg, write_dir, verbose=verbose)
+            summary = fit(dataset, cfg, write_dir, verbose=verbose, on_epoch=on_epoch)
     except BaseException:
         if ctx.main:
             remove_if_empty(run_dir)  # e.g. an option the data cannot take: leave nothing behind
@@ -216,6 +220,45 @@ def interpolate(run: str | Path, a: str | Path, b: str | Path, steps: int = 8, o
     return _interpolate(run, a, b, steps, output, **options)
 
 
+def sweep(
+    data: Any,
+    *,
+    latent_dim: Any,
+    depth: Any = None,
+    lr: Any = None,
+    model: Any = None,
+    search: str = "grid",
+    trials: int | None = None,
+    max_time_per_trial: float | None = None,
+    out: str | Path | None = None,
+    config: str | Path | None = None,
+    verbose: bool = True,
+    **options: Any,
+):
+    """Train one run per combination of `latent_dim`, `depth`, `lr` and `model` (lists, single
+    values or "8,16,32" strings) into `out` (as `aekit sweep`); other `options` (epochs=...,
+    image_size=...) apply to every trial. Returns `SweepResults`, best first: `res["val_mse"]`,
+    `res.best`, `res.to_pandas()`. Running it again on the same `out` resumes it."""
+    from .sweeping import run_sweep
+
+    if max_time_per_trial is None:
+        max_time_per_trial = options.pop("max_time", None)
+    return run_sweep(
+        data,
+        latent_dim=latent_dim,
+        depth=depth,
+        lr=lr,
+        model=model,
+        search=search,
+        trials=trials,
+        max_time_per_trial=max_time_per_trial,
+        out=out,
+        config=config,
+        verbose=verbose,
+        **options,
+    )
+
+
 __all__ = [
     "Autoencoder",
     "Run",
@@ -228,5 +271,6 @@ __all__ = [
     "report",
     "sample",
     "score",
+    "sweep",
     "train",
 ]

@@ -55,12 +55,15 @@ class _Flatten(argparse.Action):
         setattr(namespace, self.dest, [v for group in values for v in group])
 
 
-def add_train_options(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; defaults are None so only given flags override the file."""
+def add_train_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field; defaults are None so only given flags override the file.
+    Fields in `skip` (and "out") are left to the caller, e.g. the options a sweep takes as lists."""
     from .config import TrainConfig
 
     defaults = TrainConfig()
     for name, f in field_help().items():
+        if name in skip:
+            continue
         kind, is_list = _flag_type(f.type)
         flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
         default = getattr(defaults, name)
@@ -82,7 +85,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
             kw.update(nargs="+", metavar="N")
         p.add_argument(flag, **kw)
     p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file; flags override it")
-    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<timestamp>, linked as runs/latest)")
+    if "out" not in skip:
+        p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<timestamp>, linked as runs/latest)")
     p.add_argument("--quiet", action="store_true", help="print only the run folder")
 
 
@@ -280,6 +284,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweeping import run_sweep
+
+    res = run_sweep(
+        args.data,
+        latent_dim=args.latent_dim,
+        depth=args.depth,
+        lr=args.lr,
+        model=args.model,
+        search=args.search,
+        trials=args.trials,
+        max_time_per_trial=args.max_time_per_trial,
+        out=args.out,
+        config=args.config,
+        verbose=not args.quiet,
+        **{name: getattr(args, name, None) for name in field_help() if name not in SWEEP_SKIP},
+    )
+    print(res.path)
+    return 130 if res.interrupted else 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import describe_models
 
@@ -299,8 +324,43 @@ COMMANDS = {
     "sample": cmd_sample,
     "interpolate": cmd_interpolate,
     "export": cmd_export,
+    "sweep": cmd_sweep,
     "models": cmd_models,
 }
+SWEEP_SKIP = ("model", "latent_dim", "depth", "lr", "max_time", "out")  # sweep's own flags
+
+
+def add_sweep_options(p: argparse.ArgumentParser) -> None:
+    """The swept options (comma-separated lists), the search and the per-trial budget."""
+    p.add_argument(
+        "data", help="folder of images, one image file, a .npy/.npz array, or a table (.csv, .tsv, .parquet)"
+    )
+    p.add_argument(
+        "--latent-dim", required=True, metavar="Z,Z,...", help="latent sizes to try, comma-separated, e.g. 8,16,32,64"
+    )
+    p.add_argument("--depth", metavar="D,D,...", help="depths to try, e.g. 2,3,4 (default: the data's own depth)")
+    p.add_argument("--lr", metavar="LR,LR,...", help="peak learning rates to try, e.g. 1e-3,3e-4 (default: 1e-3)")
+    p.add_argument("--model", metavar="M,M,...", help="models to try among ae, vae, dae, e.g. ae,vae (default: ae)")
+    p.add_argument(
+        "--search",
+        default="grid",
+        choices=("grid", "random", "tpe"),
+        help="grid: every combination (default); random or tpe: --trials of them drawn by Optuna, pruning "
+        "trials whose validation MSE trails the others' median (pip install 'aekit[sweep]')",
+    )
+    p.add_argument(
+        "--trials", type=int, metavar="N", help="random/tpe: number of trials (default: 10); grid: run only the first N"
+    )
+    p.add_argument(
+        "--max-time-per-trial", type=float, metavar="SECONDS", help="time budget of each trial (default: none)"
+    )
+    p.add_argument(
+        "-o",
+        "--out",
+        metavar="SWEEP_DIR",
+        help="sweep folder (default: sweeps/<timestamp>); run the same command again to resume an interrupted sweep",
+    )
+    add_train_options(p, skip=SWEEP_SKIP)
 
 
 def add_precision(p: argparse.ArgumentParser) -> None:
@@ -494,6 +554,17 @@ def build_parser() -> Parser:
         "decoder: latent codes -> images (default: full)",
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    p = sub.add_parser(
+        "sweep",
+        help="train one run per latent size, depth, learning rate and model, and compare them",
+        description="Sweep the latent size (and depth, learning rate, model) on DATA: one normal run per trial "
+        "under SWEEP_DIR/trials/, all reading the same decode cache. Writes SWEEP_DIR/results.csv (a row per "
+        "trial), sweep.png (validation MSE against latent size per depth, next to PCA), sweep.html, and links "
+        "the best trial as SWEEP_DIR/best. Other training options apply to every trial. An interrupted sweep "
+        "resumes when the same command runs again.",
+    )
+    add_sweep_options(p)
 
     sub.add_parser("models", help="list the model architectures", description="List the registered models.")
     return parser

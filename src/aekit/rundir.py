@@ -100,14 +100,21 @@ def make_run_dir(out: str | Path | None, base: str | Path = "runs") -> Path:
 
 def link_latest(path: Path) -> None:
     """Point `<parent>/latest` at a finished run, replacing the link atomically."""
-    link = path.parent / "latest"
-    tmp = path.parent / f".latest-{os.getpid()}"
+    replace_link(path.parent / "latest", path.name)
+
+
+def replace_link(link: Path, target: str) -> bool:
+    """Point the symlink `link` at `target` (relative to the link's folder), replacing it atomically;
+    False where the filesystem has no symlinks (the caller prints the path instead)."""
+    tmp = link.parent / f".{link.name}-{os.getpid()}"
     try:
         tmp.unlink(missing_ok=True)
-        tmp.symlink_to(path.name, target_is_directory=True)
+        tmp.symlink_to(target, target_is_directory=True)
         os.replace(tmp, link)
+        return True
     except OSError:
-        tmp.unlink(missing_ok=True)  # no symlinks on this filesystem: the run folder is still printed
+        tmp.unlink(missing_ok=True)
+        return False
 
 
 def remove_if_empty(path: Path) -> None:

@@ -189,17 +189,29 @@ def validation_errors(
     return {m: torch.cat(v).double().numpy() for m, v in out.items()}
 
 
-def fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True, resume: dict | None = None) -> dict:
+def fit(
+    data: ImageData,
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    verbose: bool = True,
+    resume: dict | None = None,
+    on_epoch=None,
+) -> dict:
     """Train on `data` with `cfg`, writing everything into `run_dir`; returns the summary. With
-    `resume` (a state from resume.load_state), go on after its epoch."""
+    `resume` (a state from resume.load_state), go on after its epoch. `on_epoch(epoch, row)`, given
+    the epoch's metrics.csv row, may return True to stop early (a sweep prunes hopeless trials with
+    it); the best model so far is kept, as at a time limit."""
     threads = torch.get_num_threads()
     try:
-        return _fit(data, cfg, run_dir, verbose=verbose, resume=resume)
+        return _fit(data, cfg, run_dir, verbose=verbose, resume=resume, on_epoch=on_epoch)
     finally:
         torch.set_num_threads(threads)  # a small table model trains on one thread (see SMALL_MODEL)
 
 
-def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True, resume: dict | None = None) -> dict:
+def _fit(
+    data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = True, resume: dict | None = None, on_epoch=None
+) -> dict:
     t_start = time.perf_counter()
     ctx = distributed.context()  # rank and world size under torchrun; one process otherwise
     device = resolve_device(distributed.rank_device(cfg.device, ctx))
@@ -410,6 +422,8 @@ def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool = Tr
                     f"val MSE {row['val_mse']:.6f} ({'standardised' if tabular else 'pixels'})  lr {lr:.2e}  "
                     f"{row['images_per_s']:.0f} {'rows' if tabular else 'img'}/s"
                 )
+            if on_epoch is not None and on_epoch(epoch, row):
+                stopped = "stopped early by on_epoch"
             if stopped != "completed all epochs":
                 break
     except KeyboardInterrupt:
