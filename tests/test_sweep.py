@@ -195,3 +195,29 @@ def test_every_trial_failing_is_an_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("aekit sweep: error: every trial failed") and "too deep" in err
     assert read_rows(tmp_path / "s")[0]["status"] == "failed"
+
+
+def test_search_takes_latent_sizes_in_turn_and_prunes_within_a_size(tmp_path):
+    pytest.importorskip("optuna")
+    from aekit.sweeping import OptunaSearch
+
+    space = {"model": ["ae"], "latent_dim": [4, 8], "depth": [None], "lr": [1e-3, 3e-3, 1e-2]}
+    search = OptunaSearch("tpe", space, 6, 0, {}, tmp_path)
+    done: dict = {}
+
+    def run(curve: list[float]) -> tuple[int, list[bool]]:
+        trial = search.ask(done)
+        prune = search.on_epoch(trial)
+        stops = [prune(epoch, {"val_mse": v}) for epoch, v in enumerate(curve, 1)]
+        row = {"trial": trial.name, "status": "done", "val_mse": curve[-1], "ratio_to_pca": 1.0}
+        search.tell(trial, row)
+        done[trial.name] = row
+        return trial.latent_dim, stops
+
+    assert run([0.5, 0.4, 0.3]) == (4, [False] * 3)
+    assert run([0.9, 0.9, 0.9]) == (8, [False] * 3)  # worse, but the first of its size
+    assert run([0.5, 0.2, 0.1]) == (4, [False] * 3)
+    assert run([0.9, 0.9]) == (8, [False] * 2)  # one earlier trial of its size is not enough
+    assert run([0.1, 0.35]) == (4, [False, True])  # above the median (0.3) of size 4 at epoch 2
+    assert run([0.9, 0.1]) == (8, [False, False])
+    assert search.ask(done) is None  # every combination has run

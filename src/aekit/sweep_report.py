@@ -120,18 +120,9 @@ def sweep_png(rows: list[dict]) -> bytes:
             label=label,
         )
     best = best_row(rows)
-    if best is not None:
-        ax.plot(
-            [best["latent_dim"]],
-            [best["val_mse"]],
-            ls="",
-            marker="*",
-            ms=14,
-            color="gold",
-            mec="black",
-            zorder=5,
-            label="best trial",
-        )
+    if best is not None:  # a ring, so that the line's own point still shows inside
+        x, y = best["latent_dim"], best["val_mse"]
+        ax.plot([x], [y], ls="", marker="o", ms=14, mfc="none", mec="crimson", mew=2, zorder=5, label="best trial")
     sizes = sorted({r["latent_dim"] for r in rows if r.get("latent_dim") is not None})
     ax.set_xscale("log", base=2)
     if sizes:

@@ -10,7 +10,7 @@ trial that did not finish is deleted and run again. A trial that cannot run (e.g
 for the image size) is recorded as failed with its reason, and the sweep goes on.
 
 `--search grid` (the default) runs every combination; `random` and `tpe` (Optuna) draw `--trials`
-of them and prune, by validation MSE after each epoch, trials that trail the median of the others.
+of them, the latent sizes in turn, and prune trials that trail others of their size (OptunaSearch).
 (The module is not called sweep.py so that `aekit.sweep` stays the function.)
 """
 
@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import shutil
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -171,11 +172,16 @@ class GridSearch:
 
 
 class OptunaSearch:
-    """Random or TPE sampling over the given values (Optuna), pruning trials whose validation MSE
-    trails the median of earlier trials at the same epoch. Finished trials of an earlier run of
-    the sweep are told to the study first, so a resumed sweep goes on where it stopped."""
+    """Random or TPE sampling (Optuna) of the other options for each latent size in turn.
 
-    def __init__(self, method: str, space: dict[str, list], n: int, seed: int, done: dict[str, dict]) -> None:
+    Validation MSE falls with the latent size whatever else is chosen, so a search on it alone
+    would only try the largest size; instead the latent sizes take turns, so that the curve is
+    mapped, and Optuna learns from each trial's validation MSE relative to PCA's at the same size.
+    A trial whose validation MSE after an epoch (from the second on) is above the median of earlier
+    trials of its latent size at that epoch is pruned. Finished trials of an earlier run of the
+    sweep are told to the study first, so a resumed sweep goes on where it stopped."""
+
+    def __init__(self, method: str, space: dict[str, list], n: int, seed: int, done: dict, trials_dir: Path) -> None:
         _require_optuna(method)
         import optuna
         from optuna.distributions import CategoricalDistribution
@@ -184,45 +190,58 @@ class OptunaSearch:
         self.optuna = optuna
         self.dists = {k: CategoricalDistribution(v) for k, v in space.items()}
         sampler = optuna.samplers.TPESampler(seed=seed) if method == "tpe" else optuna.samplers.RandomSampler(seed)
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-        self.study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
-        self.names = {t.name for t in grid(space)}
-        self.n = min(n, len(self.names))
-        self.asks, self.current = 0, None
-        for name in self.names & done.keys():
-            row = done[name]
-            params = {k: row[k] if k != "depth" else _requested_depth(row) for k in SWEPT}
-            self.study.add_trial(self._frozen(params, row))
+        self.study = optuna.create_study(direction="minimize", sampler=sampler)
+        self.combos = grid(space)
+        self.n = min(n, len(self.combos))
+        self.sizes = space["latent_dim"]
+        self.asks, self.turn, self.current = 0, 0, None
+        for trial in self.combos:
+            if trial.name in done:
+                self.study.add_trial(self._frozen(trial, done[trial.name], trials_dir / trial.name))
 
-    def _frozen(self, params: dict, row: dict):
+    def _frozen(self, trial: Trial, row: dict, run_dir: Path):
         from optuna.trial import TrialState, create_trial
 
+        curve = _val_curve(run_dir)
         if row["status"] == DONE:
-            return create_trial(params=params, distributions=self.dists, value=row["val_mse"])
+            return create_trial(
+                params=trial.options(), distributions=self.dists, value=_objective(row), intermediate_values=curve
+            )
         state = TrialState.PRUNED if row["status"] == PRUNED else TrialState.FAIL
-        return create_trial(params=params, distributions=self.dists, state=state)
+        return create_trial(params=trial.options(), distributions=self.dists, state=state, intermediate_values=curve)
 
     def ask(self, done: dict[str, dict]) -> Trial | None:
-        while len(self.names & done.keys()) < self.n and self.asks < 50 * self.n:
+        while sum(t.name in done for t in self.combos) < self.n and self.asks < 50 * self.n:
+            z = self.sizes[self.turn % len(self.sizes)]
+            if all(t.name in done for t in self.combos if t.latent_dim == z):
+                self.turn += 1
+                continue
             self.asks += 1
+            self.study.enqueue_trial({"latent_dim": z})  # this size's turn; the sampler picks the rest
             t = self.study.ask(self.dists)
             trial = Trial(**t.params)
             if trial.name not in done:
-                self.current = t
+                self.current, self.turn = t, self.turn + 1
                 return trial
             self._tell(t, done[trial.name])  # drawn again: its result is known, nothing to train
         return None
 
     def on_epoch(self, trial: Trial) -> Callable[[int, dict], bool]:
-        t = self.current
+        t, state = self.current, self.optuna.trial.TrialState
 
-        def report(epoch: int, row: dict) -> bool:
-            if not math.isfinite(row["val_mse"]):
+        def prune(epoch: int, row: dict) -> bool:
+            value = row["val_mse"]
+            if not math.isfinite(value):
                 return False
-            t.report(row["val_mse"], epoch)
-            return t.should_prune()
+            t.report(value, epoch)
+            earlier = [
+                o.intermediate_values[epoch]
+                for o in self.study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED))
+                if o.params.get("latent_dim") == trial.latent_dim and epoch in o.intermediate_values
+            ]
+            return epoch >= 2 and len(earlier) >= 2 and value > statistics.median(earlier)
 
-        return report
+        return prune
 
     def tell(self, trial: Trial, row: dict) -> None:
         self._tell(self.current, row)
@@ -230,14 +249,23 @@ class OptunaSearch:
     def _tell(self, t, row: dict) -> None:
         state = self.optuna.trial.TrialState
         if row["status"] == DONE:
-            self.study.tell(t, row["val_mse"])
+            self.study.tell(t, _objective(row))
         else:
             self.study.tell(t, state=state.PRUNED if row["status"] == PRUNED else state.FAIL)
 
 
-def _requested_depth(row: dict) -> int | None:
-    """The depth a trial asked for (its name says 'depthauto' when it left it to the data)."""
-    return None if "-depthauto-" in row["trial"] else row["depth"]
+def _objective(row: dict) -> float:
+    """What Optuna minimises: validation MSE relative to PCA's at the same latent size."""
+    return row["ratio_to_pca"] if row.get("ratio_to_pca") is not None else row["val_mse"]
+
+
+def _val_curve(run_dir: Path) -> dict[int, float]:
+    """{epoch: validation MSE} from a trial's metrics.csv (empty when it has none)."""
+    try:
+        with open(run_dir / "metrics.csv", newline="") as f:
+            return {int(r["epoch"]): float(r["val_mse"]) for r in csv.DictReader(f)}
+    except (OSError, KeyError, ValueError, csv.Error):
+        return {}
 
 
 # -- results.csv ----------------------------------------------------------------------------------
@@ -349,10 +377,13 @@ def prepare_dir(out: Path, identity: dict) -> None:
 
 
 def _describe_change(before: Any, now: Any) -> str:
+    def show(v: Any) -> str:
+        return "default" if v is None else repr(v)
+
     if isinstance(before, dict) and isinstance(now, dict):
         keys = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-        return ", ".join(f"{k}: {before.get(k)!r} then, {now.get(k)!r} now" for k in keys[:3])
-    return f"{before!r} then, {now!r} now"
+        return "; ".join(f"{k} {show(before.get(k))} before, {show(now.get(k))} now" for k in keys[:3])
+    return f"{show(before)} before, {show(now)} now"
 
 
 def harvest(trials_dir: Path, done: dict[str, dict], wanted: list[Trial] | None) -> None:
@@ -473,7 +504,7 @@ def run_sweep(
     if search == "grid":
         planner: GridSearch | OptunaSearch = GridSearch(combos, trials)
     else:
-        planner = OptunaSearch(search, space, n_planned, base.seed, done)
+        planner = OptunaSearch(search, space, n_planned, base.seed, done, out_dir / TRIALS_DIR)
     already = len({t.name for t in combos} & done.keys())
     if verbose:
         print_start(dataset.source, len(dataset), out_dir, search, n_planned, len(combos), already, base.max_time)
