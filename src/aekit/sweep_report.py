@@ -1,7 +1,7 @@
 """What a sweep shows: SWEEP_DIR/sweep.png (validation MSE against latent size, one line per depth
-and model, PCA beside them), sweep.html (that figure, what it says, and every trial sorted by
-quality, on one self-contained page) and the console lines and table. All made from the
-results.csv rows alone."""
+and model, PCA beside them, and below the same relative to PCA), sweep.html (that figure, what
+it says, and every trial sorted by quality, on one self-contained page), and the console lines
+and table. All made from the results.csv rows alone."""
 
 from __future__ import annotations
 
@@ -94,50 +94,52 @@ def versus_pca(rows: list[dict]) -> str:
 
 
 def sweep_png(rows: list[dict]) -> bytes:
-    """Validation MSE against latent size (log scale), one line per (model, depth), and PCA."""
+    """Validation MSE against latent size (log scales), one line per (model, depth), and PCA; below
+    it the same lines relative to PCA at each size, where a gain of a few percent is visible."""
     import matplotlib.ticker
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    fig, (ax, rel) = plt.subplots(2, 1, figsize=(6.4, 5.6), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     lines = curves(rows)
     models = sorted({m for m, _ in lines})
     depths = sorted({d for _, d in lines}, key=lambda d: (d is None, d or 0))
     pca = pca_curve(rows)
     if pca:  # drawn first and wide, so that a line on top of it (no gain over PCA) still shows both
         ax.plot(list(pca), list(pca.values()), color="0.55", marker="s", ms=4, lw=3, alpha=0.6, label="PCA")
+        rel.axhline(1.0, color="0.55", lw=3, alpha=0.6)
     for (m, d), points in sorted(lines.items(), key=lambda kv: (kv[0][0], depths.index(kv[0][1]))):
         zs = sorted(points)
         label = f"depth {d if d is not None else 'auto'}"
         if len(models) > 1:
             label = f"{m}, {label}"
-        ax.plot(
-            zs,
-            [points[z]["val_mse"] for z in zs],
-            marker="o",
-            ms=4,
-            linestyle=LINESTYLES.get(m, "-"),
-            color=f"C{depths.index(d) % 10}",
-            label=label,
-        )
+        style = {"marker": "o", "ms": 4, "linestyle": LINESTYLES.get(m, "-"), "color": f"C{depths.index(d) % 10}"}
+        ax.plot(zs, [points[z]["val_mse"] for z in zs], label=label, **style)
+        zr = [z for z in zs if pca.get(z)]
+        rel.plot(zr, [points[z]["val_mse"] / pca[z] for z in zr], **style)
     best = best_row(rows)
     if best is not None:  # a ring, so that the line's own point still shows inside
         x, y = best["latent_dim"], best["val_mse"]
-        ax.plot([x], [y], ls="", marker="o", ms=14, mfc="none", mec="crimson", mew=2, zorder=5, label="best trial")
+        ring = {"ls": "", "marker": "o", "ms": 14, "mfc": "none", "mec": "crimson", "mew": 2, "zorder": 5}
+        ax.plot([x], [y], label="best trial", **ring)
+        if pca.get(x):
+            rel.plot([x], [y / pca[x]], **ring)
     sizes = sorted({r["latent_dim"] for r in rows if r.get("latent_dim") is not None})
-    ax.set_xscale("log", base=2)
+    rel.set_xscale("log", base=2)
     if sizes:
-        ax.set_xticks(sizes)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        rel.set_xticks(sizes)
+        rel.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        rel.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     values = [r["val_mse"] for r in _done(rows)] + list(pca.values())
     if values and min(values) > 0:
         ax.set_yscale("log")
-    ax.set_xlabel("latent size")
+    rel.set_xlabel("latent size")
     ax.set_ylabel("validation MSE")
+    rel.set_ylabel("MSE / PCA's\n(below 1: better)")
     lrs = sorted({r["lr"] for r in _done(rows)})
     note = f" (best over lr {', '.join(f'{x:g}' for x in lrs)})" if len(lrs) > 1 else ""
     ax.set_title(f"validation MSE by latent size{note}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
+    for a in (ax, rel):
+        a.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
