@@ -199,7 +199,7 @@ def test_every_trial_failing_is_an_error(tmp_path, capsys):
 
 def test_search_takes_latent_sizes_in_turn_and_prunes_within_a_size(tmp_path):
     pytest.importorskip("optuna")
-    from aekit.sweeping import OptunaSearch
+    from aekit.sweep_search import OptunaSearch
 
     space = {"model": ["ae"], "latent_dim": [4, 8], "depth": [None], "lr": [1e-3, 3e-3, 1e-2]}
     search = OptunaSearch("tpe", space, 6, 0, {}, tmp_path)

@@ -14,7 +14,7 @@ from .plots import figure_png, pyplot
 from .progress import console
 from .reporting import STYLE, esc, img
 from .rundir import atomic_write, write_text
-from .sweeping import DONE, FAILED, PRUNED, RESULTS, best_row
+from .sweep_results import DONE, FAILED, PRUNED, RESULTS, best_row
 
 PLATEAU = 0.10  # a larger latent size "helps" when it lowers the best validation MSE by at least 10%
 DPI = 150
@@ -85,11 +85,13 @@ def versus_pca(rows: list[dict]) -> str:
     z_best = min(ratios, key=ratios.get)
     beats = [z for z, q in ratios.items() if q < 0.99]
     if not beats:
-        return "The autoencoder did not beat PCA at any latent size tried: PCA is enough here (or train longer)."
+        return (
+            "The autoencoder is not 1% better than PCA at any latent size tried: PCA is enough here (or train longer)."
+        )
     where = "every latent size tried" if len(beats) == len(ratios) else "latent " + ", ".join(map(str, beats))
     return (
-        f"The autoencoder beats PCA at {where}; it pays off most at latent {z_best}, "
-        f"with {ratios[z_best]:.2f}x PCA's validation MSE."
+        f"The autoencoder's validation MSE is at least 1% below PCA's at {where}; it pays off most at "
+        f"latent {z_best}, with {ratios[z_best]:.3g}x PCA's."
     )
 
 
