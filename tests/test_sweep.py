@@ -221,3 +221,17 @@ def test_search_takes_latent_sizes_in_turn_and_prunes_within_a_size(tmp_path):
     assert run([0.1, 0.35]) == (4, [False, True])  # above the median (0.3) of size 4 at epoch 2
     assert run([0.9, 0.1]) == (8, [False, False])
     assert search.ask(done) is None  # every combination has run
+
+
+def test_page_says_where_latent_size_stops_helping_and_where_pca_loses():
+    from aekit.sweep_report import plateau, versus_pca
+
+    def row(z: int, mse: float, pca: float) -> dict:
+        name = f"ae-latent{z}-depth2-lr0.001"
+        return dict(trial=name, status="done", model="ae", latent_dim=z, depth=2, lr=1e-3, val_mse=mse, pca_val_mse=pca)
+
+    rows = [row(4, 0.10, 0.12), row(8, 0.05, 0.06), row(16, 0.047, 0.046), row(32, 0.046, 0.04)]
+    assert "stops helping at 8" in plateau(rows)  # 16 and 32 gain less than 10% over 8
+    assert "still helped" in plateau(rows[:2])
+    text = versus_pca(rows)
+    assert "latent 4, 8;" in text and "most at latent 4" in text  # 0.83x at 4; PCA wins at 16 and 32
