@@ -17,6 +17,7 @@ of them, the latent sizes in turn, and prune trials that trail others of their s
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -155,6 +156,10 @@ def run_sweep(
     from .api import load_for
     from .sweep_report import print_results, print_start, trial_line, write_sweep_pages
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would write the same sweep folder
+        raise AekitError(
+            "aekit sweep does not run under torchrun yet: run it as one process (its trials run one after another)"
+        )
     if search not in SEARCHES:
         raise AekitError(f"unknown search {search!r}; choose one of {', '.join(SEARCHES)}")
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials <= 0):
