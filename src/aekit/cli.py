@@ -581,7 +581,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        if "aekit.distributed" in sys.modules:  # a torchrun launch: all ranks leave together
+            sys.modules["aekit.distributed"].stop()
+        return code
     except AekitError as e:
         print(f"aekit {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -68,7 +68,10 @@ def start(device: str = "auto") -> Context:
 
 
 def stop() -> None:
+    """Leave the process group together: a rank that exits while another still talks to it makes
+    gloo abort the other."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
