@@ -94,3 +94,20 @@ def test_encode_and_score_under_torchrun_write_one_merged_output(tmp_path):
         np.testing.assert_allclose(
             np.array([r[1:2] for r in a[1:]], float), np.array([r[1:2] for r in b[1:]], float), rtol=1e-5
         )
+
+
+def test_a_sweep_under_torchrun_trains_each_trial_on_both_ranks(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "imgs"
+    write_pngs(folder, smooth_images(71, 16, 16, 1, seed=10))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "aekit"]
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(folder), "--latent-dim", "2,4", "--epochs", "2", *ARGS[:2], "--quiet", "-o", str(out)]
+    subprocess.run([*torchrun, *argv], check=True)
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert sorted(r["latent_dim"] for r in rows) == ["2", "4"] and all(r["status"] == "done" for r in rows)
+    for trial in (out / "trials").iterdir():
+        assert json.loads((trial / "summary.json").read_text())["world_size"] == 2
+    assert (out / "best").resolve().parent == (out / "trials").resolve()

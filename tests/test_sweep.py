@@ -151,7 +151,7 @@ def test_on_epoch_stops_training_early(gray28, tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["not-an-int", "bad-lr", "bad-model", "missing-data", "no-optuna", "not-a-sweep-dir", "no-latent", "torchrun"],
+    ["not-an-int", "bad-lr", "bad-model", "missing-data", "no-optuna", "not-a-sweep-dir", "no-latent"],
 )
 def test_bad_input_is_one_line_exit_2(case, gray28, tmp_path, monkeypatch, capsys):
     out = tmp_path / "sweep"
@@ -172,8 +172,6 @@ def test_bad_input_is_one_line_exit_2(case, gray28, tmp_path, monkeypatch, capsy
         (out / "mine.txt").write_text("keep me")
     elif case == "no-latent":
         args[2:4] = []
-    elif case == "torchrun":
-        monkeypatch.setenv("WORLD_SIZE", "2")
     try:
         code = main(args)
     except SystemExit as e:  # argparse errors

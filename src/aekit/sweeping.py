@@ -11,13 +11,14 @@ for the image size) is recorded as failed with its reason, and the sweep goes on
 
 `--search grid` (the default) runs every combination; `random` and `tpe` (Optuna) draw `--trials`
 of them, the latent sizes in turn, and prune trials that trail others of their size (OptunaSearch).
-(The module is not called sweep.py so that `aekit.sweep` stays the function.)
+Under torchrun, every trial is trained by all the ranks together (distributed.py); rank 0 alone
+writes the sweep folder, and the other ranks take its view of the finished trials, so that all
+plan the same trials. (The module is not called sweep.py so that `aekit.sweep` stays the function.)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -153,13 +154,10 @@ def run_sweep(
     **options: Any,
 ) -> SweepResults:
     """The sweep behind `aekit sweep` and `aekit.sweep` (see the module docstring)."""
+    from . import distributed
     from .api import load_for
     from .sweep_report import print_results, print_start, trial_line, write_sweep_pages
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would write the same sweep folder
-        raise AekitError(
-            "aekit sweep does not run under torchrun yet: run it as one process (its trials run one after another)"
-        )
     if search not in SEARCHES:
         raise AekitError(f"unknown search {search!r}; choose one of {', '.join(SEARCHES)}")
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials <= 0):
@@ -184,19 +182,28 @@ def run_sweep(
     if search != "grid":
         require_optuna(search)  # before decoding anything
 
-    out_dir = Path(out) if out is not None else _new_sweep_dir()
+    # under torchrun every rank runs every trial together (distributed training); rank 0 alone
+    # writes the sweep folder and the others take its decisions, so all ranks plan alike
+    ctx = distributed.start(base.device)
+    verbose = verbose and ctx.main
+    out_dir = Path(distributed.broadcast(str(Path(out) if out is not None else _new_sweep_dir()), ctx))
     source = describe_data(data)
     same = {k: v for k, v in fixed.items() if k not in ("device", "cache_dir", "no_cache")}  # results alike
     identity = {"data": source, "fixed": _jsonable(same)}
-    prepare_dir(out_dir, identity)
-    dataset = load_for(data, base, verbose)  # decodes once into the cache, or fails clearly
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(
-        out_dir / STATE,
-        {**identity, "space": space, "search": search, "trials": trials, "aekit_version": __version__},
-    )
-    done = read_results(out_dir / RESULTS)
-    harvest(out_dir / TRIALS_DIR, done)
+    if ctx.main:
+        prepare_dir(out_dir, identity)
+    with distributed.local_rank_first(ctx):
+        dataset = load_for(data, base, verbose)  # decodes once into the cache, or fails clearly
+    done: dict[str, dict] = {}
+    if ctx.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(
+            out_dir / STATE,
+            {**identity, "space": space, "search": search, "trials": trials, "aekit_version": __version__},
+        )
+        done = read_results(out_dir / RESULTS)
+        harvest(out_dir / TRIALS_DIR, done)
+    done = distributed.broadcast(done, ctx)
     n_planned = min(trials, len(combos)) if trials else (len(combos) if search == "grid" else DEFAULT_TRIALS)
     n_planned = min(n_planned, len(combos))
     if search == "grid":
@@ -213,7 +220,7 @@ def run_sweep(
         while (trial := planner.ask(done)) is not None:
             count += 1
             run_dir = out_dir / TRIALS_DIR / trial.name
-            if run_dir.exists():  # left by an unfinished attempt
+            if ctx.main and run_dir.exists():  # left by an unfinished attempt
                 shutil.rmtree(run_dir)
             if verbose:
                 console.print(f"[bold]trial {already + count}/{n_planned}[/bold] {trial.name} ...", end=" ")
@@ -221,8 +228,9 @@ def run_sweep(
             row = run_trial(data, trial, run_dir, fixed, planner.on_epoch(trial))
             planner.tell(trial, row)
             done[trial.name] = row
-            write_results(out_dir / RESULTS, list(done.values()))
-            link_best(out_dir, list(done.values()))
+            if ctx.main:
+                write_results(out_dir / RESULTS, list(done.values()))
+                link_best(out_dir, list(done.values()))
             if verbose:
                 console.print(trial_line(row, time.perf_counter() - t0))
     except (Interrupted, KeyboardInterrupt):
@@ -230,9 +238,10 @@ def run_sweep(
         if verbose:
             console.print("\n[yellow]interrupted[/yellow]: finished trials are kept; run the same command to resume")
     rows = sort_rows(list(done.values()))
-    write_results(out_dir / RESULTS, rows)
-    link_best(out_dir, rows)
-    write_sweep_pages(out_dir, rows, title=source)
+    if ctx.main:
+        write_results(out_dir / RESULTS, rows)
+        link_best(out_dir, rows)
+        write_sweep_pages(out_dir, rows, title=source)
     if verbose:
         print_results(out_dir, rows)
     if rows and not interrupted and all(r["status"] == FAILED for r in rows):

@@ -60,20 +60,22 @@ def list_files(root: Path, extensions: tuple[str, ...]) -> tuple[list[Path], lis
     """Image files under `root` in sorted order, and the non-image files found beside them."""
     if root.is_file():
         return [root], []
-    files, others = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
+    found, others = [], []  # strings until the end: pathlib costs ~5 us a file, 50 ms for 10000
+    top = str(root)
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_dir = os.path.relpath(dirpath, top)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
-            path = Path(dirpath) / name
-            ext = path.suffix.lower()
+            ext = os.path.splitext(name)[1].lower()
             if ext in extensions:
-                files.append(path)
+                found.append((prefix + name, os.path.join(dirpath, name)))
             else:
-                others.append(Skipped(_rel(path, root), f"not an image file (extension {ext or 'none'!r})"))
-    files.sort(key=lambda p: _rel(p, root))
-    return files, others
+                others.append(Skipped(prefix + name, f"not an image file (extension {ext or 'none'!r})"))
+    found.sort()
+    return [Path(p) for _, p in found], others
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -172,12 +172,12 @@ def use_rasterio(data: str | Path, opts: RasterOptions) -> bool:
         rasterio_module()
         return True
     tiffs, gdal, images = [], 0, 0
-    for f in _walk(path):
-        suffix = f.suffix.lower()
+    for dirpath, name in _walk(path):
+        suffix = os.path.splitext(name)[1].lower()
         gdal += suffix in GDAL_SUFFIXES
         images += suffix in IMAGE_EXTENSIONS and suffix not in TIFF_SUFFIXES
         if suffix in TIFF_SUFFIXES:
-            tiffs.append(f)
+            tiffs.append(Path(dirpath, name))
     if images >= gdal + len(tiffs):  # mostly photos: a stray .img or .tif does not turn them into rasters
         return False
     if gdal:
@@ -197,14 +197,15 @@ def use_rasterio(data: str | Path, opts: RasterOptions) -> bool:
 
 
 def _walk(path: Path):
+    """(folder, file name) of every visible file under `path` (strings: no pathlib per file)."""
     if path.is_file():
-        yield path
+        yield str(path.parent), path.name
         return
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if not name.startswith("."):
-                yield Path(dirpath) / name
+                yield dirpath, name
 
 
 def grid_positions(size: int, patch: int, stride: int) -> list[int]:
