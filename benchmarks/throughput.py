@@ -64,7 +64,7 @@ import sys, time, torch
 from aekit.data import read_images
 from aekit.models import create_model
 from aekit.normalize import Normalizer, channel_stats
-from aekit.trainer import compute_settings, train_step
+from aekit.compute import compute_settings, make_optimizer, train_step
 data = read_images(sys.argv[1], show_progress=False)
 x = torch.from_numpy(data.array)
 n, epochs, bs = len(x), int(sys.argv[2]), 32
@@ -73,7 +73,7 @@ model = create_model("basic", in_shape=data.shape, latent_dim=128)
 norm = Normalizer(255.0, *channel_stats(data.array, 255.0))
 settings = compute_settings(torch.device("cpu"))
 model = settings.prepare(model)
-opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+opt = make_optimizer(model.parameters(), 1e-3, 1e-4)  # aekit's optimizer and settings
 rates = []
 for epoch in range(epochs):
     perm = torch.randperm(n)

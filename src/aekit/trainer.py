@@ -19,7 +19,7 @@ from rich.table import Table
 
 from . import __version__, distributed
 from .checkpoint import count_parameters, model_meta, save_model, save_pca
-from .compute import compute_settings, train_step
+from .compute import compute_settings, make_optimizer, train_step
 from .config import TrainConfig
 from .data.base import ImageData
 from .devices import resolve_device
@@ -288,7 +288,7 @@ def _fit(
     if verbose:
         _print_start(data, cfg, compute, n_params, len(train_idx), len(val_idx), run_dir)
 
-    opt = torch.optim.AdamW(param_groups(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(param_groups(model), cfg.lr, cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     gen = torch.Generator().manual_seed(cfg.seed + 1)
