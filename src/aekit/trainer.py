@@ -342,16 +342,16 @@ def _fit(
                         flips = torch.cat([flips, flips[: len(batch) - len(flips)]])
                     part = distributed.rank_slice(batch, ctx)
                     batch, flips = batch[part], None if flips is None else flips[part]
-                xb = x_all[batch].to(device, non_blocking=True)  # (B, C, H, W) raw
+                xb = x_all[batch].to(device, non_blocking=True)  # (B, C, H, W) raw, e.g. uint8
+                mb = None if m_all is None else m_all[batch].to(device, non_blocking=True)
+                if flips is not None:  # a seeded half of the batch mirrored left-right, in place,
+                    mirrored = torch.nonzero(flips).flatten().to(device)  # while still 1-2 bytes a value
+                    xb[mirrored] = xb[mirrored].flip(-1)
+                    if mb is not None:
+                        mb[mirrored] = mb[mirrored].flip(-1)
                 if compute.channels_last:  # float and channels_last in one pass, before normalising
                     xb = xb.to(dtype=torch.float32, memory_format=torch.channels_last)
                 xn = normalizer.normalize(xb)
-                mb = None if m_all is None else m_all[batch].to(device, non_blocking=True)
-                if flips is not None:  # a seeded half of the batch mirrored left-right, in place
-                    mirrored = torch.nonzero(flips).flatten().to(device)
-                    xn[mirrored] = xn[mirrored].flip(-1)
-                    if mb is not None:
-                        mb[mirrored] = mb[mirrored].flip(-1)
                 terms = train_step(train_model, opt, xn, compute, mask=mb, epoch=epoch - 1 + i / len(order))
                 if terms.pop("skipped", False):  # a non-finite loss or gradient: step skipped, LR halved
                     bad_steps, lr_factor = bad_steps + 1, lr_factor * 0.5
