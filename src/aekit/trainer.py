@@ -345,7 +345,9 @@ def _fit(
                 xb = x_all[batch].to(device, non_blocking=True)  # (B, C, H, W) raw, e.g. uint8
                 mb = None if m_all is None else m_all[batch].to(device, non_blocking=True)
                 if flips is not None:  # a seeded half of the batch mirrored left-right, in place,
-                    mirrored = torch.nonzero(flips).flatten().to(device)  # while still 1-2 bytes a value
+                    if xb.dtype != torch.uint8:  # while still 1 byte a value (torch cannot flip uint16)
+                        xb = xb.float()
+                    mirrored = torch.nonzero(flips).flatten().to(device)
                     xb[mirrored] = xb[mirrored].flip(-1)
                     if mb is not None:
                         mb[mirrored] = mb[mirrored].flip(-1)
