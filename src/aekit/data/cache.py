@@ -47,6 +47,21 @@ def memory_limit() -> int:
         return 4 << 30
 
 
+def index_of(data: ImageData, **extra) -> dict:
+    """What a cache entry's index.json records of the decoded data besides the array itself."""
+    return {
+        "ids": data.ids,
+        "scale": data.scale,
+        "source": data.source,
+        "skipped": [{"path": s.path, "reason": s.reason} for s in data.skipped],
+        "n_found": data.n_found,
+        "notes": data.notes,
+        "n_valid": len(data.ids),
+        **extra,
+        "created": time.time(),
+    }
+
+
 def listing_digest(files: list[Path], others: list[Skipped]) -> str:
     """Digest of the file list with sizes and modification times (one stat per file)."""
     h = hashlib.sha256()
@@ -147,16 +162,7 @@ def _build(root, files, others, listing, base, key, options, show_progress, limi
         )
         if isinstance(data.array, np.memmap):
             data.array.flush()
-        index = {
-            "ids": data.ids,
-            "scale": data.scale,
-            "source": data.source,
-            "skipped": [{"path": s.path, "reason": s.reason} for s in data.skipped],
-            "n_found": data.n_found,
-            "notes": data.notes,
-            "n_valid": len(data.ids),
-            "created": time.time(),
-        }
+        index = index_of(data)
         (tmp / "index.json").write_text(json.dumps(index))
         _fsync_dir(tmp)
         try:

@@ -13,13 +13,12 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 
 from .base import ImageData, Skipped
-from .cache import _fsync_dir, _remove_stale, default_cache_dir, listing_digest, memory_limit
+from .cache import _fsync_dir, _remove_stale, default_cache_dir, index_of, listing_digest, memory_limit
 from .rasters import RasterOptions, options_key, rasterio_module, read_rasters, scan_rasters
 
 CACHE_VERSION = 1
@@ -82,18 +81,7 @@ def read_rasters_cached(
         for a in (data.array, data.mask):
             if isinstance(a, np.memmap):
                 a.flush()
-        index = {
-            "ids": data.ids,
-            "scale": data.scale,
-            "source": data.source,
-            "skipped": [{"path": s.path, "reason": s.reason} for s in data.skipped],
-            "n_found": data.n_found,
-            "notes": data.notes,
-            "n_valid": len(data.ids),
-            "has_mask": data.mask is not None,
-            "raster": data.raster,
-            "created": time.time(),
-        }
+        index = index_of(data, has_mask=data.mask is not None, raster=data.raster)
         (tmp / "index.json").write_text(json.dumps(index))
         if data.mask is None:
             (tmp / "mask.npy").unlink()  # every pixel valid: the mask is not kept
