@@ -30,7 +30,7 @@ from . import __version__
 from .checkpoint import load_model
 from .errors import AekitError
 from .normalize import Normalizer
-from .rundir import atomic_write, resolve_run, write_json
+from .rundir import atomic_write, check_creatable, check_output_file, resolve_run, write_json
 from .scoring import item_errors
 
 FORMATS = {"onnx": (".onnx",), "torchscript": (".pt", ".ts")}
@@ -76,7 +76,8 @@ class Exportable(nn.Module):
 
 def format_for(output: str | Path) -> str:
     """The format an output name implies (.onnx -> onnx, .pt/.ts -> torchscript)."""
-    _not_a_folder(Path(output), ".onnx")
+    if Path(output).is_dir():
+        check_output_file(Path(output), "model.onnx")
     ext = Path(output).suffix.lower()
     for fmt, exts in FORMATS.items():
         if ext in exts:
@@ -90,21 +91,15 @@ def check_output(output: str | Path, fmt: str) -> Path:
         raise AekitError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     p = Path(output)
     exts = FORMATS[fmt]
-    _not_a_folder(p, exts[0])
+    if p.is_dir():  # before the extension: a folder is the likelier mistake
+        check_output_file(p, "model" + exts[0])
     if p.suffix.lower() not in exts:
         other = next((f for f, e in FORMATS.items() if p.suffix.lower() in e), None)
         hint = f" ({p.suffix} is for --format {other})" if other else ""
         name = f"{p.stem or 'model'}{exts[0]}"
         raise AekitError(f"{NAMES[fmt]} files end in {' or '.join(exts)}{hint}; pass e.g. -o {p.with_name(name)}")
-    blocker = next((q for q in p.parents if q.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise AekitError(f"cannot create {p}: {blocker} is a file, not a folder")
+    check_creatable(p)
     return p
-
-
-def _not_a_folder(p: Path, ext: str) -> None:
-    if p.is_dir():
-        raise AekitError(f"output {p} is a folder; pass a file name such as {p / ('model' + ext)}")
 
 
 def sidecar_path(output: str | Path) -> Path:

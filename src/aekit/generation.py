@@ -15,18 +15,14 @@ import numpy as np
 import torch
 
 from .errors import AekitError
-from .rundir import atomic_write
+from .rundir import atomic_write, check_output_file
 
 
 def _check_png(output: str | Path) -> Path:
     p = Path(output)
     if p.suffix.lower() != ".png":
         raise AekitError(f"output {p} must end in .png")
-    if p.is_dir():
-        raise AekitError(f"output {p} is a folder; pass a file name such as {p / 'samples.png'}")
-    blocker = next((q for q in p.parents if q.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise AekitError(f"cannot create {p}: {blocker} is a file, not a folder")
+    check_output_file(p, "samples.png")
     return p
 
 

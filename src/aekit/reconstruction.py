@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import AekitError
-from .rundir import atomic_write
+from .rundir import atomic_write, check_creatable
 
 MARKER = ".aekit-reconstruct"
 
@@ -39,9 +39,7 @@ def check_out_dir(out: str | Path, data: Any) -> Path:
         src, dst = Path(data).resolve(), d.resolve()
         if dst == src or src in dst.parents:
             raise AekitError(f"output folder {d} is inside the input folder {data}; choose a folder outside it")
-    blocker = next((q for q in d.parents if q.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise AekitError(f"cannot create {d}: {blocker} is a file, not a folder")
+    check_creatable(d)
     return d
 
 

@@ -67,6 +67,21 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
     atomic_write(path, write)
 
 
+def check_creatable(path: Path) -> None:
+    """Fail when a file on the way to `path` stands where a folder must be created."""
+    blocker = next((q for q in path.parents if q.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise AekitError(f"cannot create {path}: {blocker} is a file, not a folder")
+
+
+def check_output_file(path: Path, example: str) -> None:
+    """Fail before any work when the output file `path` is a folder or cannot be created;
+    `example` is a file name to suggest inside the folder."""
+    if path.is_dir():
+        raise AekitError(f"output {path} is a folder; pass a file name such as {path / example}")
+    check_creatable(path)
+
+
 def check_out(out: str | Path | None) -> None:
     """Fail before any work when `out` cannot hold a new run."""
     if out is None:

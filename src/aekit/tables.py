@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AekitError
-from .rundir import atomic_write
+from .rundir import atomic_write, check_output_file
 
 FORMATS = (".npy", ".csv", ".parquet")
 
@@ -17,11 +17,7 @@ def check_output(path: str | Path) -> Path:
     p = Path(path)
     if p.suffix.lower() not in FORMATS:
         raise AekitError(f"output {p} must end in {', '.join(FORMATS)}")
-    if p.is_dir():
-        raise AekitError(f"output {p} is a folder; pass a file name such as {p / 'embeddings.csv'}")
-    blocker = next((q for q in p.parents if q.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise AekitError(f"cannot create {p}: {blocker} is a file, not a folder")
+    check_output_file(p, "embeddings.csv")
     if p.suffix.lower() == ".parquet":
         try:
             import pyarrow  # noqa: F401
