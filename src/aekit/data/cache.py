@@ -136,21 +136,42 @@ def _load(entry: Path, limit: int) -> ImageData:
     )
 
 
+def start_entry(base: Path, key: str) -> Path:
+    """A fresh temporary folder for the entry `key` under `base` (renamed into place by
+    `finish_entry` once complete, so a killed build is never used); raises OSError."""
+    base.mkdir(parents=True, exist_ok=True)
+    _remove_stale(base)
+    tmp = base / f".tmp-{key}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def reserved_memmap(path: Path, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A new .npy memory map whose disk space is reserved now: a full disk fails here, not later."""
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    with open(path, "rb+") as f:
+        os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+    return mm
+
+
+def finish_entry(tmp: Path, entry: Path) -> None:
+    """Make the complete entry visible atomically."""
+    _fsync_dir(tmp)
+    try:
+        os.rename(tmp, entry)
+    except OSError:  # another process finished the same entry first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _build(root, files, others, listing, base, key, options, show_progress, limit) -> ImageData:
     try:
-        base.mkdir(parents=True, exist_ok=True)
-        _remove_stale(base)
-        tmp = base / f".tmp-{key}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        tmp = start_entry(base, key)
     except OSError as e:
         return _uncached(root, files, others, options, show_progress, e)
 
     def allocate(shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        mm = np.lib.format.open_memmap(tmp / "data.npy", mode="w+", dtype=dtype, shape=shape)
-        with open(tmp / "data.npy", "rb+") as f:  # reserve the space now: a full disk fails here, not later
-            os.posix_fallocate(f.fileno(), 0, os.path.getsize(tmp / "data.npy"))
-        return mm
+        return reserved_memmap(tmp / "data.npy", shape, dtype)
 
     try:
         data = read_images(
@@ -164,11 +185,7 @@ def _build(root, files, others, listing, base, key, options, show_progress, limi
             data.array.flush()
         index = index_of(data)
         (tmp / "index.json").write_text(json.dumps(index))
-        _fsync_dir(tmp)
-        try:
-            os.rename(tmp, base / key)
-        except OSError:  # another process finished the same entry first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish_entry(tmp, base / key)
         data.notes.append(f"decoded images cached in {base / key}")
         _write_alias(base, key, fingerprint(root, listing, _resolved(data, options)))
         if data.array.nbytes <= limit:  # train from RAM, as a warm run would, not the map just written

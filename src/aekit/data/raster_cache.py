@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from .base import ImageData, Skipped
-from .cache import _fsync_dir, _remove_stale, default_cache_dir, index_of, listing_digest, memory_limit
+from .cache import (
+    default_cache_dir,
+    finish_entry,
+    index_of,
+    listing_digest,
+    memory_limit,
+    reserved_memmap,
+    start_entry,
+)
 from .rasters import RasterOptions, options_key, rasterio_module, read_rasters, scan_rasters
 
 CACHE_VERSION = 1
@@ -60,21 +67,13 @@ def read_rasters_cached(
             shutil.rmtree(entry, ignore_errors=True)
     read = dict(opts=opts, grid=grid, show_progress=show_progress, listing=(files, others))
     try:
-        base.mkdir(parents=True, exist_ok=True)
-        _remove_stale(base)
-        tmp = base / f".tmp-{key}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        tmp = start_entry(base, key)
     except OSError as e:
         return _uncached(root, read, e)
     names = iter(("data.npy", "mask.npy"))
 
     def allocate(shape: tuple[int, ...], dtype) -> np.ndarray:
-        path = tmp / next(names)
-        mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-        with open(path, "rb+") as f:  # reserve the space now: a full disk fails here, not later
-            os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
-        return mm
+        return reserved_memmap(tmp / next(names), shape, dtype)
 
     try:
         data = read_rasters(root, allocate=allocate, **read)
@@ -85,11 +84,7 @@ def read_rasters_cached(
         (tmp / "index.json").write_text(json.dumps(index))
         if data.mask is None:
             (tmp / "mask.npy").unlink()  # every pixel valid: the mask is not kept
-        _fsync_dir(tmp)
-        try:
-            os.rename(tmp, entry)
-        except OSError:  # another process finished the same entry first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish_entry(tmp, entry)
         data.notes.append(f"raster items cached in {entry}")
         if data.array.nbytes <= limit:
             data.array = np.array(data.array)
