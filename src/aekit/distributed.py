@@ -145,6 +145,13 @@ def gather_rows(part, ctx: Context):
     return np.concatenate(parts)
 
 
+def map_rows(fn, n: int, empty, ctx: Context):
+    """`fn(rows)` on this rank's share (a slice) of n items, gathered from all ranks in order;
+    `empty` stands for a rank whose share is empty."""
+    part = shard_rows(n, ctx)
+    return gather_rows(fn(part) if part.stop > part.start else empty, ctx)
+
+
 @contextmanager
 def local_rank_first(ctx: Context):
     """Local rank 0 goes first (e.g. builds the decode cache), the other ranks after it."""

@@ -80,50 +80,37 @@ def encode_items(
     says what the ids are: "path", a table's id column, or "row" for row numbers."""
     if batch_size < 1:
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
-    ctx = distributed.start(device)  # under torchrun each rank encodes its share (distributed.py)
-    model = load(run, device=distributed.rank_device(device, ctx), precision=precision)
+    ctx, model = load_on_rank(run, device, precision)  # under torchrun each rank encodes its share
     with distributed.local_rank_first(ctx):
         items = read_for_model(
             model, data, verbose=verbose and ctx.main, cache_dir=cache_dir, layout=layout, id_column=id_column
         )
-    part = distributed.shard_rows(len(items), ctx)
-    z = np.zeros((0, model.latent_dim), np.float32)
-    if part.stop > part.start:
-        z = np.concatenate(
+
+    def encode_rows(rows: slice) -> np.ndarray:
+        return np.concatenate(
             [
-                model.encode(items.array[i : min(i + batch_size, part.stop)], layout="NCHW", batch_size=batch_size)
-                for i in range(part.start, part.stop, batch_size)
+                model.encode(items.array[i : min(i + batch_size, rows.stop)], layout="NCHW", batch_size=batch_size)
+                for i in range(rows.start, rows.stop, batch_size)
             ]
         )
-    return list(items.ids), distributed.gather_rows(z, ctx), items.skipped, items.id_name or "row"
+
+    z = distributed.map_rows(encode_rows, len(items), np.zeros((0, model.latent_dim), np.float32), ctx)
+    return list(items.ids), z, items.skipped, items.id_name or "row"
+
+
+def load_on_rank(run: str | Path, device: str, precision: str) -> tuple[distributed.Context, Autoencoder]:
+    """The process group (under torchrun) and the model on this rank's device."""
+    ctx = distributed.start(device)
+    return ctx, load(run, device=distributed.rank_device(device, ctx), precision=precision)
 
 
 def encode_to_file(
-    run: str | Path,
-    data: Any,
-    output: str | Path,
-    *,
-    batch_size: int = 256,
-    device: str = "auto",
-    precision: str = "fp32",
-    verbose: bool = True,
-    cache_dir: str | Path | None = "default",
-    layout: str | None = None,
-    id_column: str | None = None,
+    run: str | Path, data: Any, output: str | Path, **options: Any
 ) -> tuple[list[Path], int, list[Skipped]]:
-    """Encode DATA with the model in RUN and write `output`; returns (files written, items, skipped)."""
+    """Encode DATA with the model in RUN (`options` as for `encode_items`) and write `output`;
+    returns (files written, items, skipped)."""
     check_output(output)  # fail on a bad path or extension before any work
-    ids, z, skipped, id_name = encode_items(
-        run,
-        data,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        verbose=verbose,
-        cache_dir=cache_dir,
-        layout=layout,
-        id_column=id_column,
-    )
+    ids, z, skipped, id_name = encode_items(run, data, **options)
     if not distributed.context().main:
         return [], len(ids), skipped  # rank 0 writes the merged output
     return write_vectors(output, ids, z, id_name=id_name), len(ids), skipped

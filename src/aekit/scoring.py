@@ -285,7 +285,7 @@ def score_to_file(
     grid of the worst items next to it and a JSON summary with the threshold. Rasters with an
     `output` that is not a table (.tif, or a folder) get per-pixel error maps instead (raster_out.py),
     on a grid of `stride` (default: half the patch)."""
-    from .encoding import read_for_model
+    from .encoding import load_on_rank, read_for_model
     from .inference import load
     from .plots import preview_channels, recon_grid
     from .progress import console
@@ -302,19 +302,18 @@ def score_to_file(
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
     check_rule(threshold_percentile, contamination)
     run_dir = resolve_run(run)
-    ctx = distributed.start(device)  # under torchrun each rank scores its share (distributed.py)
+    ctx, model = load_on_rank(run_dir, device, precision)  # under torchrun each rank scores its share
     verbose = verbose and ctx.main
-    model = load(run_dir, device=distributed.rank_device(device, ctx), precision=precision)
     if model.columns is not None and metric not in TABLE_METRICS:
         raise AekitError(f"metric {metric} is for images; score table rows by {' or '.join(TABLE_METRICS)}")
     with distributed.local_rank_first(ctx):
         items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
-    part = distributed.shard_rows(len(items), ctx)
-    scores = np.zeros(0)
-    if part.stop > part.start:
-        mask = None if items.mask is None else items.mask[part]
-        scores = model.score(items.array[part], metric=metric, layout="NCHW", batch_size=batch_size, mask=mask)
-    scores = distributed.gather_rows(scores, ctx)
+
+    def score_rows(rows: slice) -> np.ndarray:
+        mask = None if items.mask is None else items.mask[rows]
+        return model.score(items.array[rows], metric=metric, layout="NCHW", batch_size=batch_size, mask=mask)
+
+    scores = distributed.map_rows(score_rows, len(items), np.zeros(0), ctx)
     rule = choose_threshold(
         run_dir,
         model.meta,
