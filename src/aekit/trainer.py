@@ -129,25 +129,6 @@ def evaluate(
 
 
 @torch.no_grad()
-def latent_summary(model, normalizer, x_all, idx, device, batch_size) -> dict:
-    """Active units (latent dimensions whose code varies across the items: variance above 0.01,
-    Burda et al. 2016) and, for models with a posterior, the mean KL of each dimension in nats."""
-    model.eval()
-    zs, kls = [], []
-    for i in range(0, len(idx), batch_size):
-        out = model(normalizer.normalize(x_all[idx[i : i + batch_size]].to(device)))
-        zs.append(out.z.float().cpu())
-        if "kl" in out.stats:
-            kls.append(out.stats["kl"].float().cpu())
-    model.train()
-    var = torch.cat(zs).var(0, unbiased=False) if len(idx) > 1 else torch.zeros(zs[0].shape[1])
-    res: dict = {"active_units": int((var > 0.01).sum())}
-    if kls:
-        res["kl_per_dim"] = [round(float(v), 5) for v in torch.cat(kls).mean(0)]
-    return res
-
-
-@torch.no_grad()
 def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bool, standardized=False) -> np.ndarray:
     """Reconstructions in [0, 1] units, or in the model's standardised units (tables)."""
     model.eval()
@@ -158,7 +139,7 @@ def reconstruct_unit(model, normalizer, x_raw: torch.Tensor, device, bounded: bo
 
 
 @torch.no_grad()
-def validation_errors(
+def validation_pass(
     model,
     normalizer,
     x_all,
@@ -168,25 +149,36 @@ def validation_errors(
     batch_size: int,
     standardized: bool = False,
     m_all=None,
-) -> dict[str, np.ndarray]:
-    """Per-item errors of items `idx` under every score metric: what the anomaly threshold is set from.
-    Tables (`standardized`): in standardised units, and no SSIM. Rasters: over the valid pixels of
-    the nodata mask `m_all`."""
+) -> tuple[dict[str, np.ndarray], dict]:
+    """One pass over items `idx` for what the run reports at its end:
+
+    - per-item errors under every score metric, which the anomaly threshold is set from (tables,
+      `standardized`: in standardised units and no SSIM; rasters: over the valid pixels of `m_all`);
+    - active units (latent dimensions whose code varies across the items: variance above 0.01,
+      Burda et al. 2016) and, for models with a posterior, the mean KL of each dimension in nats."""
     model.eval()
     metrics = TABLE_METRICS if standardized else METRICS
-    out: dict[str, list] = {m: [] for m in metrics}
+    errors: dict[str, list] = {m: [] for m in metrics}
+    zs, kls = [], []
     for i in range(0, len(idx), batch_size):
         xb = x_all[idx[i : i + batch_size]].to(device, non_blocking=True)
         mb = None if m_all is None else m_all[idx[i : i + batch_size]].to(device)
         xn = normalizer.normalize(xb)
-        recon = model(xn).recon
-        if standardized:
-            target = xn
-        else:
+        out = model(xn)
+        zs.append(out.z.float().cpu())
+        if "kl" in out.stats:
+            kls.append(out.stats["kl"].float().cpu())
+        recon, target = out.recon, xn
+        if not standardized:
             recon, target = normalizer.to_unit(recon, bounded), xb.float() / normalizer.scale
         for m in metrics:
-            out[m].append(item_errors(recon, target, m, mb).cpu())
-    return {m: torch.cat(v).double().numpy() for m, v in out.items()}
+            errors[m].append(item_errors(recon, target, m, mb).cpu())
+    model.train()
+    var = torch.cat(zs).var(0, unbiased=False) if len(idx) > 1 else torch.zeros(zs[0].shape[1])
+    latent: dict = {"active_units": int((var > 0.01).sum())}
+    if kls:
+        latent["kl_per_dim"] = [round(float(v), 5) for v in torch.cat(kls).mean(0)]
+    return {m: torch.cat(v).double().numpy() for m, v in errors.items()}, latent
 
 
 def fit(
@@ -467,7 +459,9 @@ def _fit(
         )
     loss_plot(rows, run_dir / "loss.png")
     final = compare(model, normalizer, pca, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular, m_all)
-    errors = validation_errors(model, normalizer, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular, m_all)
+    errors, latent = validation_pass(
+        model, normalizer, x_all, eval_idx, device, bounded, cfg.batch_size * 4, tabular, m_all
+    )
     write_validation_scores(run_dir, [data.ids[i] for i in eval_idx.tolist()], errors)
     whose = f"the {len(eval_idx)} {'validation' if len(val_idx) else 'training'} items"
     units = error_units(data.scale, tabular)
@@ -480,7 +474,6 @@ def _fit(
     meta["threshold"] = {**rules["mse"], "by_metric": {m: r for m, r in rules.items() if m != "mse"}}
     write_json(run_dir / "model.json", meta)
     ae, lin = final["autoencoder"], final["pca"]
-    latent = latent_summary(model, normalizer, x_all, eval_idx, device, cfg.batch_size * 4)
 
     summary = {
         "aekit_version": __version__,

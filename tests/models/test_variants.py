@@ -14,7 +14,7 @@ from aekit.cli import main
 from aekit.models import create_model, loss_fn
 from aekit.models.variants import DenoisingAutoencoder, VariationalAutoencoder
 from aekit.normalize import Normalizer
-from aekit.trainer import latent_summary
+from aekit.trainer import validation_pass
 from tests.conftest import smooth_images
 
 
@@ -101,7 +101,8 @@ def test_active_units_count_dimensions_whose_code_varies():
             return aekit.models.AEOutput(x, z, {"kl": torch.ones(b, 3)})
 
     norm = Normalizer(1.0, [0.0], [1.0])
-    res = latent_summary(Fixed(), norm, torch.zeros(50, 1, 2, 2), torch.arange(50), torch.device("cpu"), 16)
+    x = torch.zeros(50, 1, 2, 2)
+    res = validation_pass(Fixed(), norm, x, torch.arange(50), torch.device("cpu"), False, 16)[1]
     assert res["active_units"] == 1  # variances ~0.35, 0 and ~3.5e-5
     assert res["kl_per_dim"] == [1.0, 1.0, 1.0]
 
