@@ -1,7 +1,9 @@
 """Resilience: exact resume after kill -9, Ctrl-C, the NaN guard, safe loading, atomic writes."""
 
+import builtins
 import csv
 import hashlib
+import io
 import os
 import signal
 import subprocess
@@ -168,15 +170,17 @@ def test_bombs_and_unreadable_files_are_skipped_and_data_is_never_modified(tmp_p
     before = digest(folder)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)  # 120000 pixels: over twice the limit
 
-    real_open = Image.open
+    real_open = builtins.open
 
-    def no_permission(fp, *a, **k):
+    def no_permission(fp, *a, **k):  # what reading a file without read permission does (root reads all)
         if str(fp).endswith("locked.png"):
             raise PermissionError(13, "Permission denied", str(fp))
         return real_open(fp, *a, **k)
 
-    monkeypatch.setattr(Image, "open", no_permission)
-    run = aekit.train(folder, epochs=1, latent_dim=4, verbose=False, out=tmp_path / "run", no_cache=True)
+    with monkeypatch.context() as m:
+        m.setattr(builtins, "open", no_permission)
+        m.setattr(io, "open", no_permission)  # Path.read_bytes
+        run = aekit.train(folder, epochs=1, latent_dim=4, verbose=False, out=tmp_path / "run", no_cache=True)
     skipped = {s["path"]: s["reason"] for s in run.summary["skipped"]}
     assert set(skipped) == {"bomb.png", "locked.png"}
     assert "pixels" in skipped["bomb.png"] and "ermission" in skipped["locked.png"]

@@ -23,7 +23,7 @@ def test_second_read_reuses_cache_without_decoding(rgb_folder, tmp_path, monkeyp
     def boom(*a, **k):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(images_mod, "decode", boom)
+    monkeypatch.setattr(images_mod, "_decode_span", boom)
     second = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
     np.testing.assert_array_equal(first.array, second.array)
     assert second.ids == first.ids and any("reused from the cache" in n for n in second.notes)
@@ -54,19 +54,19 @@ def test_changed_file_or_option_rebuilds(rgb_folder, tmp_path):
 
 def test_killed_build_is_never_used(rgb_folder, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    real, calls = images_mod.decode, []
+    real, calls = images_mod._decode_span, []
 
     def dies_midway(*a, **k):
         calls.append(1)
-        if len(calls) == 5:
+        if len(calls) == 2:
             raise KeyboardInterrupt  # like a kill in the middle of decoding
         return real(*a, **k)
 
-    monkeypatch.setattr(images_mod, "decode", dies_midway)
+    monkeypatch.setattr(images_mod, "_decode_span", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
     assert entries(cache) == []
-    monkeypatch.setattr(images_mod, "decode", real)
+    monkeypatch.setattr(images_mod, "_decode_span", real)
     data = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
     np.testing.assert_array_equal(data.array, read_images(rgb_folder, show_progress=False).array)
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import aekit.data.images as images_mod
 from aekit.data.images import infer_size, read_images
 from aekit.errors import AekitError
 from tests.conftest import jpeg_bytes, smooth_images, write_pngs
@@ -114,3 +115,64 @@ def test_process_pool_path_gives_the_same_result(messy_folder, monkeypatch):
     np.testing.assert_array_equal(threads.array, processes.array)
     assert threads.ids == processes.ids
     assert [(s.path, s.reason) for s in threads.skipped] == [(s.path, s.reason) for s in processes.skipped]
+
+
+def test_headers_the_sample_missed_decode_again_under_the_right_plan(tmp_path, monkeypatch):
+    """The single pass decodes under a plan guessed from a sample of headers; a colour, larger,
+    16-bit file outside the sample changes the plan and everything is decoded again under it."""
+    import aekit.data.images as images_mod
+
+    monkeypatch.setattr(images_mod, "SAMPLE", 4)  # sample files 0, 5, 10, 15 of 20
+    real, plans = images_mod._allocate, []
+    monkeypatch.setattr(images_mod, "_allocate", lambda a, f, plan: plans.append(plan) or real(a, f, plan))
+    write_pngs(tmp_path, smooth_images(19, 20, 20, 1))
+    Image.fromarray(smooth_images(1, 30, 30, 1)[0, ..., 0].astype(np.uint16) * 200).save(tmp_path / "img003b.png")
+    data = read_images(tmp_path, show_progress=False)
+    assert data.array.shape == (20, 1, 20, 20) and data.array.dtype == np.uint16  # gray, most common size
+    assert [p.high for p in plans] == [False, True]  # guessed 8-bit, decoded again as 16-bit
+    given = read_images(tmp_path, show_progress=False, channels=1, image_size=(20, 20), high=True)  # no guessing
+    np.testing.assert_array_equal(data.array, given.array)
+    assert data.ids == given.ids
+    write_pngs(tmp_path, smooth_images(1, 20, 20, 3), prefix="img003a")  # colour outside the sample
+    plans.clear()
+    data = read_images(tmp_path, show_progress=False)
+    assert [p.channels for p in plans] == [1, 3]
+    assert data.shape[0] == 3 and len(data) == 21
+    np.testing.assert_array_equal(data.array, read_images(tmp_path, show_progress=False, channels=3).array)
+
+
+def _png_zoo(folder):
+    """PNGs of every kind the libspng path takes or must leave to Pillow."""
+    rgba = smooth_images(3, 16, 16, 4, seed=1)
+    Image.fromarray(rgba[0, ..., 0]).save(folder / "gray.png")
+    Image.fromarray(rgba[1, ..., :3]).save(folder / "rgb.png")
+    Image.fromarray(rgba[2]).save(folder / "rgba.png")
+    Image.fromarray(rgba[0, ..., :2], mode="LA").save(folder / "la.png")
+    Image.fromarray(rgba[1, ..., :3]).save(folder / "rgb_trns.png", transparency=(0, 0, 0))
+    Image.fromarray(rgba[1, ..., :3]).quantize(16).save(folder / "palette.png")
+    Image.fromarray(rgba[2, ..., :3]).resize((20, 12)).save(folder / "other_size.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated
+    Image.fromarray(rgba[2, ..., :3]).save(folder / "rotated.png", exif=exif)
+    (folder / "truncated.png").write_bytes((folder / "rgb.png").read_bytes()[:60])
+
+
+@pytest.mark.skipif(images_mod.pyspng is None, reason="pyspng not installed")
+@pytest.mark.parametrize("channels", [None, 1, 3, 4])
+@pytest.mark.parametrize("high", [None, True])
+def test_libspng_path_gives_the_pixels_pillow_gives(tmp_path, monkeypatch, channels, high):
+    _png_zoo(tmp_path)
+    fast = read_images(tmp_path, show_progress=False, channels=channels, high=high)
+    monkeypatch.setattr(images_mod, "pyspng", None)
+    slow = read_images(tmp_path, show_progress=False, channels=channels, high=high)
+    assert fast.ids == slow.ids and len(fast) == 8
+    np.testing.assert_array_equal(fast.array, slow.array)
+    assert fast.notes == slow.notes
+    assert [(s.path, s.reason) for s in fast.skipped] == [(s.path, s.reason) for s in slow.skipped]
+
+
+def test_libspng_path_takes_plain_pngs_only(tmp_path):
+    _png_zoo(tmp_path)
+    plan = images_mod._Plan(3, (16, 16), False)
+    taken = {p.name for p in sorted(tmp_path.iterdir()) if images_mod._fast_png(p, plan) is not None}
+    assert taken == ({"gray.png", "rgb.png", "rgba.png"} if images_mod.pyspng else set())

@@ -18,13 +18,14 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import PIL
 
 from .base import ImageData, Skipped
-from .images import read_images, scan
+from .images import read_images, scan, shared_empty
 
 CACHE_VERSION = 1
 STALE_SECONDS = 24 * 3600  # unfinished builds older than this are removed
@@ -155,6 +156,31 @@ def reserved_memmap(path: Path, shape: tuple[int, ...], dtype) -> np.ndarray:
     return mm
 
 
+def entry_allocator(tmp: Path, limit: int) -> Callable[[tuple[int, ...], type, str], np.ndarray]:
+    """`allocate(shape, dtype, name)` for a build into `tmp`: an array that fits in `limit` bytes
+    is made in memory (shared with forked decode workers) and written out by `save_arrays`, so the
+    run trains from it with no copy; a larger one is a memory map of its file, filled in place."""
+
+    def allocate(shape: tuple[int, ...], dtype: type, name: str) -> np.ndarray:
+        if int(np.prod(shape)) * np.dtype(dtype).itemsize <= limit:
+            return shared_empty(shape, dtype)
+        return reserved_memmap(tmp / name, shape, dtype)
+
+    return allocate
+
+
+def save_arrays(tmp: Path, arrays: dict[str, np.ndarray | None]) -> None:
+    """Write each array to `tmp/name` as .npy (memory maps are flushed in place); raises OSError."""
+    for name, a in arrays.items():
+        if isinstance(a, np.memmap):
+            a.flush()
+        elif a is not None:
+            with open(tmp / name, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, a.nbytes + 4096)  # a full disk fails before writing
+                np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
+                f.truncate()
+
+
 def finish_entry(tmp: Path, entry: Path) -> None:
     """Make the complete entry visible atomically."""
     _fsync_dir(tmp)
@@ -169,34 +195,32 @@ def _build(root, files, others, listing, base, key, options, show_progress, limi
         tmp = start_entry(base, key)
     except OSError as e:
         return _uncached(root, files, others, options, show_progress, e)
-
-    def allocate(shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        return reserved_memmap(tmp / "data.npy", shape, dtype)
-
+    allocate = entry_allocator(tmp, limit)
     try:
         data = read_images(
             root,
             **options,
             show_progress=show_progress,
             listing=(files, others),
-            allocate=allocate,
+            allocate=lambda shape, dtype: allocate(shape, dtype, "data.npy"),
         )
-        if isinstance(data.array, np.memmap):
-            data.array.flush()
-        index = index_of(data)
-        (tmp / "index.json").write_text(json.dumps(index))
-        finish_entry(tmp, base / key)
-        data.notes.append(f"decoded images cached in {base / key}")
-        _write_alias(base, key, fingerprint(root, listing, _resolved(data, options)))
-        if data.array.nbytes <= limit:  # train from RAM, as a warm run would, not the map just written
-            data.array = np.array(data.array)
-        return data
-    except OSError as e:
+    except OSError as e:  # no room for the memory map of a large set
         shutil.rmtree(tmp, ignore_errors=True)
         return _uncached(root, files, others, options, show_progress, e)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    try:
+        save_arrays(tmp, {"data.npy": data.array})
+        (tmp / "index.json").write_text(json.dumps(index_of(data)))
+        finish_entry(tmp, base / key)
+    except OSError as e:  # e.g. a full disk: the decoded images are in memory all the same
+        shutil.rmtree(tmp, ignore_errors=True)
+        data.notes.append(f"cache not written ({getattr(e, 'strerror', None) or e}); decoded into memory")
+        return data
+    data.notes.append(f"decoded images cached in {base / key}")
+    _write_alias(base, key, fingerprint(root, listing, _resolved(data, options)))
+    return data
 
 
 def _resolved(data: ImageData, options: dict) -> dict:

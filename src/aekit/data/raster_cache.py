@@ -19,11 +19,12 @@ import numpy as np
 from .base import ImageData, Skipped
 from .cache import (
     default_cache_dir,
+    entry_allocator,
     finish_entry,
     index_of,
     listing_digest,
     memory_limit,
-    reserved_memmap,
+    save_arrays,
     start_entry,
 )
 from .rasters import RasterOptions, options_key, rasterio_module, read_rasters, scan_rasters
@@ -71,31 +72,28 @@ def read_rasters_cached(
     except OSError as e:
         return _uncached(root, read, e)
     names = iter(("data.npy", "mask.npy"))
-
-    def allocate(shape: tuple[int, ...], dtype) -> np.ndarray:
-        return reserved_memmap(tmp / next(names), shape, dtype)
-
+    allocate = entry_allocator(tmp, limit)
     try:
-        data = read_rasters(root, allocate=allocate, **read)
-        for a in (data.array, data.mask):
-            if isinstance(a, np.memmap):
-                a.flush()
-        index = index_of(data, has_mask=data.mask is not None, raster=data.raster)
-        (tmp / "index.json").write_text(json.dumps(index))
-        if data.mask is None:
-            (tmp / "mask.npy").unlink()  # every pixel valid: the mask is not kept
-        finish_entry(tmp, entry)
-        data.notes.append(f"raster items cached in {entry}")
-        if data.array.nbytes <= limit:
-            data.array = np.array(data.array)
-            data.mask = None if data.mask is None else np.array(data.mask)
-        return data
+        data = read_rasters(root, allocate=lambda shape, dtype: allocate(shape, dtype, next(names)), **read)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         return _uncached(root, read, e)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    try:
+        save_arrays(tmp, {"data.npy": data.array, "mask.npy": data.mask})
+        if data.mask is None:
+            (tmp / "mask.npy").unlink(missing_ok=True)  # every pixel valid: the mask is not kept
+        index = index_of(data, has_mask=data.mask is not None, raster=data.raster)
+        (tmp / "index.json").write_text(json.dumps(index))
+        finish_entry(tmp, entry)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        data.notes.append(f"cache not written ({getattr(e, 'strerror', None) or e}); read into memory")
+        return data
+    data.notes.append(f"raster items cached in {entry}")
+    return data
 
 
 def _load(entry: Path, limit: int) -> ImageData:
