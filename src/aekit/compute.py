@@ -7,7 +7,10 @@ benchmark's compute-limit measurement share this one step.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -52,7 +55,32 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+_ALLOCATOR_TUNED = False
+
+
+def tune_allocator() -> None:
+    """Let glibc keep the memory of freed tensors for the next batch (Linux, once per process).
+
+    By default glibc serves blocks over a few MiB (a batch of images, its activations) with mmap
+    and hands freed memory back to the OS, so every batch page-faults its memory in again; CPU
+    inference then spends about half its time on page faults. Blocks up to 32 MiB now come from
+    the heap, which keeps up to 1 GiB of freed memory (measured: a 256-image encoder batch in
+    8.5 ms instead of 16.5 ms). AEKIT_MALLOC=default leaves malloc as it is."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED or not sys.platform.startswith("linux") or os.environ.get("AEKIT_MALLOC") == "default":
+        return
+    _ALLOCATOR_TUNED = True
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (32 MiB, glibc's maximum)
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        pass
+
+
 def compute_settings(device: torch.device, precision: str = "auto", compile: bool = False) -> ComputeSettings:
+    if device.type == "cpu":
+        tune_allocator()
     if precision == "auto":
         if device.type == "cuda":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
