@@ -71,7 +71,23 @@ def test_encode_writes_one_row_per_file(rgb_folder, tmp_path, ext):
     from aekit.data import read_images
 
     imgs = read_images(rgb_folder, show_progress=False).array
-    np.testing.assert_allclose(z, aekit.load(run).encode(imgs, layout="NCHW"), rtol=1e-4, atol=1e-5)
+    # by default codes are computed in the training's precision (bf16 on CPUs that have it)
+    np.testing.assert_allclose(z, aekit.load(run, precision="auto").encode(imgs, layout="NCHW"), rtol=1e-4, atol=1e-5)
+
+
+def test_encode_precision_auto_is_close_to_fp32_and_fp32_is_exact(rgb_folder, tmp_path):
+    import aekit
+    from aekit.data import read_images
+
+    run = tmp_path / "run"
+    assert main(["train", str(rgb_folder), "--out", str(run), *FAST]) == 0
+    for precision in ("auto", "fp32"):
+        out = tmp_path / f"{precision}.npy"
+        assert main(["encode", str(run), str(rgb_folder), "-o", str(out), "--precision", precision, "--quiet"]) == 0
+    exact = aekit.load(run).encode(read_images(rgb_folder, show_progress=False).array, layout="NCHW")
+    np.testing.assert_array_equal(np.load(tmp_path / "fp32.npy"), exact)
+    auto = np.load(tmp_path / "auto.npy")
+    assert np.linalg.norm(auto - exact) <= 0.02 * np.linalg.norm(exact)
 
 
 def test_models_lists_registry(capsys):

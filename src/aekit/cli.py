@@ -363,13 +363,16 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
     add_train_options(p, skip=SWEEP_SKIP)
 
 
-def add_precision(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--precision",
-        default="fp32",
-        choices=("fp32", "auto", "bf16", "fp16"),
-        help="fp32 (default, exact) or reduced precision for speed",
-    )
+def add_precision(p: argparse.ArgumentParser, default: str = "fp32") -> None:
+    if default == "fp32":
+        text = "fp32 (default: exact, as the threshold and exported models compute) or reduced precision for speed"
+    else:
+        text = (
+            "auto (default: the training's precision, bf16 autocast where the CPU/GPU has native bf16, "
+            "else fp32; codes within about 0.5%% of fp32's), or fp32 for codes equal to an exported "
+            "encoder's, or bf16/fp16"
+        )
+    p.add_argument("--precision", default=default, choices=("fp32", "auto", "bf16", "fp16"), help=text)
 
 
 def add_stride(p: argparse.ArgumentParser) -> None:
@@ -431,7 +434,7 @@ def build_parser() -> Parser:
     )
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .npy, .csv or .parquet")
     add_use_options(p)
-    add_precision(p)
+    add_precision(p, default="auto")
 
     p = sub.add_parser(
         "reconstruct",

@@ -70,16 +70,24 @@ def encode_items(
     *,
     batch_size: int = 256,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     verbose: bool = True,
     cache_dir: str | Path | None = "default",
     layout: str | None = None,
     id_column: str | None = None,
 ) -> tuple[list[str], np.ndarray, list[Skipped], str]:
     """(ids, latent codes, skipped, id_name) of every item of DATA under the model in RUN; id_name
-    says what the ids are: "path", a table's id column, or "row" for row numbers."""
+    says what the ids are: "path", a table's id column, or "row" for row numbers.
+
+    `precision` "auto" computes as the run trained: with its `--precision` (by default bf16
+    autocast where the CPU/GPU has native bf16: about 1.5x faster, codes within ~0.5% of fp32's;
+    else fp32). Codes feed search, clustering and maps, where that is noise; scores stay fp32 by
+    default, as they are compared with a threshold set in fp32. "fp32" gives the exported
+    encoder's codes exactly."""
     if batch_size < 1:
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
+    if precision == "auto":
+        precision = training_precision(run)
     ctx, model = load_on_rank(run, device, precision)  # under torchrun each rank encodes its share
     with distributed.local_rank_first(ctx):
         items = read_for_model(
@@ -96,6 +104,17 @@ def encode_items(
 
     z = distributed.map_rows(encode_rows, len(items), np.zeros((0, model.latent_dim), np.float32), ctx)
     return list(items.ids), z, items.skipped, items.id_name or "row"
+
+
+def training_precision(run: str | Path) -> str:
+    """The `precision` the run in RUN trained with ("auto" when it does not say)."""
+    from .config import load_yaml
+    from .rundir import resolve_run
+
+    try:
+        return str((load_yaml(resolve_run(run) / "config.yaml") or {}).get("precision", "auto"))
+    except (AekitError, OSError, ValueError):
+        return "auto"  # a folder that is not a run: load() says so
 
 
 def load_on_rank(run: str | Path, device: str, precision: str) -> tuple[distributed.Context, Autoencoder]:
