@@ -3,12 +3,15 @@
 An entry is a folder `<cache_dir>/<key>/` holding `data.npy` (N, C, H, W, uint8 or uint16, memory
 mappable) and `index.json` (item ids, skipped files, scale, notes). The key is a fingerprint of
 the file list (relative paths, sizes, modification times), the preprocessing options, the cache
-format and the Pillow version: change a file, an option or the decoder and the entry is rebuilt.
+format and the decoders' versions (Pillow, pyspng): change a file, an option or a decoder and
+the entry is rebuilt.
 
 Builds are atomic: an entry is decoded into `.tmp-<key>-<pid>/` and renamed into place only when
-complete, so a killed build is never used. A full disk (or any error writing the cache) falls
-back to decoding into memory with a note. Entries that fit in memory (half the RAM by default)
-are read into memory; larger ones stay memory-mapped and batches are read from the map.
+complete, so a killed build is never used. A set that fits in memory (half the RAM by default)
+is decoded into memory and written out once; a larger one is decoded straight into its memory
+map. A full disk (or any error writing the cache) keeps the decoded set in memory with a note.
+Later reads hold entries that fit in memory in memory; larger ones stay memory-mapped and
+batches are read from the map.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 import PIL
 
 from .base import ImageData, Skipped
-from .images import read_images, scan, shared_empty
+from .images import pyspng, read_images, scan, shared_empty
 
 CACHE_VERSION = 1
 STALE_SECONDS = 24 * 3600  # unfinished builds older than this are removed
@@ -77,6 +80,8 @@ def listing_digest(files: list[Path], others: list[Skipped]) -> str:
 def fingerprint(root: Path, listing: str, options: dict) -> str:
     """Cache key: the listing digest, the preprocessing options, the cache format and Pillow."""
     head = {"v": CACHE_VERSION, "pillow": PIL.__version__, "root": str(root.resolve()), "options": options}
+    if pyspng is not None:  # the PNG decoder too (it gives Pillow's pixels, tested; a new one rebuilds all the same)
+        head["pyspng"] = getattr(pyspng, "__version__", "?")
     return hashlib.sha256((json.dumps(head, sort_keys=True) + listing).encode()).hexdigest()[:32]
 
 
