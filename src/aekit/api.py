@@ -161,7 +161,9 @@ def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any,
 
 def encode(run: str | Path, data: Any, output: str | Path | None = None, **options: Any) -> tuple[list[str], Any]:
     """Latent codes of every item of `data` (folder, file, array): (ids, codes (N, latent_dim)).
-    With `output` (.npy/.csv/.parquet) they are also written there, as `aekit encode` does."""
+    With `output` (.npy/.csv/.parquet) they are also written there, as `aekit encode` does.
+    Codes are computed in the run's training precision unless `precision="fp32"` (see
+    `encoding.encode_items`)."""
     import numpy as np
 
     from .encoding import encode_items
