@@ -46,3 +46,19 @@ def test_metrics_accumulate_per_channel():
 
 def test_verdict():
     assert verdict(0.9, 1.0) == "better" and verdict(1.001, 1.0) == "equal" and verdict(1.2, 1.0) == "worse"
+
+
+@pytest.mark.parametrize("dtype,scale", [(np.uint8, 255.0), (np.uint16, 65535.0)])
+def test_channel_stats_of_integer_images_match_float_sums(dtype, scale):
+    from aekit.normalize import channel_stats
+
+    rng = np.random.default_rng(0)
+    top = np.iinfo(dtype).max
+    x = np.stack([rng.integers(0, top // 3, (50, 6, 7)), rng.integers(top // 2, top, (50, 6, 7))], 1).astype(dtype)
+    idx = rng.permutation(50)[:37]
+    mean, std = channel_stats(x, scale, idx, chunk=8)  # histogram path, several chunks
+    ref = x[idx].astype(np.float64) / scale
+    np.testing.assert_allclose(mean, ref.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(std, ref.std(axis=(0, 2, 3)), rtol=1e-10)
+    const = np.full((4, 1, 3, 3), 7, dtype)
+    assert channel_stats(const, scale)[1] == [1e-3]  # a constant channel gets the floor, not 0

