@@ -176,3 +176,18 @@ def test_libspng_path_takes_plain_pngs_only(tmp_path):
     plan = images_mod._Plan(3, (16, 16), False)
     taken = {p.name for p in sorted(tmp_path.iterdir()) if images_mod._fast_png(p, plan) is not None}
     assert taken == ({"gray.png", "rgb.png", "rgba.png"} if images_mod.pyspng else set())
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_reads_from_two_threads_at_once_do_not_mix(tmp_path, monkeypatch, processes):
+    from concurrent.futures import ThreadPoolExecutor
+
+    if processes:
+        monkeypatch.setattr(images_mod, "PROCESS_MIN_ITEMS", 1)
+    write_pngs(tmp_path / "a", smooth_images(40, 12, 12, 3, seed=1))
+    write_pngs(tmp_path / "b", smooth_images(30, 20, 16, 1, seed=2))
+    alone = [read_images(tmp_path / d, show_progress=False).array for d in "ab"]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda d: read_images(tmp_path / d, show_progress=False).array, "abab"))
+    for i, arr in enumerate(together):
+        np.testing.assert_array_equal(arr, alone[i % 2])

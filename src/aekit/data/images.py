@@ -28,12 +28,14 @@ import multiprocessing as mp
 import os
 import struct
 import sys
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -333,15 +335,20 @@ def _decode_pass(array: np.ndarray, rows: list[tuple[int, Path]], plan: _Plan, s
     """Decode file `path` into `array[i]` for each (i, path) in `rows`, on every core. Returns per
     row the file's Probe (`with_probe`) or None, or the reason to skip it."""
     global _JOB
-    _JOB = (array, rows, plan, with_probe)  # seen by threads, and by processes forked after this
-    try:
-        processes = _use_processes(len(rows))
-        step = SPAN if processes else 8
-        spans = [(a, min(a + step, len(rows))) for a in range(0, len(rows), step)]
-        done = (r for part in parallel_map(_decode_span, spans, processes) for r in part)
+    job = (array, rows, plan, with_probe)
+    processes = _use_processes(len(rows))
+    step = SPAN if processes else 8
+    spans = [(a, min(a + step, len(rows))) for a in range(0, len(rows), step)]
+    if not processes:  # threads get the job itself
+        done = (r for part in parallel_map(partial(_decode_span, job=job), spans, False) for r in part)
         return list(track(done, len(rows), "decoding", show_progress))
-    finally:
-        _JOB = None
+    with _PROCESS_PASS:  # processes find it in _JOB, forked after it is set: one such pass at a time
+        _JOB = job
+        try:
+            done = (r for part in parallel_map(_decode_span, spans, True) for r in part)
+            return list(track(done, len(rows), "decoding", show_progress))
+        finally:
+            _JOB = None
 
 
 def _probe_or_reason(path: Path) -> Probe | str:
@@ -353,13 +360,15 @@ def _probe_or_reason(path: Path) -> Probe | str:
 
 
 SPAN = 64  # files a worker process decodes per task: tasks are index ranges, not paths
-_JOB: tuple | None = None  # (array, rows, plan, with_probe) of the running _decode_pass
+_JOB: tuple | None = None  # (array, rows, plan, with_probe) of the running pass of worker processes
+_PROCESS_PASS = threading.Lock()
 
 
-def _decode_span(span: tuple[int, int]) -> list[Probe | str | None]:
-    """Decode rows[a:b] of the running pass: open each file once, read its header (kept when the
-    pass wants it) and decode it into its row of the array; or give the reason to skip it."""
-    array, rows, plan, with_probe = _JOB
+def _decode_span(span: tuple[int, int], job: tuple | None = None) -> list[Probe | str | None]:
+    """Decode rows[a:b] of the pass `job` (default _JOB): open each file once, read its header
+    (kept when the pass wants it) and decode it into its row of the array; or give the reason to
+    skip it."""
+    array, rows, plan, with_probe = job or _JOB
     out: list[Probe | str | None] = []
     for row, path in rows[span[0] : span[1]]:
         fast = _fast_png(path, plan)
@@ -388,15 +397,19 @@ def _fast_png(path: Path, plan: _Plan) -> tuple[Probe, np.ndarray] | None:
     if pyspng is None or not str(path).lower().endswith(".png"):
         return None
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(33)  # signature and IHDR: most files that do not qualify stop here
+            if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+                return None
+            w, h, depth, colour = struct.unpack(">IIBB", head[16:26])
+            have = PNG_CHANNELS.get(colour)
+            exact = have == plan.channels or (have, plan.channels) in ((1, 3), (1, 4), (3, 4), (4, 3))
+            if depth != 8 or not exact or (h, w) != plan.size or w * h > Image.MAX_IMAGE_PIXELS:
+                return None
+            data = head + f.read()
     except OSError:
         return None
-    if len(data) < 33 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
-        return None
-    w, h, depth, colour = struct.unpack(">IIBB", data[16:26])
-    have = PNG_CHANNELS.get(colour)
-    exact = have == plan.channels or (have, plan.channels) in ((1, 3), (1, 4), (3, 4), (4, 3))
-    if depth != 8 or not exact or (h, w) != plan.size or b"tRNS" in data or b"eXIf" in data:
+    if b"tRNS" in data or b"eXIf" in data:
         return None
     try:
         arr = pyspng.load(data)
