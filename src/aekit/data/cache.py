@@ -32,6 +32,7 @@ from .images import pyspng, read_images, scan, shared_empty
 
 CACHE_VERSION = 1
 STALE_SECONDS = 24 * 3600  # unfinished builds older than this are removed
+DECODED = "decoded into memory"
 
 
 def default_cache_dir() -> Path:
@@ -78,7 +79,7 @@ def listing_digest(files: list[Path], others: list[Skipped]) -> str:
 
 
 def fingerprint(root: Path, listing: str, options: dict) -> str:
-    """Cache key: the listing digest, the preprocessing options, the cache format and Pillow."""
+    """Cache key: the listing digest, the preprocessing options, the cache format and the decoders."""
     head = {"v": CACHE_VERSION, "pillow": PIL.__version__, "root": str(root.resolve()), "options": options}
     if pyspng is not None:  # the PNG decoder too (it gives Pillow's pixels, tested; a new one rebuilds all the same)
         head["pyspng"] = getattr(pyspng, "__version__", "?")
@@ -175,15 +176,39 @@ def entry_allocator(tmp: Path, limit: int) -> Callable[[tuple[int, ...], type, s
 
 
 def save_arrays(tmp: Path, arrays: dict[str, np.ndarray | None]) -> None:
-    """Write each array to `tmp/name` as .npy (memory maps are flushed in place); raises OSError."""
+    """Write each array to `tmp/name` as .npy (memory maps are flushed in place; None: no file,
+    removing one made for it); raises OSError."""
     for name, a in arrays.items():
         if isinstance(a, np.memmap):
             a.flush()
-        elif a is not None:
+        elif a is None:
+            (tmp / name).unlink(missing_ok=True)
+        else:
             with open(tmp / name, "wb") as f:
                 os.posix_fallocate(f.fileno(), 0, a.nbytes + 4096)  # a full disk fails before writing
                 np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
                 f.truncate()
+
+
+def write_entry(
+    tmp: Path, entry: Path, data: ImageData, arrays: dict[str, np.ndarray | None], index: dict, how: str
+) -> bool:
+    """Write `arrays` and `index` into `tmp` and make it the entry. On an OSError (a full disk)
+    nothing is left behind, `data` (already in memory, `how`) gets a note, and the answer is False."""
+    try:
+        save_arrays(tmp, arrays)
+        (tmp / "index.json").write_text(json.dumps(index))
+        finish_entry(tmp, entry)
+        return True
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        data.notes.append(not_cached(e, how))
+        return False
+
+
+def not_cached(error: Exception, how: str) -> str:
+    """The note of a read whose cache could not be written, saying `how` the data are held."""
+    return f"cache not written ({getattr(error, 'strerror', None) or error}); {how}"
 
 
 def finish_entry(tmp: Path, entry: Path) -> None:
@@ -215,13 +240,7 @@ def _build(root, files, others, listing, base, key, options, show_progress, limi
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    try:
-        save_arrays(tmp, {"data.npy": data.array})
-        (tmp / "index.json").write_text(json.dumps(index_of(data)))
-        finish_entry(tmp, base / key)
-    except OSError as e:  # e.g. a full disk: the decoded images are in memory all the same
-        shutil.rmtree(tmp, ignore_errors=True)
-        data.notes.append(f"cache not written ({getattr(e, 'strerror', None) or e}); decoded into memory")
+    if not write_entry(tmp, base / key, data, {"data.npy": data.array}, index_of(data), DECODED):
         return data
     data.notes.append(f"decoded images cached in {base / key}")
     _write_alias(base, key, fingerprint(root, listing, _resolved(data, options)))
@@ -252,7 +271,7 @@ def _uncached(root, files, others, options, show_progress, error) -> ImageData:
         show_progress=show_progress,
         listing=(files, others),
     )
-    data.notes.append(f"cache not written ({getattr(error, 'strerror', None) or error}); decoded into memory")
+    data.notes.append(not_cached(error, DECODED))
     return data
 
 

@@ -20,16 +20,17 @@ from .base import ImageData, Skipped
 from .cache import (
     default_cache_dir,
     entry_allocator,
-    finish_entry,
     index_of,
     listing_digest,
     memory_limit,
-    save_arrays,
+    not_cached,
     start_entry,
+    write_entry,
 )
 from .rasters import RasterOptions, options_key, rasterio_module, read_rasters, scan_rasters
 
 CACHE_VERSION = 1
+READ = "read into memory"
 
 
 def fingerprint(root: Path, listing: str, options: dict) -> str:
@@ -81,16 +82,9 @@ def read_rasters_cached(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    try:
-        save_arrays(tmp, {"data.npy": data.array, "mask.npy": data.mask})
-        if data.mask is None:
-            (tmp / "mask.npy").unlink(missing_ok=True)  # every pixel valid: the mask is not kept
-        index = index_of(data, has_mask=data.mask is not None, raster=data.raster)
-        (tmp / "index.json").write_text(json.dumps(index))
-        finish_entry(tmp, entry)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        data.notes.append(f"cache not written ({getattr(e, 'strerror', None) or e}); read into memory")
+    index = index_of(data, has_mask=data.mask is not None, raster=data.raster)
+    arrays = {"data.npy": data.array, "mask.npy": data.mask}  # mask None: every pixel valid, no file kept
+    if not write_entry(tmp, entry, data, arrays, index, READ):
         return data
     data.notes.append(f"raster items cached in {entry}")
     return data
@@ -122,5 +116,5 @@ def _load(entry: Path, limit: int) -> ImageData:
 
 def _uncached(root: Path, read: dict, error: Exception) -> ImageData:
     data = read_rasters(root, **read)
-    data.notes.append(f"cache not written ({getattr(error, 'strerror', None) or error}); read into memory")
+    data.notes.append(not_cached(error, READ))
     return data
