@@ -222,43 +222,16 @@ def interpolate(run: str | Path, a: str | Path, b: str | Path, steps: int = 8, o
     return _interpolate(run, a, b, steps, output, **options)
 
 
-def sweep(
-    data: Any,
-    *,
-    latent_dim: Any,
-    depth: Any = None,
-    lr: Any = None,
-    model: Any = None,
-    search: str = "grid",
-    trials: int | None = None,
-    max_time_per_trial: float | None = None,
-    out: str | Path | None = None,
-    config: str | Path | None = None,
-    verbose: bool = True,
-    **options: Any,
-):
+def sweep(data: Any, **options: Any):
     """Train one run per combination of `latent_dim`, `depth`, `lr` and `model` (lists, single
-    values or "8,16,32" strings) into `out` (as `aekit sweep`); other `options` (epochs=...,
-    image_size=...) apply to every trial. Returns `SweepResults`, best first: `res["val_mse"]`,
-    `res.best`, `res.to_pandas()`. Running it again on the same `out` resumes it."""
+    values or "8,16,32" strings) into `out` (as `aekit sweep`); `search` ("grid", "random",
+    "tpe"), `trials`, `max_time_per_trial` (or `max_time`), `config` and `verbose` as its flags;
+    other `options` (epochs=..., image_size=...) apply to every trial. Returns `SweepResults`,
+    best first: `res["val_mse"]`, `res.best`, `res.to_pandas()`. Running it again on the same
+    `out` resumes it."""
     from .sweeping import run_sweep
 
-    if max_time_per_trial is None:
-        max_time_per_trial = options.pop("max_time", None)
-    return run_sweep(
-        data,
-        latent_dim=latent_dim,
-        depth=depth,
-        lr=lr,
-        model=model,
-        search=search,
-        trials=trials,
-        max_time_per_trial=max_time_per_trial,
-        out=out,
-        config=config,
-        verbose=verbose,
-        **options,
-    )
+    return run_sweep(data, **options)
 
 
 __all__ = [

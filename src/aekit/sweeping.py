@@ -166,6 +166,8 @@ def run_sweep(
         raise AekitError(f"pass the latent sizes to try, e.g. --latent-dim {EXAMPLES['latent_dim']}")
     for name in SWEPT:
         options.pop(name, None)  # swept: given by the lists, never fixed
+    if max_time_per_trial is None:
+        max_time_per_trial = options.pop("max_time", None)  # aekit.sweep(max_time=...) means the same
     if max_time_per_trial is not None:
         options["max_time"] = max_time_per_trial
     file_values = {k: v for k, v in (load_yaml(config) if config else {}).items() if k not in ("data", "out")}
