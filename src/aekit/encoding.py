@@ -10,7 +10,7 @@ import numpy as np
 from . import distributed
 from .data import ImageData, Skipped, load_data
 from .errors import AekitError
-from .inference import Autoencoder, load
+from .inference import Autoencoder, check_batch_size, load
 from .tables import check_output, write_vectors
 
 
@@ -84,8 +84,7 @@ def encode_items(
     else fp32). Codes feed search, clustering and maps, where that is noise; scores stay fp32 by
     default, as they are compared with a threshold set in fp32. "fp32" gives the exported
     encoder's codes exactly."""
-    if batch_size < 1:
-        raise AekitError(f"batch size must be a positive integer, got {batch_size}")
+    check_batch_size(batch_size)
     if precision == "auto":
         precision = training_precision(run)
     ctx, model = load_on_rank(run, device, precision)  # under torchrun each rank encodes its share

@@ -239,8 +239,7 @@ class Autoencoder:
         """fn over batches of `data`, concatenated, in the chosen precision; no autograd; fp32 out.
         Raw images (layout given) are converted one batch at a time: memory stays at one batch of
         floats whatever the size of the input. Latent codes (layout None) go in as they are."""
-        if batch_size < 1:
-            raise AekitError(f"batch_size must be a positive integer, got {batch_size}")
+        check_batch_size(batch_size)
         amp = self.compute.amp_dtype
 
         def run(chunk):
@@ -261,6 +260,12 @@ def fit_size(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     t = F.interpolate(t, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
     y, x = (nh - h) // 2, (nw - w) // 2
     return t[..., y : y + h, x : x + w]
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Fail early, before any data is read, on a batch size that cannot be used."""
+    if batch_size < 1:
+        raise AekitError(f"batch size must be a positive integer, got {batch_size}")
 
 
 def load(run: str | Path, *, device: str = "auto", precision: str = "fp32") -> Autoencoder:

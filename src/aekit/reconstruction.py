@@ -116,13 +116,12 @@ def reconstruct_to_dir(
     A raster model given rasters writes whole GeoTIFFs, stitched from patches on a grid of
     `stride` (default: half the patch; see raster_out.py)."""
     from .encoding import read_for_model
-    from .inference import load
+    from .inference import check_batch_size, load
     from .progress import console, track
     from .raster_out import is_raster_path, raster_outputs
 
     out = check_out_dir(out_dir, data)
-    if batch_size < 1:
-        raise AekitError(f"batch size must be a positive integer, got {batch_size}")
+    check_batch_size(batch_size)
     model = load(run, device=device, precision=precision)
     if "raster" in model.meta and is_raster_path(data):
         out.mkdir(parents=True, exist_ok=True)

@@ -286,7 +286,7 @@ def score_to_file(
     `output` that is not a table (.tif, or a folder) get per-pixel error maps instead (raster_out.py),
     on a grid of `stride` (default: half the patch)."""
     from .encoding import load_on_rank, read_for_model
-    from .inference import load
+    from .inference import check_batch_size, load
     from .plots import preview_channels, recon_grid
     from .progress import console
     from .raster_out import raster_outputs, wants_error_maps
@@ -298,8 +298,7 @@ def score_to_file(
     if metric not in METRICS:
         raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     out = check_score_output(output) if output is not None else None
-    if batch_size < 1:
-        raise AekitError(f"batch size must be a positive integer, got {batch_size}")
+    check_batch_size(batch_size)
     check_rule(threshold_percentile, contamination)
     run_dir = resolve_run(run)
     ctx, model = load_on_rank(run_dir, device, precision)  # under torchrun each rank scores its share
