@@ -63,8 +63,8 @@ LIMIT = """
 import sys, time, torch
 from aekit.data import read_images
 from aekit.models import create_model
-from aekit.normalize import Normalizer, channel_stats
-from aekit.compute import compute_settings, make_optimizer, train_step
+from aekit.data.normalize import Normalizer, channel_stats
+from aekit.core.compute import compute_settings, make_optimizer, train_step
 data = read_images(sys.argv[1], show_progress=False)
 x = torch.from_numpy(data.array)
 n, epochs, bs = len(x), int(sys.argv[2]), 32
@@ -90,7 +90,7 @@ def limit(folder: Path, epochs: int) -> dict:
     return {"images_per_s": float(re.findall(r"limit images/s ([\d.]+)", out)[-1]), "peak_rss_mb": rss}
 
 
-TRAIN = "import sys; from aekit.cli import main; rc = main(sys.argv[1:]); assert rc == 0, rc"
+TRAIN = "import sys; from aekit.cli.main import main; rc = main(sys.argv[1:]); assert rc == 0, rc"
 
 
 def train_args(folder: Path, epochs: int, cache: Path, out: str) -> list[str]:
@@ -121,7 +121,7 @@ def aekit_train(folder: Path, epochs: int, cache: Path, extra: list[str]) -> dic
 
 ENCODE = """
 import sys, time
-from aekit.encoding import encode_to_file
+from aekit.inference.encode import encode_to_file
 t = time.perf_counter()
 _, n, _ = encode_to_file(sys.argv[1], sys.argv[2], sys.argv[3], cache_dir=sys.argv[4], verbose=False)
 print("encode images/s", n / (time.perf_counter() - t))
@@ -130,7 +130,7 @@ print("encode images/s", n / (time.perf_counter() - t))
 
 SCORE = """
 import sys, time
-from aekit.scoring import score_to_file
+from aekit.inference.score import score_to_file
 t = time.perf_counter()
 res = score_to_file(sys.argv[1], sys.argv[2], sys.argv[3], cache_dir=sys.argv[4], verbose=False)
 print("score images/s", len(res.ids) / (time.perf_counter() - t))

@@ -56,7 +56,7 @@ def main() -> None:
               "-o", str(args.images / "vae_interpolation.png"), "--quiet")  # fmt: skip
         real = x[np.random.default_rng(0).permutation(len(x))[:64]][:, None].astype(np.float32) / 255
         sys.path.insert(0, str(ROOT / "src"))
-        from aekit.plots import tile_grid
+        from aekit.core.plots import tile_grid
 
         tile_grid(real, args.images / "digits_real.png")
     print(json.dumps(res, indent=1))

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import aekit
-import aekit.errors
+import aekit.core.errors
 from tests.conftest import smooth_images
 
 FAST = {"epochs": 2, "batch_size": 8, "latent_dim": 8, "width": 8, "verbose": False}
@@ -108,7 +108,7 @@ def test_float_inputs_in_unit_range_warn_at_the_callers_line(gray28, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.encode(np.zeros((1, 28, 28), np.float32))  # all zero: nothing to warn about
-    with pytest.raises(aekit.errors.AekitError, match="no images"):
+    with pytest.raises(aekit.core.errors.AekitError, match="no images"):
         model.encode(np.zeros((0, 28, 28), np.uint8))
 
 
@@ -145,7 +145,7 @@ def test_width_scales_with_many_channels(tmp_path):
 def test_failed_start_leaves_no_run_folder_and_keeps_latest(rgb_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     good = aekit.train(rgb_folder, **{**FAST, "epochs": 1})
-    with pytest.raises(aekit.errors.AekitError, match="too deep"):
+    with pytest.raises(aekit.core.errors.AekitError, match="too deep"):
         aekit.train(rgb_folder, **{**FAST, "depth": 12})
     assert [p.name for p in (tmp_path / "runs").iterdir() if p.name != "latest"] == [good.path.name]
     assert (tmp_path / "runs" / "latest").resolve() == good.path.resolve()

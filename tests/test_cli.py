@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from aekit.cli import main
+from aekit.cli.main import main
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]
 
@@ -283,5 +283,5 @@ def test_help_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, aekit.cli; aekit.cli.build_parser(); sys.exit('torch' in sys.modules)"
+    code = "import sys, aekit.cli.main; aekit.cli.main.build_parser(); sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0  # `aekit --help` starts fast

@@ -3,7 +3,7 @@ import sys
 import pytest
 import torch
 
-import aekit.compute as compute
+import aekit.core.compute as compute
 
 
 class FakeLibc:

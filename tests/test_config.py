@@ -1,7 +1,7 @@
 import pytest
 
-from aekit.config import TrainConfig, make_config
-from aekit.errors import AekitError
+from aekit.config.train import TrainConfig, make_config
+from aekit.core.errors import AekitError
 
 
 def test_precedence_defaults_file_flags():

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from aekit import distributed
-from aekit.cli import main
+from aekit.cli.main import main
+from aekit.core import distributed
 from tests.conftest import smooth_images, write_pngs
 
 ARGS = ["--batch-size", "16", "--latent-dim", "4", "--width", "8", "--precision", "fp32", "--quiet"]

@@ -12,8 +12,8 @@ import torch
 
 import aekit
 import aekit.exporting as export_module
-from aekit.cli import build_parser, main
-from aekit.inference import Autoencoder
+from aekit.cli.main import build_parser, main
+from aekit.inference.model import Autoencoder
 from tests.conftest import smooth_images
 
 TINY = {"epochs": 1, "latent_dim": 4, "batch_size": 8, "verbose": False, "no_cache": True}
@@ -239,7 +239,7 @@ def test_bad_input_is_one_line_exit_2(case, runs, tmp_path, capsys):
 
 def test_missing_onnx_says_how_to_install(runs, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
-    with pytest.raises(aekit.errors.AekitError, match=r"pip install 'aekit\[export\]'"):
+    with pytest.raises(aekit.core.errors.AekitError, match=r"pip install 'aekit\[export\]'"):
         aekit.export(runs["conv 4x17x23"], tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
     # TorchScript needs nothing extra
@@ -248,19 +248,19 @@ def test_missing_onnx_says_how_to_install(runs, tmp_path, monkeypatch):
 
 def test_a_file_that_disagrees_with_pytorch_is_not_kept(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(export_module, "CHECK_TOLERANCE", -1.0)  # any difference, even 0, is too much
-    with pytest.raises(aekit.errors.AekitError, match="differs from PyTorch"):
+    with pytest.raises(aekit.core.errors.AekitError, match="differs from PyTorch"):
         aekit.export(runs["conv 4x17x23"], tmp_path / "m.pt", format="torchscript")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_api_rejects_unknown_format_and_part(runs, tmp_path):
-    with pytest.raises(aekit.errors.AekitError, match="unknown export format"):
+    with pytest.raises(aekit.core.errors.AekitError, match="unknown export format"):
         aekit.export(runs["conv 4x17x23"], tmp_path / "m.onnx", format="tflite")
-    with pytest.raises(aekit.errors.AekitError, match="unknown part"):
+    with pytest.raises(aekit.core.errors.AekitError, match="unknown part"):
         aekit.export(runs["conv 4x17x23"], tmp_path / "m.onnx", part="middle")
 
 
 def test_exposing_export_does_not_import_torch():
-    code = "import sys, aekit, aekit.cli; assert 'export' in aekit.__all__; print('torch' in sys.modules)"
+    code = "import sys, aekit, aekit.cli.main; assert 'export' in aekit.__all__; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from aekit.metrics import Metrics, ssim_per_channel, verdict
+from aekit.evaluation.metrics import Metrics, ssim_per_channel, verdict
 
 
 def test_ssim_is_one_for_identical_and_drops_with_noise():
@@ -50,7 +50,7 @@ def test_verdict():
 
 @pytest.mark.parametrize("dtype,scale", [(np.uint8, 255.0), (np.uint16, 65535.0)])
 def test_channel_stats_of_integer_images_match_float_sums(dtype, scale):
-    from aekit.normalize import channel_stats
+    from aekit.data.normalize import channel_stats
 
     rng = np.random.default_rng(0)
     top = np.iinfo(dtype).max

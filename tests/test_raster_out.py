@@ -7,11 +7,11 @@ import pytest
 import rasterio
 
 import aekit
-from aekit.cli import main
+from aekit.cli.main import main
+from aekit.core.errors import AekitError
 from aekit.data import load_data
 from aekit.data.rasters import RasterOptions
-from aekit.errors import AekitError
-from aekit.raster_out import blend_window, error_map_raster, reconstruct_raster
+from aekit.inference.raster_outputs import blend_window, error_map_raster, reconstruct_raster
 from tests.rasters import smooth_bands, write_raster
 
 H, W, P = 160, 200, 32

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import aekit
-from aekit.cli import main
+from aekit.cli.main import main
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]
 

@@ -17,11 +17,11 @@ import pytest
 from PIL import Image
 
 import aekit
-from aekit.cli import main
+from aekit.cli.main import main
 from aekit.data import load_data
-from aekit.embedmap import group_of, project_2d
-from aekit.evaluation import say_verdict
-from aekit.reporting import MAX_GROUPS, OTHER, legend_groups
+from aekit.evaluation.compare import say_verdict
+from aekit.reporting.embedding_map import group_of, project_2d
+from aekit.reporting.report import MAX_GROUPS, OTHER, legend_groups
 from tests.conftest import smooth_images, write_pngs
 
 FAST = {"epochs": 2, "batch_size": 8, "latent_dim": 4, "width": 8, "verbose": False, "no_cache": True}
@@ -154,12 +154,12 @@ def test_report_errors_are_one_line(tmp_path, capsys):
 
 
 def test_a_failed_report_keeps_the_trained_run(tmp_path, monkeypatch):
-    import aekit.reporting
+    import aekit.reporting.report
 
     def boom(run):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(aekit.reporting, "report", boom)
+    monkeypatch.setattr(aekit.reporting.report, "report", boom)
     x = smooth_images(12, 8, 8, 1, seed=2)
     with pytest.warns(UserWarning, match="could not write the report .*disk on fire"):
         run = aekit.train(x, out=tmp_path / "run", **FAST)

@@ -16,11 +16,12 @@ import torch
 from PIL import Image
 
 import aekit
-import aekit.checkpoint
-import aekit.trainer
-from aekit.cli import main
-from aekit.compute import compute_settings, train_step
+import aekit.models.checkpoint
+import aekit.training.fit
+from aekit.cli.main import main
+from aekit.core.compute import compute_settings
 from aekit.models import create_model
+from aekit.training.step import train_step
 from tests.conftest import smooth_images, write_pngs
 
 ARGS = ["--epochs", "8", "--latent-dim", "6", "--width", "8", "--batch-size", "16", "--seed", "3", "--quiet"]
@@ -69,7 +70,7 @@ def test_killed_run_resumes_to_the_same_metrics(folder, tmp_path):
 
 def test_ctrl_c_keeps_the_run_and_says_how_to_resume(folder, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
-    real = aekit.trainer.train_step
+    real = aekit.training.fit.train_step
 
     def interrupt_in_epoch_two(*a, **k):
         calls["n"] += 1
@@ -77,13 +78,13 @@ def test_ctrl_c_keeps_the_run_and_says_how_to_resume(folder, tmp_path, monkeypat
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(aekit.trainer, "train_step", interrupt_in_epoch_two)
+    monkeypatch.setattr(aekit.training.fit, "train_step", interrupt_in_epoch_two)
     run = tmp_path / "run"
     assert main(["train", str(folder), *ARGS[:-1], "--out", str(run)]) == 130
     err = capsys.readouterr().err
     assert f"aekit train --resume {run}" in err
     assert len(metrics(run)) == 1 and (run / "model.safetensors").is_file()
-    monkeypatch.setattr(aekit.trainer, "train_step", real)
+    monkeypatch.setattr(aekit.training.fit, "train_step", real)
     assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0
     assert [r["epoch"] for r in metrics(run)] == [1, 2, 3]
 
@@ -136,7 +137,7 @@ def test_repeated_non_finite_steps_stop_the_run_with_the_likely_cause(folder, tm
     def always_nan(*a, **k):
         return {"loss": torch.tensor(float("nan")), "skipped": True}
 
-    monkeypatch.setattr(aekit.trainer, "train_step", always_nan)
+    monkeypatch.setattr(aekit.training.fit, "train_step", always_nan)
     run = aekit.train(folder, epochs=3, latent_dim=4, verbose=False, out=tmp_path / "run")
     assert run.summary["stopped"].startswith("diverged: 8 steps")
     assert "--lr too high" in run.summary["stopped"] and "extreme values" in run.summary["stopped"]
@@ -154,10 +155,10 @@ def test_a_crash_while_saving_leaves_the_previous_model_loadable(folder, tmp_pat
             f.write(b"half a file")
         raise OSError("disk gone")
 
-    monkeypatch.setattr(aekit.checkpoint, "save_file", crash)
-    model, _, meta = aekit.checkpoint.load_model(run.path)
+    monkeypatch.setattr(aekit.models.checkpoint, "save_file", crash)
+    model, _, meta = aekit.models.checkpoint.load_model(run.path)
     with pytest.raises(OSError):
-        aekit.checkpoint.save_model(run.path, model, meta)
+        aekit.models.checkpoint.save_model(run.path, model, meta)
     assert not [p for p in run.path.iterdir() if p.name.startswith(".")]  # no temporary left behind
     np.testing.assert_array_equal(aekit.load(run.path).encode(np.zeros((1, 16, 16, 3), np.uint8)), before)
 

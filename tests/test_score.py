@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import aekit
-from aekit.cli import main
+from aekit.cli.main import main
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]
 

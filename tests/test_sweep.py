@@ -14,7 +14,7 @@ from PIL import Image
 import aekit
 import aekit.api
 import aekit.data.cache
-from aekit.cli import main
+from aekit.cli.main import main
 from tests.conftest import smooth_images
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--width", "8", "--image-size", "16"]
@@ -82,7 +82,7 @@ def test_sweep_end_to_end(gray28, tmp_path, monkeypatch, capsys):
 
 def test_interrupted_sweep_resumes_and_grows(gray28, tmp_path, monkeypatch, capsys):
     out = tmp_path / "sweep"
-    real = aekit.api.train
+    real = aekit.training.workflow.train
     calls: list[str] = []
 
     def interrupted_second(data, *, out, **kw):
@@ -199,7 +199,7 @@ def test_every_trial_failing_is_an_error(tmp_path, capsys):
 
 def test_search_takes_latent_sizes_in_turn_and_prunes_within_a_size(tmp_path):
     pytest.importorskip("optuna")
-    from aekit.sweep_search import OptunaSearch
+    from aekit.sweeps.search import OptunaSearch
 
     space = {"model": ["ae"], "latent_dim": [4, 8], "depth": [None], "lr": [1e-3, 3e-3, 1e-2]}
     search = OptunaSearch("tpe", space, 6, 0, {}, tmp_path)
@@ -224,7 +224,7 @@ def test_search_takes_latent_sizes_in_turn_and_prunes_within_a_size(tmp_path):
 
 
 def test_page_says_where_latent_size_stops_helping_and_where_pca_loses():
-    from aekit.sweep_report import plateau, versus_pca
+    from aekit.sweeps.report import plateau, versus_pca
 
     def row(z: int, mse: float, pca: float) -> dict:
         name = f"ae-latent{z}-depth2-lr0.001"

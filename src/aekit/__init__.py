@@ -10,7 +10,7 @@ aekit.export(run.path, "model.onnx")  # one file that runs without aekit (ONNX o
 res = aekit.sweep("my_images", latent_dim=[8, 16, 32], out="sweep")  # one run per size, best first
 """
 
-__version__ = "0.1.0"
+from aekit.version import __version__
 
 API = (
     "Run",
@@ -32,7 +32,7 @@ __all__ = ["__version__", *API]
 def __getattr__(name: str):
     # torch is imported on first use, so `aekit --help` and decoding workers start fast
     if name in API:
-        from . import api
+        from aekit import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'aekit' has no attribute {name!r}")

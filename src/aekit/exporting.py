@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .checkpoint import load_model
-from .errors import AekitError
-from .normalize import Normalizer
-from .rundir import atomic_write, check_creatable, check_output_file, resolve_run, write_json
-from .scoring import item_errors
+from aekit.core.errors import AekitError
+from aekit.core.rundir import atomic_write, check_creatable, check_output_file, resolve_run, write_json
+from aekit.data.normalize import Normalizer
+from aekit.evaluation.item_errors import item_errors
+from aekit.models.checkpoint import load_model
+from aekit.version import __version__
 
 FORMATS = {"onnx": (".onnx",), "torchscript": (".pt", ".ts")}
 NAMES = {"onnx": "ONNX", "torchscript": "TorchScript"}

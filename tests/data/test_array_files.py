@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from aekit.cli import main
+from aekit.cli.main import main
 from tests.conftest import smooth_images
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]

@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 import aekit.data.images as images_mod
+from aekit.core.errors import AekitError
 from aekit.data.images import infer_size, read_images
-from aekit.errors import AekitError
 from tests.conftest import jpeg_bytes, smooth_images, write_pngs
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from aekit.core.errors import AekitError
 from aekit.data.memory import from_array, from_dataset, infer_layout
-from aekit.errors import AekitError
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from aekit.cli import main
+from aekit.cli.main import main
+from aekit.core.errors import AekitError
+from aekit.core.plots import preview_channels, to_display
 from aekit.data import load_data
+from aekit.data.normalize import channel_stats
 from aekit.data.rasters import MAX_NODATA, RasterOptions, fill_patch, read_rasters, use_rasterio
-from aekit.errors import AekitError
 from aekit.models.base import AEOutput, mse_terms
-from aekit.normalize import channel_stats
-from aekit.plots import preview_channels, to_display
 from tests.rasters import smooth_bands, tile_folder, write_raster
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]
@@ -69,8 +69,9 @@ def test_masked_loss_ignores_nodata_pixels():
 
 def test_training_step_ignores_nodata_targets():
     """compute.train_step with a mask: the same loss and the same update whatever the nodata pixels hold."""
-    from aekit.compute import compute_settings, train_step
+    from aekit.core.compute import compute_settings
     from aekit.models import create_model
+    from aekit.training.step import train_step
 
     g = torch.Generator().manual_seed(1)
     xn = torch.randn(4, 3, 16, 16, generator=g)
@@ -236,8 +237,8 @@ def test_missing_rasterio_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_raster_flags_parse_and_validate():
-    from aekit.cli import build_parser
-    from aekit.config import make_config
+    from aekit.cli.main import build_parser
+    from aekit.config.train import make_config
 
     args = build_parser().parse_args(["train", "x", "--bands", "4,3,2", "--rgb-bands", "4", "3", "2", "--nodata", "0"])
     assert args.bands == [4, 3, 2] and args.rgb_bands == [4, 3, 2] and args.nodata == 0.0
@@ -254,7 +255,7 @@ def test_previews_show_chosen_bands_stretched_and_gray_as_gray():
         preview_channels([9, 3, 2], None, 4)
     rng = np.random.default_rng(0)
     x = rng.uniform(1000, 1100, (2, 5, 8, 8)).astype(np.float32)  # raw units, far outside [0, 1]
-    from aekit.plots import pick_channels, stretch_limits
+    from aekit.core.plots import pick_channels, stretch_limits
 
     limits = stretch_limits(pick_channels(x, [4, 0, 1]))
     shown = to_display(x, [4, 0, 1], limits)

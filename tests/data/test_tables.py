@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import aekit
-from aekit.cli import main
+from aekit.cli.main import main
+from aekit.core.errors import AekitError
 from aekit.data import load_data
-from aekit.errors import AekitError
-from aekit.resolve import default_epochs
-from aekit.trainer import split_indices
+from aekit.training.defaults import default_epochs
+from aekit.training.fit import split_indices
 
 N, F, RANK = 600, 12, 3
 COLUMNS = [f"c{j}" for j in range(F)]

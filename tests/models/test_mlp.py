@@ -5,7 +5,7 @@ import torch
 
 from aekit.models import create_model
 from aekit.models.mlp import auto_latent_dim, auto_mlp_width, hidden_sizes
-from aekit.pca import fit_pca
+from aekit.models.pca import fit_pca
 
 
 def test_sizes_follow_columns_and_latent():

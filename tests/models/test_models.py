@@ -3,7 +3,7 @@ import torch
 
 from aekit.models import create_model, list_models
 from aekit.models.conv import auto_depth
-from aekit.pca import fit_pca
+from aekit.models.pca import fit_pca
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (4, 17, 23), (13, 9, 40), (3, 129, 65), (1, 1, 1), (2, 7, 7)]
 

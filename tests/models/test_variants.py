@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 import aekit
-from aekit.cli import main
+from aekit.cli.main import main
+from aekit.data.normalize import Normalizer
 from aekit.models import create_model, loss_fn
 from aekit.models.variants import DenoisingAutoencoder, VariationalAutoencoder
-from aekit.normalize import Normalizer
-from aekit.trainer import validation_pass
+from aekit.training.fit import validation_pass
 from tests.conftest import smooth_images
 
 

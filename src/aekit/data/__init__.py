@@ -1,14 +1,14 @@
 """Readers that turn a user's data into an in-memory `ImageData` (decoded once)."""
 
-from .base import ImageData, Skipped
-from .images import IMAGE_EXTENSIONS, read_images
+from aekit.data.base import ImageData, Skipped
+from aekit.data.images import IMAGE_EXTENSIONS, read_images
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageData", "Skipped", "from_array", "from_dataset", "load_data", "read_images"]
 
 
 def __getattr__(name: str):
     if name in ("from_array", "from_dataset", "load_data"):  # these import torch
-        from . import memory
+        from aekit.data import memory
 
         return getattr(memory, name)
     raise AttributeError(f"module 'aekit.data' has no attribute {name!r}")

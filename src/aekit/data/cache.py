@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import PIL
 
-from .base import ImageData, Skipped
-from .images import pyspng, read_images, scan, shared_empty
+from aekit.data.base import ImageData, Skipped
+from aekit.data.images import pyspng, read_images, scan, shared_empty
 
 CACHE_VERSION = 1
 STALE_SECONDS = 24 * 3600  # unfinished builds older than this are removed

@@ -46,9 +46,9 @@ try:
 except ImportError:  # no wheel for this platform: Pillow decodes every file
     pyspng = None
 
-from ..errors import AekitError
-from ..progress import track
-from .base import ImageData, Skipped
+from aekit.core.errors import AekitError
+from aekit.core.progress import track
+from aekit.data.base import ImageData, Skipped
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_SIDE = 128

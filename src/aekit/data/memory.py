@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import AekitError
-from .base import ImageData
-from .tabular import TABLE_SUFFIXES, from_table_array, parse_columns, read_table_file
+from aekit.core.errors import AekitError
+from aekit.data.base import ImageData
+from aekit.data.tables import TABLE_SUFFIXES, from_table_array, parse_columns, read_table_file
 
 LAYOUTS = ("NHW", "NHWC", "NCHW")
 
@@ -202,9 +202,9 @@ def load_data(
     are ignored for images (the caller checks that the data is what it expects). Rasters (see
     rasters.py for when a path counts as one) are read with `raster` (RasterOptions), in patches on
     a regular grid when `grid` (inference) or at random positions (training)."""
-    from .cache import read_images_cached
-    from .images import read_images
-    from .rasters import RasterOptions, read_rasters, use_rasterio
+    from aekit.data.cache import read_images_cached
+    from aekit.data.images import read_images
+    from aekit.data.rasters import RasterOptions, read_rasters, use_rasterio
 
     columns = parse_columns(columns)
     if isinstance(data, ImageData):
@@ -221,7 +221,7 @@ def load_data(
         if cache_dir is None:
             items = read_rasters(data, opts, grid=grid, show_progress=show_progress)
         else:
-            from .raster_cache import read_rasters_cached
+            from aekit.data.raster_cache import read_rasters_cached
 
             items = read_rasters_cached(
                 data,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ImageData, Skipped
-from .cache import (
+from aekit.data.base import ImageData, Skipped
+from aekit.data.cache import (
     default_cache_dir,
     entry_allocator,
     index_of,
@@ -27,7 +27,7 @@ from .cache import (
     start_entry,
     write_entry,
 )
-from .rasters import RasterOptions, options_key, rasterio_module, read_rasters, scan_rasters
+from aekit.data.rasters import RasterOptions, options_key, rasterio_module, read_rasters, scan_rasters
 
 CACHE_VERSION = 1
 READ = "read into memory"

@@ -43,10 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AekitError
-from ..progress import track
-from .base import ImageData, Skipped
-from .images import _WORKERS, IMAGE_EXTENSIONS, _rel, list_files
+from aekit.core.errors import AekitError
+from aekit.core.progress import track
+from aekit.data.base import ImageData, Skipped
+from aekit.data.images import _WORKERS, IMAGE_EXTENSIONS, _rel, list_files
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 GDAL_SUFFIXES = (".jp2", ".img", ".vrt", ".nc", ".hdf", ".asc", ".bil", ".dem", ".ers", ".rst", ".kea")

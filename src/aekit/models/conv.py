@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import register_model
-from .base import AEOutput
-from .linear_path import LinearPath
+from aekit.models.base import AEOutput
+from aekit.models.linear_path import LinearPath
+from aekit.models.registry import register_model
 
 
 def stage_sizes(h: int, w: int, depth: int) -> list[tuple[int, int]]:

@@ -13,10 +13,10 @@ import math
 import torch
 from torch import nn
 
-from . import register_model
-from .base import AEOutput
-from .conv import MAX_LINEAR_INPUT
-from .linear_path import LinearPath
+from aekit.models.base import AEOutput
+from aekit.models.conv import MAX_LINEAR_INPUT
+from aekit.models.linear_path import LinearPath
+from aekit.models.registry import register_model
 
 MAX_WIDTH = 256
 DEFAULT_DEPTH = 2

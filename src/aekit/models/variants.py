@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import parse_noise
-from ..errors import AekitError
-from .base import AEOutput, mse_terms
+from aekit.config.train import parse_noise
+from aekit.core.errors import AekitError
+from aekit.models.base import AEOutput, mse_terms
 
 VARIANTS = ("ae", "vae", "dae")
 LOGVAR_LIMIT = 10.0

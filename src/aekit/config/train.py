@@ -1,0 +1,318 @@
+"""Typed training configuration: the single source of options for the CLI, the API and run files.
+
+Precedence: dataclass defaults < `--config file.yaml` < command-line flags (or API keywords).
+Unknown keys are errors. The resolved config (inferred values filled in) is written to every
+run directory as `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aekit.core.errors import AekitError
+
+ARCHS = ("auto", "conv", "basic", "mlp")
+IMAGE_LATENT_DIM = 64  # the default latent size for images (tables: see models/mlp.auto_latent_dim)
+IMAGE_EPOCHS = 30  # the default number of epochs for images
+TABLE_STEPS = 3000  # tables: an epoch is a few steps, so the default trains for at least this many
+MODELS = ("ae", "vae", "dae")
+RECON_LOSSES = ("mse", "bce")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MAX_SIDE = 4096
+AUGMENTS = ("flip", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+MIN_PATCH = 4
+
+
+def _opt(default: Any, help: str, factory: bool = False, **kw: Any) -> Any:
+    if factory:
+        return field(default_factory=default, metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained; saved as `config.yaml` in each run."""
+
+    model: str = _opt(
+        "ae",
+        "ae (autoencoder), vae (variational: sample and interpolate) or dae (denoising: learns to remove --noise)",
+        choices=MODELS,
+    )
+    arch: str = _opt(
+        "auto", "model architecture: auto is conv for images, mlp for tables; see `aekit models`", choices=ARCHS
+    )
+    latent_dim: int | None = _opt(
+        None, "size of the latent code (embedding); default 64 for images, a quarter of the columns for tables (2-64)"
+    )
+    depth: int | None = _opt(
+        None, "conv: number of stride-2 stages, default from the image size; mlp: hidden layers (default 2)"
+    )
+    width: int | None = _opt(
+        None,
+        "conv: channels of the first stage, doubling per stage up to 8x; default 16, or 2x the input "
+        "channels when there are more than 8. mlp: the first hidden layer, default 2x the columns "
+        "(at most 256, at least 2x latent_dim)",
+    )
+    channels: int | None = _opt(None, "images: 1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
+    layout: str | None = _opt(
+        None,
+        "array files: NHW, NHWC or NCHW; default inferred (the axis of size 1, 3 or 4 is the channel)",
+        choices=("NHW", "NHWC", "NCHW"),
+    )
+    columns: list[str] | None = _opt(
+        None, "tables: the numeric columns to use, comma-separated (a,b,c); default every numeric column"
+    )
+    id_column: str | None = _opt(
+        None,
+        "tables: the column that identifies rows (kept by encode, never a feature); default a column named id "
+        "or *_id, else the first text column with unique values, else the row number",
+    )
+    image_size: list[int] | None = _opt(
+        None,
+        "H W or one number (square): images are resized to cover it, then center-cropped; "
+        "default the most common size (longest side <= 128)",
+    )
+    beta: float = _opt(1.0, "vae: weight of the KL term (beta-VAE)")
+    kl_warmup_epochs: float = _opt(
+        5.0, "vae: epochs over which the KL weight rises from 0 to beta (at most half the epochs; 0: off)"
+    )
+    free_bits: float = _opt(0.0, "vae: nats of KL per latent dimension that cost nothing (against posterior collapse)")
+    recon_loss: str = _opt(
+        "mse", "vae: mse (Gaussian) or bce (Bernoulli, for data in [0, 1] such as 8-bit images)", choices=RECON_LOSSES
+    )
+    noise: str = _opt(
+        "gaussian:0.1",
+        "dae: input corruption in [0, 1] pixel units: gaussian:SIGMA, masking:FRACTION or saltpepper:FRACTION",
+    )
+    bands: list[int] | None = _opt(
+        None,
+        "rasters: the bands to use, 1-based as in GDAL, e.g. 4,3,2 (default: every band); reading a raster "
+        "goes through rasterio (extra `geo`)",
+    )
+    patch_size: int | None = _opt(
+        None,
+        "rasters: cut the rasters into square patches of this side; default: whole tiles when every file "
+        "has one size up to 512 pixels, else 64",
+    )
+    stride: int | None = _opt(
+        None,
+        "rasters: spacing of the patch grid; training draws patches at seeded random positions, as many as "
+        "this grid holds (default: the patch size)",
+    )
+    nodata: float | None = _opt(
+        None,
+        "rasters: the nodata value (default: the file's own; NaN is always nodata); nodata pixels are left "
+        "out of the statistics, the loss and the metrics",
+    )
+    rgb_bands: list[int] | None = _opt(
+        None,
+        "previews (recon.png): the 3 bands shown as red, green, blue, numbered as --bands "
+        "(default: the first three), with a 2-98 percentile stretch for rasters",
+    )
+    epochs: int | None = _opt(
+        None,
+        f"number of passes over the training data; default {IMAGE_EPOCHS} for images, and for tables "
+        f"enough for {TABLE_STEPS} steps (at least {IMAGE_EPOCHS})",
+    )
+    batch_size: int = _opt(64, "images per optimisation step")
+    lr: float = _opt(1e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
+    weight_decay: float = _opt(1e-4, "AdamW weight decay")
+    val_fraction: float = _opt(0.1, "fraction of the data held out for validation (seeded split)")
+    augment: str = _opt(
+        "flip", "batch augmentation on the device: flip (random horizontal flips) or none", choices=AUGMENTS
+    )
+    seed: int = _opt(0, "random seed for the split, initialisation and batch order")
+    max_time: float | None = _opt(None, "time budget in seconds; training stops cleanly when it is spent")
+    device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    precision: str = _opt(
+        "auto",
+        "auto (bf16 autocast where the CPU/GPU has native bf16, else fp32), fp32, bf16, fp16",
+        choices=PRECISIONS,
+    )
+    compile: bool = _opt(False, "compile the model with torch.compile (slower start, faster steps on GPUs)")
+    extensions: list[str] = _opt(list, "extra file extensions to read as images, e.g. .jfif", factory=True)
+    threshold_percentile: float = _opt(
+        99.0, "anomaly threshold: this percentile of the validation items' reconstruction errors"
+    )
+    contamination: float | None = _opt(
+        None, "anomaly threshold instead set to flag this fraction of the validation items (e.g. 0.01)"
+    )
+    cache_dir: str | None = _opt(None, "where decoded images are cached (default: $AEKIT_CACHE_DIR or ~/.cache/aekit)")
+    no_cache: bool = _opt(False, "decode into memory only; neither read nor write the cache")
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise AekitError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if self.recon_loss not in RECON_LOSSES:
+            raise AekitError(f"unknown recon_loss {self.recon_loss!r}; choose one of {', '.join(RECON_LOSSES)}")
+        for name in ("beta", "kl_warmup_epochs", "free_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise AekitError(f"{name} must be a number >= 0, got {value!r}")
+        parse_noise(self.noise)
+        if self.arch not in ARCHS:
+            raise AekitError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)} (see `aekit models`)")
+        if self.latent_dim is not None:
+            _positive("latent_dim", self.latent_dim, int)
+        if self.width is not None:
+            _positive("width", self.width, int)
+        if self.epochs is not None:
+            _positive("epochs", self.epochs, int)
+        _positive("batch_size", self.batch_size, int)
+        _positive("lr", self.lr, float)
+        if self.depth is not None:
+            _positive("depth", self.depth, int)
+        if self.max_time is not None:
+            _positive("max_time", self.max_time, float)
+        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            raise AekitError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
+            raise AekitError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.channels is not None:
+            _positive("channels", self.channels, int)
+        if self.image_size is not None:
+            size = [self.image_size] if isinstance(self.image_size, int) else list(self.image_size)
+            if len(size) == 1:
+                size = size * 2
+            if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+                raise AekitError(f"image_size must be one or two positive integers (H W), got {self.image_size!r}")
+            if max(size) > MAX_SIDE:
+                raise AekitError(
+                    f"image_size {size} is over the limit of {MAX_SIDE} pixels a side; pass a smaller size"
+                )
+            self.image_size = size
+        check_rule(self.threshold_percentile, self.contamination)
+        self.bands = _band_list("bands", self.bands)
+        self.rgb_bands = _band_list("rgb_bands", self.rgb_bands)
+        if self.bands is not None and len(set(self.bands)) != len(self.bands):
+            raise AekitError(f"bands lists a band twice: {self.bands}; name each band once")
+        if self.rgb_bands is not None and len(self.rgb_bands) not in (1, 3):
+            raise AekitError(f"rgb_bands takes 3 bands (red green blue) or 1 (gray), got {self.rgb_bands}")
+        if self.rgb_bands is not None and self.bands is not None and not set(self.rgb_bands) <= set(self.bands):
+            raise AekitError(f"rgb_bands {self.rgb_bands} must be among the selected bands {self.bands}")
+        if self.patch_size is not None:
+            _positive("patch_size", self.patch_size, int)
+            if not MIN_PATCH <= self.patch_size <= MAX_SIDE:
+                raise AekitError(f"patch_size must be in [{MIN_PATCH}, {MAX_SIDE}], got {self.patch_size}")
+        if self.stride is not None:
+            _positive("stride", self.stride, int)
+        if self.nodata is not None:
+            if isinstance(self.nodata, bool) or not isinstance(self.nodata, (int, float)):
+                raise AekitError(f"nodata must be a number, got {self.nodata!r}")
+            self.nodata = float(self.nodata)
+        if self.augment not in AUGMENTS:
+            raise AekitError(f"unknown augment {self.augment!r}; choose one of {', '.join(AUGMENTS)}")
+        if self.precision not in PRECISIONS:
+            raise AekitError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        dev = str(self.device)
+        if dev.split(":")[0] not in DEVICES:
+            raise AekitError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
+        if self.columns is not None:
+            from aekit.data.tables import parse_columns
+
+            self.columns = parse_columns(self.columns)
+        self.extensions = [e if e.startswith(".") else "." + e for e in (x.lower() for x in self.extensions)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def variant_options(self) -> dict[str, Any]:
+        """The model-specific options that model.json records to rebuild the network."""
+        if self.model == "vae":
+            warmup = min(self.kl_warmup_epochs, self.epochs / 2)
+            return {
+                "beta": self.beta,
+                "kl_warmup_epochs": warmup,
+                "free_bits": self.free_bits,
+                "recon_loss": self.recon_loss,
+            }
+        if self.model == "dae":
+            return {"noise": self.noise}
+        return {}
+
+
+def check_rule(percentile: float | None, contamination: float | None) -> None:
+    if percentile is not None and not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
+        raise AekitError(f"threshold percentile must be in (0, 100], got {percentile!r}")
+    if contamination is not None and not (isinstance(contamination, (int, float)) and 0 < contamination < 1):
+        raise AekitError(f"contamination must be a fraction in (0, 1), e.g. 0.01; got {contamination!r}")
+
+
+NOISES = ("gaussian", "masking", "saltpepper")
+
+
+def parse_noise(spec: str) -> tuple[str, float]:
+    """'gaussian:0.1' -> ('gaussian', 0.1); the amount is a [0, 1]-pixel sigma or a fraction."""
+    kind, _, amount = str(spec).partition(":")
+    try:
+        value = float(amount) if amount else {"gaussian": 0.1, "masking": 0.25, "saltpepper": 0.1}[kind]
+    except (KeyError, ValueError):
+        raise AekitError(
+            f"invalid noise {spec!r}; use gaussian:SIGMA, masking:FRACTION or saltpepper:FRACTION, e.g. gaussian:0.1"
+        ) from None
+    if kind not in NOISES or not value > 0 or (kind != "gaussian" and value >= 1):
+        raise AekitError(
+            f"invalid noise {spec!r}; use gaussian:SIGMA (> 0), masking:FRACTION or saltpepper:FRACTION (in (0, 1))"
+        )
+    return kind, value
+
+
+def _positive(name: str, value: Any, kind: type) -> None:
+    ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
+    if isinstance(value, bool) or not ok_type or value <= 0:
+        raise AekitError(f"{name} must be a positive {kind.__name__}, got {value!r}")
+
+
+def _band_list(name: str, value: Any) -> list[int] | None:
+    """A list of 1-based band numbers; a single number or "4,3,2" text (YAML) is accepted too."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = [int(v) for v in value.replace(",", " ").split()]
+        except ValueError:
+            raise AekitError(f"{name} must be band numbers like 4,3,2, got {value!r}") from None
+    value = [value] if isinstance(value, int) else list(value)
+    if not value or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in value):
+        raise AekitError(f"{name} must be band numbers counted from 1 (as in GDAL), e.g. 4,3,2; got {value!r}")
+    return value
+
+
+def field_help() -> dict[str, dataclasses.Field]:
+    """The config's fields by name, with their help text in `metadata['help']`."""
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise AekitError(f"config file not found: {p}; pass the path of a YAML file written by aekit or by hand")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise AekitError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise AekitError(f"config file {p} must hold a mapping of option: value")
+    return data
+
+
+def make_config(file_values: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
+    """Merge defaults < file values < overrides (None overrides are ignored); reject unknown keys."""
+    values = dict(file_values or {})
+    values.pop("data", None)  # config.yaml of a run records the data path for reference only
+    values.pop("out", None)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = field_help()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise AekitError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(known)}")
+    try:
+        return TrainConfig(**values)
+    except TypeError as e:
+        raise AekitError(f"invalid config: {e}") from None

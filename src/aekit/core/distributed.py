@@ -1,0 +1,164 @@
+"""Several processes through PyTorch's own engine: `torchrun ... -m aekit train` (or `--devices N`).
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; `start()` joins the process group (nccl on CUDA,
+gloo on CPU) and gives each rank its device. The trainer then
+
+- splits every global batch of `--batch-size` items into equal contiguous slices, one per rank
+  (`rank_slice`; a short last batch is padded by wrapping round, as DistributedSampler does), so
+  each rank trains on a disjoint shard of every epoch and the ranks together take the same steps
+  as one process with the same global batch;
+- lets DistributedDataParallel average the gradients, and all-reduces the loss sums so that
+  `metrics.csv` describes the whole data;
+- stops all ranks together when `--max-time` is spent.
+
+Only rank 0 writes the run folder; the other ranks write into a temporary folder that is removed
+at the end. The decode cache is built by local rank 0 of each machine while the others wait, then
+read by all. `torchrun ... -m aekit encode|score` shares the items out the same way
+(`shard_rows`), gathers the results and rank 0 writes the one merged output.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from aekit.core.errors import AekitError
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def launched() -> bool:
+    """True inside a torchrun launch of more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def context() -> Context:
+    if not (dist.is_available() and dist.is_initialized()):
+        return Context()
+    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def start(device: str = "auto") -> Context:
+    """Join the process group of a torchrun launch (idempotent); one process: a trivial context."""
+    if not launched():
+        return Context()
+    if not dist.is_initialized():
+        use_cuda = device.split(":")[0] in ("auto", "cuda") and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return context()
+
+
+def stop() -> None:
+    """Leave the process group together: a rank that exits while another still talks to it makes
+    gloo abort the other."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def rank_device(name: str, ctx: Context) -> str:
+    """Each rank's device: cuda:LOCAL_RANK for CUDA (auto included), else the device asked for."""
+    if ctx.active and name.split(":")[0] in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{ctx.local_rank}"
+    return name
+
+
+def rank_slice(global_idx: torch.Tensor, ctx: Context) -> slice:
+    """This rank's contiguous slice of a global batch padded to a multiple of the world size."""
+    per = len(global_idx) // ctx.world
+    return slice(ctx.rank * per, (ctx.rank + 1) * per)
+
+
+def pad_to_world(global_idx: torch.Tensor, order: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """A global batch padded (by wrapping round the epoch's order) to a multiple of the world size."""
+    short = -len(global_idx) % ctx.world
+    return torch.cat([global_idx, order[:short]]) if short else global_idx
+
+
+def per_rank_batch(batch_size: int, ctx: Context) -> int:
+    if batch_size % ctx.world:
+        raise AekitError(
+            f"--batch-size {batch_size} (the global batch) must be a multiple of the {ctx.world} processes; "
+            f"pass e.g. --batch-size {batch_size - batch_size % ctx.world or ctx.world}"
+        )
+    return batch_size // ctx.world
+
+
+def all_sum(values: torch.Tensor, ctx: Context) -> torch.Tensor:
+    if ctx.active:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def any_rank(flag: bool, device: torch.device, ctx: Context) -> bool:
+    """True on every rank when `flag` is true on any (e.g. the time budget is spent)."""
+    if not ctx.active:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def broadcast(value, ctx: Context):
+    """Rank 0's value on every rank (any picklable object: a path, a decision)."""
+    if not ctx.active:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shard_rows(n: int, ctx: Context) -> slice:
+    """This rank's contiguous share of n items (encoding, scoring): nearly equal, in rank order."""
+    per = -(-n // ctx.world)
+    return slice(min(n, ctx.rank * per), min(n, (ctx.rank + 1) * per))
+
+
+def gather_rows(part, ctx: Context):
+    """The ranks' numpy results concatenated in rank order, on every rank."""
+    if not ctx.active:
+        return part
+    import numpy as np
+
+    parts = [None] * ctx.world
+    dist.all_gather_object(parts, part)
+    return np.concatenate(parts)
+
+
+def map_rows(fn, n: int, empty, ctx: Context):
+    """`fn(rows)` on this rank's share (a slice) of n items, gathered from all ranks in order;
+    `empty` stands for a rank whose share is empty."""
+    part = shard_rows(n, ctx)
+    return gather_rows(fn(part) if part.stop > part.start else empty, ctx)
+
+
+@contextmanager
+def local_rank_first(ctx: Context):
+    """Local rank 0 goes first (e.g. builds the decode cache), the other ranks after it."""
+    if ctx.active and ctx.local_rank != 0:
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if ctx.active and ctx.local_rank == 0:
+            dist.barrier()

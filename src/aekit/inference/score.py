@@ -1,0 +1,175 @@
+"""`aekit score`: the anomaly score of every item of some data, with the run's threshold.
+
+Scores are per-item reconstruction errors (evaluation/item_errors.py); the threshold is the one
+fixed at training time unless the call gives another rule (evaluation/thresholds.py). Rows are
+written worst first, keyed by path or, for tables, by their identifier.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aekit.config.train import check_rule
+from aekit.core import distributed
+from aekit.core.errors import AekitError
+from aekit.core.rundir import atomic_write, resolve_run, write_json
+from aekit.evaluation.item_errors import METRICS, TABLE_METRICS
+from aekit.evaluation.thresholds import choose_threshold
+
+
+def check_score_output(path: str | Path) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in (".csv", ".parquet"):
+        raise AekitError(f"output {p} must end in .csv or .parquet")
+    from aekit.inference.vectors import check_output
+
+    return check_output(p)
+
+
+def write_scores(
+    path: Path, ids: list[str], scores: np.ndarray, flags: np.ndarray, metric: str, id_name: str = "path"
+) -> None:
+    """Rows sorted worst first: path (a table's id column), score, is_anomaly, rank."""
+    order = np.argsort(-scores, kind="stable")
+    if path.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(
+            {
+                id_name: [ids[i] for i in order],
+                "score": scores[order].astype(np.float64),
+                "is_anomaly": flags[order].astype(bool),
+                "rank": np.arange(1, len(order) + 1),
+            }
+        )
+        atomic_write(path, lambda t: pq.write_table(table, t))
+        return
+
+    def write(t: Path) -> None:
+        with open(t, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow([id_name, "score", "is_anomaly", "rank"])
+            for rank, i in enumerate(order, 1):
+                w.writerow([ids[i], f"{float(scores[i]):.7g}", str(bool(flags[i])).lower(), rank])
+
+    atomic_write(path, write)
+
+
+@dataclass
+class Scores:
+    """Per-item anomaly scores of some data, in its order, with the threshold used."""
+
+    ids: list[str]
+    scores: np.ndarray
+    is_anomaly: np.ndarray
+    threshold: dict
+    summary: dict
+
+
+def score_to_file(
+    run: str | Path,
+    data: Any,
+    output: str | Path | None = None,
+    *,
+    metric: str = "mse",
+    threshold: float | None = None,
+    threshold_percentile: float | None = None,
+    contamination: float | None = None,
+    worst: int = 16,
+    batch_size: int = 256,
+    device: str = "auto",
+    precision: str = "fp32",
+    verbose: bool = True,
+    cache_dir: str | Path | None = "default",
+    layout: str | None = None,
+    id_column: str | None = None,
+    stride: int | None = None,
+) -> dict:
+    """Score every item of DATA with the model in RUN. With `output`, write it (worst first), a PNG
+    grid of the worst items next to it and a JSON summary with the threshold. Rasters with an
+    `output` that is not a table (.tif, or a folder) get per-pixel error maps instead (raster_out.py),
+    on a grid of `stride` (default: half the patch)."""
+    from aekit.core.plots import preview_channels, recon_grid
+    from aekit.core.progress import console
+    from aekit.inference.encode import load_on_rank, read_for_model
+    from aekit.inference.model import check_batch_size, load
+    from aekit.inference.raster_outputs import raster_outputs, wants_error_maps
+
+    if wants_error_maps(data, output):
+        model = load(run, device=device, precision=precision)
+        return raster_outputs(model, data, output, kind="error", stride=stride, batch_size=batch_size, verbose=verbose)
+
+    if metric not in METRICS:
+        raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    out = check_score_output(output) if output is not None else None
+    check_batch_size(batch_size)
+    check_rule(threshold_percentile, contamination)
+    run_dir = resolve_run(run)
+    ctx, model = load_on_rank(run_dir, device, precision)  # under torchrun each rank scores its share
+    verbose = verbose and ctx.main
+    if model.columns is not None and metric not in TABLE_METRICS:
+        raise AekitError(f"metric {metric} is for images; score table rows by {' or '.join(TABLE_METRICS)}")
+    with distributed.local_rank_first(ctx):
+        items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
+
+    def score_rows(rows: slice) -> np.ndarray:
+        mask = None if items.mask is None else items.mask[rows]
+        return model.score(items.array[rows], metric=metric, layout="NCHW", batch_size=batch_size, mask=mask)
+
+    scores = distributed.map_rows(score_rows, len(items), np.zeros(0), ctx)
+    rule = choose_threshold(
+        run_dir,
+        model.meta,
+        metric,
+        scores,
+        threshold=threshold,
+        percentile=threshold_percentile,
+        contamination=contamination,
+    )
+    flags = scores > rule["value"]
+    summary = {
+        "run": str(run_dir),
+        "data": items.source,
+        "metric": metric,
+        "n_items": len(items),
+        "n_anomalies": int(flags.sum()),
+        "threshold": rule,
+        "skipped": [{"path": s.path, "reason": s.reason} for s in items.skipped],
+    }
+    result = Scores(ids=list(items.ids), scores=scores, is_anomaly=flags, threshold=rule, summary=summary)
+    if out is None or not ctx.main:  # rank 0 writes the merged output
+        return result
+    write_scores(out, items.ids, scores, flags, metric, id_name=items.id_name or "row")
+    grid = out.with_name(out.stem + "_worst.png")
+    top = np.argsort(-scores, kind="stable")[: max(0, worst) if model.columns is None else 0]  # tables: no picture
+    if len(top):
+        sel = np.sort(top)  # read in file order (memory-mapped data), show worst first
+        x = np.asarray(items.array[sel])
+        rank = np.argsort(-scores[sel], kind="stable")
+        recon = model.reconstruct(x[rank], layout="NCHW", batch_size=batch_size)
+        scale = model.scale
+        raster = model.meta.get("raster")
+        view = {}
+        if raster:  # the run's RGB bands, stretched; nodata in black
+            mask = None if items.mask is None else np.asarray(items.mask[sel])[rank]
+            view = {"rgb": preview_channels(raster.get("rgb_bands"), raster["bands"], x.shape[1]), "stretch": True}
+            view["mask"] = mask
+        recon_grid(x[rank].astype(np.float32) / scale, np.asarray(recon, np.float32) / scale, grid, **view)
+    summary.update(output=str(out), worst_grid=str(grid) if len(top) else None)
+    write_json(out.with_name(out.stem + "_summary.json"), summary)
+    if verbose:
+        console.print(
+            f"scored {len(items)} item(s): {summary['n_anomalies']} above the threshold "
+            f"({100 * summary['n_anomalies'] / max(len(items), 1):.1f}%)\n"
+            f"threshold: {rule['explanation']}\n"
+            f"wrote {out} (worst first), "
+            + (f"{grid.name} (worst {len(top)}: originals above reconstructions) " if len(top) else "")
+            + f"and {out.stem}_summary.json"
+        )
+    return result

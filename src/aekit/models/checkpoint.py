@@ -1,0 +1,91 @@
+"""Self-describing model files: weights in safetensors, everything needed to rebuild in model.json.
+
+model.json holds the architecture name and its keyword arguments, the input shape and dtype, the
+normalisation and the aekit version: `load_model` rebuilds the network from these alone, with no
+pickle and no training code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from aekit.core.errors import AekitError
+from aekit.core.rundir import atomic_write, resolve_run, write_json
+from aekit.data.normalize import Normalizer
+from aekit.models import create_model
+from aekit.models.pca import PCA
+from aekit.version import __version__
+
+FORMAT_VERSION = 1
+
+
+def model_meta(arch: str, kwargs: dict[str, Any], normalizer: Normalizer, dtype: str, **extra: Any) -> dict:
+    c, h, w = kwargs["in_shape"]
+    return {
+        "format": FORMAT_VERSION,
+        "aekit_version": __version__,
+        "arch": arch,
+        "model_kwargs": {**kwargs, "in_shape": [c, h, w]},
+        "input": {"channels": c, "height": h, "width": w, "dtype": dtype, "layout": "NCHW"},
+        "normalization": normalizer.to_dict(),
+        "latent_dim": kwargs["latent_dim"],
+        **extra,
+    }
+
+
+def save_model(run_dir: Path, model: nn.Module, meta: dict) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(run_dir / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    write_json(run_dir / "model.json", meta)
+
+
+def load_model(run: str | Path) -> tuple[nn.Module, Normalizer, dict]:
+    """Rebuild a trained model and its normaliser from a run directory."""
+    run_dir = resolve_run(run)
+    try:
+        meta = json.loads((run_dir / "model.json").read_text())
+        norm = meta["normalization"]
+        model = create_model(meta["arch"], **meta["model_kwargs"])
+        normalizer = Normalizer(norm["scale"], norm["mean"], norm["std"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise AekitError(f"{run_dir / 'model.json'} is not a valid aekit model description ({e})") from None
+    try:
+        state = load_file(str(run_dir / "model.safetensors"))
+    except Exception as e:
+        raise AekitError(f"cannot read {run_dir / 'model.safetensors'}: {e}") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise AekitError(
+            f"weights in {run_dir} do not fit the architecture in model.json "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.eval()
+    return model, normalizer, meta
+
+
+def save_pca(run_dir: Path, pca: PCA) -> None:
+    tensors = {"mean": pca.mean.contiguous(), "components": pca.components.contiguous()}
+    atomic_write(run_dir / "pca.safetensors", lambda p: save_file(tensors, str(p)))
+
+
+def load_pca(run_dir: Path) -> PCA:
+    path = run_dir / "pca.safetensors"
+    if not path.is_file():
+        raise AekitError(f"{run_dir} has no pca.safetensors (written by aekit train since 0.1); retrain to evaluate")
+    t = load_file(str(path))
+    return PCA(t["mean"], t["components"])
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def to_device(model: nn.Module, normalizer: Normalizer, device: torch.device) -> None:
+    model.to(device)
+    normalizer.to(device)

@@ -1,0 +1,43 @@
+"""A small explicit model registry: `register_model(name, description)` as a decorator,
+`create_model(name, **kwargs)`, `list_models()`.
+
+A registered factory takes the keyword arguments saved in model.json (`in_shape`, `latent_dim`,
+`depth`, ...) and returns a plain `nn.Module` following the protocol in models/base.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from aekit.core.errors import AekitError
+from aekit.models.variants import wrap
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_model(name: str, description: str) -> Callable:
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = fn
+        _DESCRIPTIONS[name] = description
+        return fn
+
+    return deco
+
+
+def create_model(name: str, *, variant: str = "ae", variant_options: dict | None = None, **kwargs) -> nn.Module:
+    """Build a registered backbone, as a plain, variational or denoising autoencoder (`variant`
+    ae, vae or dae, see variants.py); kwargs are the ones saved in `model.json`."""
+    if name not in _REGISTRY:
+        raise AekitError(f"unknown architecture {name!r}; registered: {', '.join(list_models())}")
+    return wrap(_REGISTRY[name](**kwargs), variant, kwargs["latent_dim"], variant_options)
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def describe_models() -> dict[str, str]:
+    return {name: _DESCRIPTIONS[name] for name in list_models()}

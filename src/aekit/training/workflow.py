@@ -1,0 +1,161 @@
+"""The training workflow: read the data, make the run folder, fit, write the report; or resume a run.
+
+`aekit.train` and `aekit train` are this module's `train`; sweeps call it once per trial.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aekit.config.train import TrainConfig, load_yaml, make_config
+from aekit.core import distributed
+from aekit.core.errors import AekitError
+from aekit.core.rundir import check_out, link_latest, make_run_dir, remove_if_empty
+from aekit.data import load_data
+from aekit.inference.model import Autoencoder, load
+from aekit.reporting.report import report_after_training
+
+
+@dataclass
+class Run:
+    """A finished training run: its folder and its summary (the contents of summary.json)."""
+
+    path: Path
+    summary: dict
+    config: TrainConfig
+
+    def load(self, device: str = "auto") -> Autoencoder:
+        return load(self.path, device=device)
+
+
+def train(
+    data: Any = None,
+    *,
+    out: str | Path | None = None,
+    config: str | Path | None = None,
+    verbose: bool = True,
+    resume: str | Path | None = None,
+    on_epoch: Callable[[int, dict], bool] | None = None,
+    **options: Any,
+) -> Run:
+    """Train an autoencoder on `data`: a folder or image file, a numpy array or tensor of images
+    (N,H,W / N,H,W,C / N,C,H,W), a `torch.utils.data.Dataset` yielding tensors, tuples or dicts,
+    or a table: a .csv/.tsv/.parquet file or a 2-D array (N rows, F columns), which trains an MLP.
+
+    `options` are TrainConfig fields (latent_dim=32, epochs=10, max_time=60, ...); they override
+    the YAML file `config`. `out` defaults to runs/<timestamp> with runs/latest pointing at it.
+
+    `resume="runs/x"` goes on with an interrupted run from its last completed epoch, exactly as
+    if it had not stopped (same data, which defaults to the run's; only `epochs`, `max_time` and
+    `device` may change).
+
+    `on_epoch(epoch, metrics_row) -> bool` is called after each epoch; True stops training early.
+    """
+    from aekit.training.fit import fit
+
+    if resume is not None:
+        return _resume(resume, data, verbose=verbose, config=config, out=out, **options)
+    if data is None:
+        raise AekitError("no data given: pass a folder, file or array (or resume=RUN to continue a run)")
+    cfg = make_config(load_yaml(config) if config else None, **options)
+    ctx = distributed.start(cfg.device)  # several processes under torchrun (distributed.py)
+    verbose = verbose and ctx.main
+    if ctx.main:
+        check_out(out)
+    t0 = time.perf_counter()
+    with distributed.local_rank_first(ctx):  # one rank per machine builds the decode cache
+        dataset = load_for(data, cfg, verbose)
+    if dataset.columns is None and (cfg.columns or cfg.id_column):
+        flag = "--columns" if cfg.columns else "--id-column"
+        raise AekitError(f"{flag} applies to tables (.csv, .parquet, 2-D arrays); {dataset.source} holds images")
+    dataset.load_seconds = round(time.perf_counter() - t0, 3)
+    run_dir = Path(distributed.broadcast(str(make_run_dir(out)) if ctx.main else None, ctx))
+    try:
+        with _writes_of(run_dir, ctx) as write_dir:
+            summary = fit(dataset, cfg, write_dir, verbose=verbose, on_epoch=on_epoch)
+    except BaseException:
+        if ctx.main:
+            remove_if_empty(run_dir)  # e.g. an option the data cannot take: leave nothing behind
+        raise
+    if ctx.main:
+        if out is None:
+            link_latest(run_dir)  # only once the run has written its results
+        report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
+    return Run(path=run_dir, summary=summary, config=cfg)
+
+
+@contextmanager
+def _writes_of(run_dir: Path, ctx):
+    """Where this process writes: the run folder on rank 0, a temporary folder on the others."""
+    if ctx.main:
+        yield run_dir
+        return
+    with tempfile.TemporaryDirectory(prefix=f"aekit-rank{ctx.rank}-") as tmp:
+        yield Path(tmp)
+
+
+def load_for(data: Any, cfg: TrainConfig, verbose: bool):
+    """Read DATA with the preprocessing options of `cfg` (through the decode cache)."""
+    from aekit.data.rasters import RasterOptions
+
+    return load_data(
+        data,
+        channels=cfg.channels,
+        image_size=cfg.image_size,
+        extensions=cfg.extensions,
+        show_progress=verbose,
+        cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
+        layout=cfg.layout,
+        columns=cfg.columns,
+        id_column=cfg.id_column,
+        raster=RasterOptions(cfg.bands, cfg.patch_size, cfg.stride, cfg.nodata, cfg.seed),
+    )
+
+
+RESUMABLE_OPTIONS = ("epochs", "max_time", "device")
+
+
+def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any, **options: Any) -> Run:
+    """Continue RUN from its state.pt (see resume.py) with its own configuration."""
+    from aekit.training.fit import fit
+    from aekit.training.state import load_state
+
+    run_dir = Path(run)
+    if not (run_dir / "config.yaml").is_file():
+        raise AekitError(f"{run_dir} is not a run folder (no config.yaml); pass the folder written by aekit train")
+    if config is not None or out is not None:
+        raise AekitError("--resume continues a run in its own folder with its own config; drop --config and --out")
+    changed = sorted(k for k, v in options.items() if v is not None and k not in RESUMABLE_OPTIONS)
+    if changed:
+        raise AekitError(
+            f"cannot change {', '.join(changed)} when resuming (the run must go on as it started); "
+            f"only {', '.join(RESUMABLE_OPTIONS)} may be given"
+        )
+    saved = load_yaml(run_dir / "config.yaml")
+    source = saved.pop("data", None)
+    cfg = make_config(saved, **options)
+    state = load_state(run_dir)
+    if state["epoch"] >= cfg.epochs:
+        raise AekitError(
+            f"{run_dir} has already trained all {cfg.epochs} epochs; pass --epochs N (more than "
+            f"{state['epoch']}) to train longer"
+        )
+    if data is None:
+        if not source or not Path(source).exists():
+            raise AekitError(f"the run's data ({source}) is not a path that exists here; pass DATA with --resume")
+        data = source
+    ctx = distributed.start(cfg.device)
+    verbose = verbose and ctx.main
+    with distributed.local_rank_first(ctx):
+        dataset = load_for(data, cfg, verbose)
+    with _writes_of(run_dir, ctx) as write_dir:
+        summary = fit(dataset, cfg, write_dir, verbose=verbose, resume=state)
+    if ctx.main:
+        report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
+    return Run(path=run_dir, summary=summary, config=cfg)
