@@ -14,8 +14,8 @@ PACKAGE = Path(aekit.__file__).parent
 LAYERS = {
     "version": 0,
     "core": 0,
-    "data": 1,
-    "config": 2,
+    "config": 1,
+    "data": 2,
     "models": 3,
     "evaluation": 4,
     "inference": 5,

@@ -15,7 +15,7 @@ from aekit.cli.main import main
 from aekit.core.errors import AekitError
 from aekit.data import load_data
 from aekit.training.defaults import default_epochs
-from aekit.training.fit import split_indices
+from aekit.training.setup import split_indices
 
 N, F, RANK = 600, 12, 3
 COLUMNS = [f"c{j}" for j in range(F)]

@@ -11,10 +11,12 @@ from PIL import Image
 
 import aekit
 from aekit.cli.main import main
+from aekit.data.kind import DataKind
 from aekit.data.normalize import Normalizer
+from aekit.evaluation.validation import final_pass
 from aekit.models import create_model, loss_fn
+from aekit.models.pca import PCA
 from aekit.models.variants import DenoisingAutoencoder, VariationalAutoencoder
-from aekit.training.fit import validation_pass
 from tests.conftest import smooth_images
 
 
@@ -102,7 +104,8 @@ def test_active_units_count_dimensions_whose_code_varies():
 
     norm = Normalizer(1.0, [0.0], [1.0])
     x = torch.zeros(50, 1, 2, 2)
-    res = validation_pass(Fixed(), norm, x, torch.arange(50), torch.device("cpu"), False, 16)[1]
+    pca = PCA(torch.zeros(4), torch.zeros(4, 3), torch.zeros(3))
+    res = final_pass(Fixed(), norm, pca, x, torch.arange(50), torch.device("cpu"), 16, DataKind(bounded=False)).latent
     assert res["active_units"] == 1  # variances ~0.35, 0 and ~3.5e-5
     assert res["kl_per_dim"] == [1.0, 1.0, 1.0]
 

@@ -8,6 +8,7 @@ run directory as `config.yaml`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,7 @@ class TrainConfig:
         if dev.split(":")[0] not in DEVICES:
             raise AekitError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
         if self.columns is not None:
-            from aekit.data.tables import parse_columns
+            from aekit.config.train import parse_columns
 
             self.columns = parse_columns(self.columns)
         self.extensions = [e if e.startswith(".") else "." + e for e in (x.lower() for x in self.extensions)]
@@ -316,3 +317,14 @@ def make_config(file_values: dict[str, Any] | None = None, **overrides: Any) -> 
         return TrainConfig(**values)
     except TypeError as e:
         raise AekitError(f"invalid config: {e}") from None
+
+
+def parse_columns(value: str | Sequence[str] | None) -> list[str] | None:
+    """--columns "a,b,c" (or a list) as a list of names; None when not given."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    names = [p.strip() for p in parts if p.strip()]
+    if not names:
+        raise AekitError("--columns needs at least one column name (a comma-separated list, e.g. --columns a,b,c)")
+    return names

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from aekit.config.train import parse_columns
 from aekit.core.errors import AekitError
 from aekit.data.base import ImageData
-from aekit.data.tables import TABLE_SUFFIXES, from_table_array, parse_columns, read_table_file
+from aekit.data.tables import TABLE_SUFFIXES, from_table_array, read_table_file
 
 LAYOUTS = ("NHW", "NHWC", "NCHW")
 

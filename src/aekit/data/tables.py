@@ -258,14 +258,3 @@ def _auto_id(cols: list[Column], chosen: list[str] | None) -> str | None:
 
 def _short(items: list[str], n: int = 12) -> str:
     return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
-
-
-def parse_columns(value: str | Sequence[str] | None) -> list[str] | None:
-    """--columns "a,b,c" (or a list) as a list of names; None when not given."""
-    if value is None:
-        return None
-    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
-    names = [p.strip() for p in parts if p.strip()]
-    if not names:
-        raise AekitError("--columns needs at least one column name (a comma-separated list, e.g. --columns a,b,c)")
-    return names

@@ -1,64 +1,14 @@
-"""Honest evaluation: the autoencoder next to PCA with the same number of components.
+"""Honest evaluation, as people read it: the autoencoder next to PCA with the same number of components.
 
 PCA is fitted on the run's training data (in the model's normalised units) and saved with the
-run as `pca.safetensors`, so `aekit evaluate RUN DATA` compares both on any data. Metrics are in
-[0, 1] pixel units (see metrics.py); integer images are clipped to the valid range first.
+run as `pca.safetensors`, so `aekit evaluate RUN DATA` compares both on any data (the numbers come
+from evaluation/validation.py). Metrics are in [0, 1] pixel units (see metrics.py); integer
+images are clipped to the valid range first.
 """
 
 from __future__ import annotations
 
-import copy
-
-import torch
 from rich.table import Table
-
-from aekit.evaluation.metrics import Metrics, verdict
-from aekit.models.pca import PCA
-
-
-@torch.no_grad()
-def compare(
-    model,
-    normalizer,
-    pca: PCA,
-    x_all: torch.Tensor,
-    idx: torch.Tensor,
-    device,
-    bounded: bool,
-    batch_size: int = 256,
-    standardized: bool = False,
-    m_all: torch.Tensor | None = None,
-) -> dict:
-    """Metrics of the model and of PCA on items `idx` of raw (N, C, H, W) data; tables
-    (`standardized`) are compared in standardised units, where the model was trained; rasters
-    with nodata over the valid pixels of `m_all` (N, 1, H, W)."""
-    ae, lin = Metrics(not standardized), Metrics(not standardized)
-    cpu_norm = copy.deepcopy(normalizer).cpu()  # PCA runs on the CPU; .cpu() on a module moves it in place
-    was_training = model.training
-    model.eval()
-    for i in range(0, len(idx), batch_size):
-        xb = x_all[idx[i : i + batch_size]]
-        mb = None if m_all is None else m_all[idx[i : i + batch_size]]
-        out = model(normalizer.normalize(xb.to(device))).recon
-        if standardized:  # 1.0 is the error of predicting each column's (training) mean
-            target = cpu_norm.normalize(xb)
-            recon, linear = out.float().cpu(), pca.reconstruct(target)
-        else:
-            target = xb.float() / cpu_norm.scale
-            recon = normalizer.to_unit(out, bounded).float().cpu()
-            linear = cpu_norm.to_unit(pca.reconstruct(cpu_norm.normalize(xb)), bounded)
-        ae.update(recon, target, mb)
-        lin.update(linear, target, mb)
-    model.train(was_training)
-    a, b = ae.result(), lin.result()
-    return {
-        "units": "standardised" if standardized else "pixels in [0, 1]",
-        "n_items": len(idx),
-        "latent_dim": pca.components.shape[1],
-        "autoencoder": a,
-        "pca": b,
-        "vs_pca": verdict(a["mse"], b["mse"]),
-    }
 
 
 def comparison_table(res: dict, title: str, columns: list[str] | None = None) -> Table:

@@ -1,4 +1,4 @@
-"""Per-item reconstruction errors (the anomaly scores) and the units they are measured in.
+"""Per-item reconstruction errors: the anomaly scores (units: data/kind.py).
 
 Scores are in [0, 1] pixel units (as the metrics are): `mse` (default), `mae`, or `ssim`
 (1 - SSIM, structural dissimilarity). Tables are scored in standardised units (each column: mean
@@ -10,28 +10,14 @@ from __future__ import annotations
 import torch
 
 from aekit.core.errors import AekitError
+from aekit.data.kind import METRICS
 from aekit.evaluation.metrics import ssim_per_channel
-
-METRICS = ("mse", "mae", "ssim")
-
 
 METRIC_WORDS = {
     "mse": "reconstruction MSE",
     "mae": "mean absolute reconstruction error",
     "ssim": "structural dissimilarity (1 - SSIM)",
 }
-
-
-TABLE_METRICS = ("mse", "mae")  # SSIM means nothing for a table row
-
-
-PIXELS = "pixels in [0, 1]"
-
-
-STANDARDISED = "standardised units"
-
-
-OWN_UNITS = "the data's own units"
 
 
 def item_errors(
@@ -56,11 +42,3 @@ def item_errors(
     if metric == "ssim":
         return 1.0 - ssim_per_channel(recon, target).mean(dim=1)
     raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-
-
-def error_units(scale: float, table: bool = False) -> str:
-    """What errors are measured in: standardised units (tables), pixels scaled to [0, 1], or
-    (scale 1: float arrays, rasters other than 8-bit) the data's own units."""
-    if table:
-        return STANDARDISED
-    return PIXELS if float(scale) != 1.0 else OWN_UNITS

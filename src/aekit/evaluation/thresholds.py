@@ -18,7 +18,8 @@ import numpy as np
 from aekit.config.train import check_rule
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write
-from aekit.evaluation.item_errors import METRIC_WORDS, PIXELS, error_units
+from aekit.data.kind import PIXELS, DataKind
+from aekit.evaluation.item_errors import METRIC_WORDS
 
 VALIDATION_FILE = "validation_scores.csv"
 
@@ -128,7 +129,7 @@ def choose_threshold(
     if sum(given) > 1:
         raise AekitError("give at most one of --threshold, --threshold-percentile and --contamination")
     check_rule(percentile, contamination)
-    units = error_units(meta.get("normalization", {}).get("scale", 255.0), table=bool(meta.get("table")))
+    units = DataKind.of_model(meta).units
     if threshold is not None:
         if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
             raise AekitError(f"threshold must be a finite number >= 0, got {threshold!r}")

@@ -9,7 +9,9 @@ import torch
 
 from aekit.core.progress import console
 from aekit.core.rundir import resolve_run, write_json
-from aekit.evaluation.compare import compare, comparison_table, say_verdict
+from aekit.data.kind import DataKind
+from aekit.evaluation.compare import comparison_table, say_verdict
+from aekit.evaluation.validation import final_pass
 from aekit.models.checkpoint import load_pca
 
 
@@ -36,18 +38,11 @@ def evaluate(
     x_all = torch.from_numpy(items.array)
     columns = model.columns
     m_all = None if items.mask is None else torch.from_numpy(items.mask)
-    res = compare(
-        model.model,
-        model.normalizer,
-        pca,
-        x_all,
-        torch.arange(len(items)),
-        model.device,
-        model.scale > 1,
-        batch_size,
-        standardized=columns is not None,
-        m_all=m_all,
-    )
+    kind = DataKind(table=columns is not None, bounded=model.scale > 1, masked=m_all is not None)
+    idx = torch.arange(len(items))
+    res = final_pass(
+        model.model, model.normalizer, pca, x_all, idx, model.device, batch_size, kind, m_all, scores=False
+    ).comparison
     res.update(
         run=str(run_dir), data=items.source, skipped=[{"path": s.path, "reason": s.reason} for s in items.skipped]
     )

@@ -197,7 +197,8 @@ class Autoencoder:
         mae or ssim = 1 - SSIM); table rows: in standardised units (mse or mae). Compare with
         `threshold` (set at training time). `mask` (N, 1, H, W), True where valid, leaves nodata
         pixels out (rasters)."""
-        from aekit.evaluation.item_errors import METRICS, TABLE_METRICS, item_errors
+        from aekit.data.kind import METRICS, TABLE_METRICS
+        from aekit.evaluation.item_errors import item_errors
 
         allowed = METRICS if self.columns is None else TABLE_METRICS
         if metric not in allowed:

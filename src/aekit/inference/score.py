@@ -18,7 +18,7 @@ from aekit.config.train import check_rule
 from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, resolve_run, write_json
-from aekit.evaluation.item_errors import METRICS, TABLE_METRICS
+from aekit.data.kind import METRICS, TABLE_METRICS
 from aekit.evaluation.thresholds import choose_threshold
 
 

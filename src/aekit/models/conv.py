@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aekit.models.base import AEOutput
+from aekit.models.base import AEModule, AEOutput
 from aekit.models.linear_path import LinearPath
 from aekit.models.registry import register_model
 
@@ -50,7 +50,7 @@ def auto_depth(h: int, w: int, max_depth: int = 5) -> int:
 MAX_LINEAR_INPUT = 196_608  # C*H*W above which the linear path is left out (e.g. 3x256x256)
 
 
-class ConvAutoencoder(LinearPath, nn.Module):
+class ConvAutoencoder(LinearPath, AEModule):
     """Default architecture: per stage a stride-2 conv and a 3x3 conv with SiLU; the decoder
     upsamples to the recorded size and mirrors it; linear bottleneck and linear output head.
 
@@ -125,7 +125,7 @@ class ConvAutoencoder(LinearPath, nn.Module):
         return AEOutput(self.decode(z), z)
 
 
-class BasicAutoencoder(nn.Module):
+class BasicAutoencoder(AEModule):
     """The classic recipe (16, 32, 64 channels, 3x3 stride-2 convs, ReLU, linear latent, mirrored
     transposed convs), with the flatten size and output paddings computed from the input size."""
 

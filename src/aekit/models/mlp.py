@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from aekit.models.base import AEOutput
+from aekit.models.base import AEModule, AEOutput
 from aekit.models.conv import MAX_LINEAR_INPUT
 from aekit.models.linear_path import LinearPath
 from aekit.models.registry import register_model
@@ -37,7 +37,7 @@ def hidden_sizes(width: int, latent_dim: int, depth: int) -> list[int]:
     return [max(latent_dim, round(width * (latent_dim / width) ** (i / depth))) for i in range(depth)]
 
 
-class MLPAutoencoder(LinearPath, nn.Module):
+class MLPAutoencoder(LinearPath, AEModule):
     """Encoder: Linear + SiLU per hidden layer, then a linear latent; the decoder mirrors it with a
     linear output head. `sizes` is [inputs, hidden_1, ..., hidden_depth] (like conv's stage sizes,
     `len(sizes) - 1` is the depth)."""

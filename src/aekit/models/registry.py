@@ -12,6 +12,7 @@ from collections.abc import Callable
 from torch import nn
 
 from aekit.core.errors import AekitError
+from aekit.models.base import AEModule
 from aekit.models.variants import wrap
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -32,7 +33,13 @@ def create_model(name: str, *, variant: str = "ae", variant_options: dict | None
     ae, vae or dae, see variants.py); kwargs are the ones saved in `model.json`."""
     if name not in _REGISTRY:
         raise AekitError(f"unknown architecture {name!r}; registered: {', '.join(list_models())}")
-    return wrap(_REGISTRY[name](**kwargs), variant, kwargs["latent_dim"], variant_options)
+    backbone = _REGISTRY[name](**kwargs)
+    if not isinstance(backbone, AEModule):
+        raise AekitError(
+            f"model {name!r} built a {type(backbone).__name__}, not an AEModule; "
+            "subclass aekit.models.base.AEModule (see its docstring for the protocol)"
+        )
+    return wrap(backbone, variant, kwargs["latent_dim"], variant_options)
 
 
 def list_models() -> list[str]:

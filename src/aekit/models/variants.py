@@ -28,13 +28,13 @@ from torch.nn import functional as F
 
 from aekit.config.train import parse_noise
 from aekit.core.errors import AekitError
-from aekit.models.base import AEOutput, mse_terms
+from aekit.models.base import AEModule, AEOutput, mse_terms
 
 VARIANTS = ("ae", "vae", "dae")
 LOGVAR_LIMIT = 10.0
 
 
-class _Wrapper(nn.Module):
+class _Wrapper(AEModule):
     """Shared plumbing: the backbone's shape, PCA start, learning-rate scales and unit buffers."""
 
     def __init__(self, backbone: nn.Module):
@@ -53,12 +53,10 @@ class _Wrapper(nn.Module):
         self.unit_std.copy_(normalizer.std.reshape(self.unit_std.shape))
 
     def lr_scales(self) -> dict[str, float]:
-        inner = self.backbone.lr_scales() if hasattr(self.backbone, "lr_scales") else {}
-        return {f"backbone.{k}": v for k, v in inner.items()}
+        return {f"backbone.{k}": v for k, v in self.backbone.lr_scales().items()}
 
     def init_from_pca(self, mean: torch.Tensor, components: torch.Tensor, variance=None) -> None:
-        if hasattr(self.backbone, "init_from_pca"):
-            self.backbone.init_from_pca(mean, components)
+        self.backbone.init_from_pca(mean, components)
 
     def to_unit(self, xn: torch.Tensor) -> torch.Tensor:
         return xn * self.unit_std + self.unit_mean

@@ -79,7 +79,7 @@ def lr_at(progress: float, peak: float) -> float:
 
 def param_groups(model: torch.nn.Module) -> list[dict]:
     """Optimizer groups; a model may slow some parameters down with `lr_scales()` {prefix: factor}."""
-    scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+    scales = model.lr_scales()
     groups: dict[float, list] = {}
     for name, p in model.named_parameters():
         factor = next((f for prefix, f in scales.items() if name.startswith(prefix)), 1.0)

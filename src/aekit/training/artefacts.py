@@ -1,0 +1,141 @@
+"""The end of a run: the best weights back in place, then everything a person or a later command reads.
+
+One validation pass (evaluation/validation.py) gives the metrics against PCA, the per-item errors
+the anomaly threshold is set from, and the latent statistics. Written here: recon.png, loss.png,
+validation_scores.csv, the threshold in model.json, and summary.json.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from aekit.core.errors import AekitError
+from aekit.core.plots import loss_plot, recon_grid, table_recon_plot
+from aekit.core.progress import console
+from aekit.core.rundir import write_json
+from aekit.data.base import ImageData
+from aekit.evaluation.compare import comparison_table, say_verdict
+from aekit.evaluation.thresholds import threshold_from, write_validation_scores
+from aekit.evaluation.validation import FinalPass, final_pass, reconstruct_measured
+from aekit.training.console import print_end
+from aekit.training.setup import Setup
+from aekit.version import __version__
+
+
+def finish(
+    s: Setup,
+    data: ImageData,
+    rows: list[dict],
+    best: dict,
+    best_state: dict,
+    stopped: str,
+    run_dir: Path,
+    t_start: float,
+    verbose: bool,
+) -> dict:
+    """Write the run's results for the best epoch; returns the summary (summary.json)."""
+    if not math.isfinite(best["val_loss"]):
+        raise AekitError(
+            "training produced no finite validation loss (NaN or Inf); lower --lr or check the data for extreme values"
+        )
+    s.model.load_state_dict(best_state)
+    recon_picture(s, data, run_dir / "recon.png")
+    loss_plot(rows, run_dir / "loss.png")
+    res = final_pass(s.model, s.normalizer, s.pca, s.x_all, s.eval_idx, s.device, s.cfg.batch_size * 4, s.kind, s.m_all)
+    write_validation_scores(run_dir, [data.ids[i] for i in s.eval_idx.tolist()], res.errors)
+    whose = f"the {len(s.eval_idx)} {'validation' if len(s.val_idx) else 'training'} items"
+    rules = {
+        m: threshold_from(
+            e, m, percentile=s.cfg.threshold_percentile, contamination=s.cfg.contamination, of=whose, units=s.kind.units
+        )
+        for m, e in res.errors.items()
+    }
+    s.meta["threshold"] = {**rules["mse"], "by_metric": {m: r for m, r in rules.items() if m != "mse"}}
+    write_json(run_dir / "model.json", s.meta)
+    summary = make_summary(s, data, res, rows, best, stopped, rules["mse"], t_start)
+    write_json(run_dir / "summary.json", summary)
+    if verbose:
+        print_end(summary, run_dir)
+        title = f"validation ({len(s.eval_idx)} items): autoencoder vs PCA"
+        console.print(comparison_table(res.comparison, title, data.columns))
+        console.print(say_verdict(res.comparison))
+    return summary
+
+
+def recon_picture(s: Setup, data: ImageData, path: Path) -> None:
+    """Validation items above their reconstructions; tables: reconstructed against original values."""
+    if s.kind.table:  # no images to show: standardised values
+        show = s.x_all[s.eval_idx[:2000]]
+        table_recon_plot(
+            s.normalizer.normalize(show.to(s.device)).cpu().numpy()[:, :, 0, 0],
+            reconstruct_measured(s.model, s.normalizer, show, s.device, s.kind)[:, :, 0, 0],
+            path,
+        )
+        return
+    n_show = min(8, len(s.eval_idx))
+    shown = s.eval_idx[torch.linspace(0, len(s.eval_idx) - 1, n_show).round().long()]  # spread over the set
+    show = s.x_all[shown]
+    recon_grid(
+        show.float().numpy() / data.scale,
+        reconstruct_measured(s.model, s.normalizer, show, s.device, s.kind),
+        path,
+        rgb=s.rgb,
+        stretch=s.kind.raster,
+        mask=None if s.m_all is None else s.m_all[shown].numpy(),
+    )
+
+
+def make_summary(
+    s: Setup, data: ImageData, res: FinalPass, rows: list[dict], best: dict, stopped: str, threshold: dict, t_start
+) -> dict:
+    cfg, c, (h, w) = s.cfg, data.shape[0], data.shape[1:]
+    ae, lin = res.comparison["autoencoder"], res.comparison["pca"]
+    if len(s.val_idx):
+        val_on = "validation split"
+    else:
+        val_on = "training data (val_fraction is 0)" if cfg.val_fraction == 0 else "training data (too few items)"
+    return {
+        "aekit_version": __version__,
+        "data": data.source,
+        "n_found": data.n_found,
+        "n_images": len(data),
+        "n_train": len(s.train_idx),
+        "n_val": len(s.val_idx),
+        "channels": c,
+        "image_size": [h, w],
+        "model": cfg.model,
+        **({"columns": data.columns, "id_column": data.id_name} if s.kind.table else {}),
+        "metric_units": "standardised (columns: mean 0, std 1 on the training rows)"
+        if s.kind.table
+        else "pixels in [0, 1]",
+        "arch": cfg.arch,
+        "latent_dim": cfg.latent_dim,
+        **res.latent,
+        "parameters": s.n_params,
+        "device": str(s.device),
+        "world_size": s.ctx.world,
+        "compute": s.compute.describe(),
+        "load_seconds": data.load_seconds,
+        "epochs_run": len(rows),
+        "best_epoch": best["epoch"],
+        "val_loss": best["val_loss"],
+        "val_mse": ae["mse"],
+        "mse_units": s.kind.units,
+        "val_psnr": ae["psnr"],
+        "val_ssim": ae["ssim"],
+        "pca_val_mse": lin["mse"],
+        "pca_val_psnr": lin["psnr"],
+        "pca_val_ssim": lin["ssim"],
+        "vs_pca": res.comparison["vs_pca"],
+        "metrics": res.comparison,
+        "val_on": val_on,
+        "threshold": threshold,
+        "stopped": stopped,
+        "seconds": round(time.perf_counter() - t_start, 2),
+        "images_per_s": rows[-1]["images_per_s"],
+        "skipped": [{"path": k.path, "reason": k.reason} for k in data.skipped],
+    }
