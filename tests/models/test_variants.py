@@ -15,8 +15,9 @@ from aekit.data.kind import DataKind
 from aekit.data.normalize import Normalizer
 from aekit.evaluation.validation import final_pass
 from aekit.models import create_model, loss_fn
+from aekit.models.dae import DenoisingAutoencoder
 from aekit.models.pca import PCA
-from aekit.models.variants import DenoisingAutoencoder, VariationalAutoencoder
+from aekit.models.vae import VariationalAutoencoder
 from tests.conftest import smooth_images
 
 

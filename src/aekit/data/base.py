@@ -21,7 +21,7 @@ class ImageData:
 
     `scale` is the value of a full-scale pixel (255 for 8-bit images, 65535 for 16-bit,
     1.0 for float data), so `array / scale` is in [0, 1] for images. A table of F columns is
-    (N, F, 1, 1) with `columns` naming them (see data/tabular.py).
+    (N, F, 1, 1) with `columns` naming them (see data/tables.py).
 
     Rasters may have nodata pixels: `mask` is then (N, 1, H, W) bool, True where a pixel is
     valid, and `array` holds values filled in from valid neighbours there (data/rasters.py).

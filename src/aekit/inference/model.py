@@ -6,7 +6,7 @@ float. Integer inputs are pixel values; float inputs are taken in the training d
 and sizes are resized to cover the model's size and center-cropped, as in training. A table model
 takes rows (N, F) or one row (F,) of its columns, in the table's own units. Models trained on
 rasters take values in the rasters' own units, of any numeric type, with nodata already filled
-(raster files go through raster_out.py).
+(raster files go through raster_outputs.py).
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from torch import nn
 
 from aekit.core.errors import AekitError
 from aekit.models.base import AEModule
-from aekit.models.variants import wrap
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_VARIANTS: dict[str, Callable[..., nn.Module]] = {}  # "vae", "dae": wrappers around a backbone
 
 
 def register_model(name: str, description: str) -> Callable:
@@ -30,7 +30,7 @@ def register_model(name: str, description: str) -> Callable:
 
 def create_model(name: str, *, variant: str = "ae", variant_options: dict | None = None, **kwargs) -> nn.Module:
     """Build a registered backbone, as a plain, variational or denoising autoencoder (`variant`
-    ae, vae or dae, see variants.py); kwargs are the ones saved in `model.json`."""
+    ae, or a registered variant: vae.py, dae.py); kwargs are the ones saved in `model.json`."""
     if name not in _REGISTRY:
         raise AekitError(f"unknown architecture {name!r}; registered: {', '.join(list_models())}")
     backbone = _REGISTRY[name](**kwargs)
@@ -48,3 +48,21 @@ def list_models() -> list[str]:
 
 def describe_models() -> dict[str, str]:
     return {name: _DESCRIPTIONS[name] for name in list_models()}
+
+
+def register_variant(name: str) -> Callable:
+    """Register `factory(backbone, latent_dim, **options) -> nn.Module` as the variant `name`."""
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _VARIANTS[name] = factory
+        return factory
+
+    return deco
+
+
+def wrap(backbone: nn.Module, variant: str, latent_dim: int, options: dict | None) -> nn.Module:
+    if variant == "ae":
+        return backbone
+    if variant not in _VARIANTS:
+        raise AekitError(f"unknown model {variant!r}; choose one of {', '.join(['ae', *sorted(_VARIANTS)])}")
+    return _VARIANTS[variant](backbone, latent_dim, **dict(options or {}))

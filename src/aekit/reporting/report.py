@@ -4,7 +4,7 @@ Everything comes from the files in the run folder (summary.json, config.yaml, me
 recon.png, model.json, validation_scores.csv, embeddings_2d.csv), so a report can be written
 again at any time, also for older runs: what a run lacks becomes a short note. The page needs no
 network: images are embedded as base64 PNGs, the style is inline, there is no script.
-(The module is not called report.py so that `aekit.report` stays the function, as with trainer.py.)
+(It lives in the package `reporting` so that `aekit.report` stays the function.)
 """
 
 from __future__ import annotations

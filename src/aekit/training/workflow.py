@@ -122,7 +122,7 @@ RESUMABLE_OPTIONS = ("epochs", "max_time", "device")
 
 
 def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any, **options: Any) -> Run:
-    """Continue RUN from its state.pt (see resume.py) with its own configuration."""
+    """Continue RUN from its state.pt (see state.py) with its own configuration."""
     from aekit.training.fit import fit
     from aekit.training.state import load_state
 
