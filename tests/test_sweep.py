@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import aekit
-import aekit.api
+import aekit.training.workflow
 import aekit.data.cache
 from aekit.cli.main import main
 from tests.conftest import smooth_images
@@ -93,7 +93,7 @@ def test_interrupted_sweep_resumes_and_grows(gray28, tmp_path, monkeypatch, caps
             raise KeyboardInterrupt
         return real(data, out=out, **kw)
 
-    monkeypatch.setattr(aekit.api, "train", interrupted_second)
+    monkeypatch.setattr(aekit.training.workflow, "train", interrupted_second)
     args = ["sweep", str(gray28), *FAST, "-o", str(out), "--quiet"]
     assert main([*args, "--latent-dim", "2,4"]) == 130
     rows = read_rows(out)
@@ -101,8 +101,8 @@ def test_interrupted_sweep_resumes_and_grows(gray28, tmp_path, monkeypatch, caps
     model = out / "trials" / rows[0]["trial"] / "model.safetensors"
     stamp = model.stat().st_mtime_ns
 
-    monkeypatch.setattr(aekit.api, "train", real)
-    calls = count_calls(monkeypatch, aekit.api, "train")
+    monkeypatch.setattr(aekit.training.workflow, "train", real)
+    calls = count_calls(monkeypatch, aekit.training.workflow, "train")
     assert main([*args, "--latent-dim", "2,4,8"]) == 0  # the same sweep, with one more size
     assert calls == ["ae-latent4-depthauto-lr0.001", "ae-latent8-depthauto-lr0.001"]  # the finished one is kept
     assert model.stat().st_mtime_ns == stamp
@@ -124,7 +124,7 @@ def test_python_api_and_tpe_search(tmp_path, monkeypatch):
     x = smooth_images(24, 16, 16, 1)[..., 0]  # (N, H, W) uint8
     out = tmp_path / "tpe"
     opts = {"epochs": 1, "batch_size": 8, "width": 8, "verbose": False, "out": out}
-    calls = count_calls(monkeypatch, aekit.api, "train")
+    calls = count_calls(monkeypatch, aekit.training.workflow, "train")
     res = aekit.sweep(x, latent_dim=[2, 4, 8], depth="1,2", search="tpe", trials=2, **opts)
     assert len(calls) == 2 and len(set(calls)) == 2
     assert len(res) == 2 and res.columns[0] == "trial"
