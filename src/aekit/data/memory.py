@@ -1,6 +1,6 @@
 """In-memory data: numpy arrays, tensors and the user's own `torch.utils.data.Dataset`.
 
-Images: (N, H, W), (N, H, W, C) and (N, C, H, W); 2-D arrays (N, F) are tables (tabular.py).
+Images: (N, H, W), (N, H, W, C) and (N, C, H, W); 2-D arrays (N, F) are tables (tables.py).
 The channel axis is the one of size 1, 3 or 4 (or `expected_channels` when given); when both
 could be, torch tensors are read as N,C,H,W and numpy arrays as N,H,W,C. Integer data keeps its
 units (full scale 255 for uint8, 65535 for uint16); float data is used as it is (full scale 1.0).
@@ -69,7 +69,7 @@ def from_array(
     x: Any, *, layout: str | None = None, source: str = "array", columns: Any = None, id_column: str | None = None
 ) -> ImageData:
     """Wrap an array or tensor of images as ImageData (no copy when already N,C,H,W); a 2-D
-    array (N rows, F columns) is a table (see tabular.py)."""
+    array (N rows, F columns) is a table (see tables.py)."""
     prefer = "NCHW" if isinstance(x, torch.Tensor) else "NHWC"
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if arr.ndim == 2:

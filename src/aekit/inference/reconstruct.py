@@ -114,7 +114,7 @@ def reconstruct_to_dir(
 ) -> dict:
     """Reconstruct every item of DATA with the model in RUN into `out_dir`; returns a summary.
     A raster model given rasters writes whole GeoTIFFs, stitched from patches on a grid of
-    `stride` (default: half the patch; see raster_out.py)."""
+    `stride` (default: half the patch; see raster_outputs.py)."""
     from aekit.core.progress import console, track
     from aekit.inference.encode import read_for_model
     from aekit.inference.model import check_batch_size, load

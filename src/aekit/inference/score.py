@@ -93,7 +93,7 @@ def score_to_file(
 ) -> dict:
     """Score every item of DATA with the model in RUN. With `output`, write it (worst first), a PNG
     grid of the worst items next to it and a JSON summary with the threshold. Rasters with an
-    `output` that is not a table (.tif, or a folder) get per-pixel error maps instead (raster_out.py),
+    `output` that is not a table (.tif, or a folder) get per-pixel error maps instead (raster_outputs.py),
     on a grid of `stride` (default: half the patch)."""
     from aekit.core.plots import preview_channels, recon_grid
     from aekit.core.progress import console
