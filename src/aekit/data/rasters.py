@@ -274,6 +274,35 @@ def _gdal_type(dtype: str) -> str:
     return {"uint8": "Byte", "float32": "Float32", "float64": "Float64"}.get(dtype, dtype.capitalize())
 
 
+@dataclass
+class _Layout:
+    """How read_rasters cuts files into items: whole `ph` x `pw` tiles, or patches of that size
+    every `stride` pixels (None for tiles)."""
+
+    tiles: bool
+    ph: int
+    pw: int
+    stride: int | None
+
+    def noun(self, plural: bool = False) -> str:
+        return ("tiles" if plural else "tile") if self.tiles else ("patches" if plural else "patch")
+
+
+@dataclass
+class _Items:
+    """read_rasters' output arrays while files are read into them: row `offsets[k] + j` holds
+    position j of plan k; `kept` marks the rows not skipped for nodata."""
+
+    array: Any
+    mask: Any
+    kept: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def total(self) -> int:
+        return len(self.kept)
+
+
 def read_rasters(
     root: str | Path,
     opts: RasterOptions,
@@ -290,6 +319,35 @@ def read_rasters(
     root = Path(root)
     files, others = listing or scan_rasters(root)
     skipped = list(others)
+    infos = _probe_files(files, root, skipped)
+    check_consistent([(_rel(f, root), i) for f, i in infos], opts.bands)
+    first = infos[0][1]
+    bands = opts.bands or list(range(1, first.count + 1))
+    store = np.dtype(STORAGE[first.dtype])
+    notes = [f"rasters: {len(infos)} file(s), {first.count} band(s) of {first.dtype}, using bands {_ranges(bands)}"]
+    layout = _choose_layout(infos, opts, grid, notes)
+    plans = _plan_items(infos, layout, grid, opts.seed, root, skipped)
+    items = _allocate_items(plans, len(bands), layout, store, allocate)
+    _read_items(plans, items, bands, layout, opts, store, show_progress)
+    array, mask = _drop_mostly_nodata(items, layout, root, notes)
+    any_nodata = not bool(np.all(mask))
+    notes += _value_notes(opts, first, store, any_nodata)
+    skipped.sort(key=lambda s: s.path)
+    return ImageData(
+        array=array,
+        ids=_item_ids(plans, items, layout, root),
+        scale=255.0 if first.dtype == "uint8" else 1.0,
+        source=str(root.resolve()),
+        skipped=skipped,
+        n_found=len(files) + len(others),
+        notes=notes,
+        mask=mask if any_nodata else None,
+        raster=_raster_meta(infos, opts, bands, layout),
+    )
+
+
+def _probe_files(files: list[Path], root: Path, skipped: list[Skipped]) -> list[tuple[Path, RasterInfo]]:
+    """(file, header) of every readable raster; the others join `skipped` with their reason."""
     infos: list[tuple[Path, RasterInfo]] = []
     for f in files:
         try:
@@ -298,13 +356,11 @@ def read_rasters(
             skipped.append(Skipped(_rel(f, root), str(e)))
     if not infos:
         raise AekitError(f"no readable raster under {root} (first: {skipped[-1].path}: {skipped[-1].reason})")
-    check_consistent([(_rel(f, root), i) for f, i in infos], opts.bands)
-    first = infos[0][1]
-    bands = opts.bands or list(range(1, first.count + 1))
-    file_dtype = first.dtype
-    store = np.dtype(STORAGE[file_dtype])
-    notes = [f"rasters: {len(infos)} file(s), {first.count} band(s) of {file_dtype}, using bands {_ranges(bands)}"]
+    return infos
 
+
+def _choose_layout(infos: list[tuple[Path, RasterInfo]], opts: RasterOptions, grid: bool, notes: list[str]) -> _Layout:
+    """Whole tiles when every file has one small size (or exactly the patch size), else patches."""
     sizes = {(i.height, i.width) for _, i in infos}
     one = next(iter(sizes)) if len(sizes) == 1 else None
     tiles = one is not None and (
@@ -312,41 +368,59 @@ def read_rasters(
     )
     if tiles:
         ph, pw = next(iter(sizes))
-        stride = None
         notes.append(f"items: whole tiles of {ph}x{pw}")
-    else:
-        ph = pw = opts.patch_size or DEFAULT_PATCH
-        stride = opts.stride or ph
-        how = "a regular grid" if grid else "seeded random positions"
-        default = "" if opts.patch_size else " (the default; pass --patch-size to change)"
-        notes.append(f"items: patches of {ph}x{pw}{default}, stride {stride}, at {how}")
+        return _Layout(tiles=True, ph=ph, pw=pw, stride=None)
+    ph = pw = opts.patch_size or DEFAULT_PATCH
+    stride = opts.stride or ph
+    how = "a regular grid" if grid else "seeded random positions"
+    default = "" if opts.patch_size else " (the default; pass --patch-size to change)"
+    notes.append(f"items: patches of {ph}x{pw}{default}, stride {stride}, at {how}")
+    return _Layout(tiles=False, ph=ph, pw=pw, stride=stride)
 
-    rng = np.random.default_rng(opts.seed)
-    plans = []  # (path, info, [(y, x), ...])
+
+def _plan_items(
+    infos: list[tuple[Path, RasterInfo]],
+    layout: _Layout,
+    grid: bool,
+    seed: int,
+    root: Path,
+    skipped: list[Skipped],
+) -> list[tuple[Path, RasterInfo, list[tuple[int, int]]]]:
+    """(path, header, [(y, x), ...]) of every file at least a patch in size; smaller ones are skipped."""
+    ph, pw = layout.ph, layout.pw
+    rng = np.random.default_rng(seed)
+    plans = []
     for f, info in infos:
         if info.height < ph or info.width < pw:
             skipped.append(Skipped(_rel(f, root), f"smaller ({info.height}x{info.width}) than the patch {ph}x{pw}"))
             continue
-        if tiles:
-            positions = [(0, 0)]
-        else:
-            ys, xs = grid_positions(info.height, ph, stride), grid_positions(info.width, pw, stride)
-            if grid:
-                positions = [(y, x) for y in ys for x in xs]
-            else:
-                n = len(ys) * len(xs)
-                positions = sorted(  # row order: neighbouring windows share GDAL's cached blocks
-                    zip(
-                        rng.integers(0, info.height - ph + 1, n).tolist(),
-                        rng.integers(0, info.width - pw + 1, n).tolist(),
-                    )
-                )
-        plans.append((f, info, positions))
+        plans.append((f, info, _positions(info, layout, grid, rng)))
     if not plans:
         raise AekitError(f"every raster under {root} is smaller than the patch {ph}x{pw}; pass a smaller --patch-size")
+    return plans
 
+
+def _positions(info: RasterInfo, layout: _Layout, grid: bool, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Top-left corners of one file's items: the tile, the grid, or as many seeded random patches."""
+    if layout.tiles:
+        return [(0, 0)]
+    ph, pw, stride = layout.ph, layout.pw, layout.stride
+    ys, xs = grid_positions(info.height, ph, stride), grid_positions(info.width, pw, stride)
+    if grid:
+        return [(y, x) for y in ys for x in xs]
+    n = len(ys) * len(xs)
+    return sorted(  # row order: neighbouring windows share GDAL's cached blocks
+        zip(
+            rng.integers(0, info.height - ph + 1, n).tolist(),
+            rng.integers(0, info.width - pw + 1, n).tolist(),
+        )
+    )
+
+
+def _allocate_items(plans: list, c: int, layout: _Layout, store: np.dtype, allocate: Any) -> _Items:
+    """Output arrays for every planned item, or a one-line error when they do not fit in memory."""
+    ph, pw = layout.ph, layout.pw
     total = sum(len(p) for _, _, p in plans)
-    c = len(bands)
     try:
         array = allocate((total, c, ph, pw), store)
         mask = allocate((total, 1, ph, pw), np.dtype(bool))
@@ -355,81 +429,111 @@ def read_rasters(
             f"{total} patches of {c}x{ph}x{pw} do not fit in memory; pass a larger --stride or fewer --bands"
         ) from None
     offsets = np.cumsum([0] + [len(p) for _, _, p in plans])
-    kept = np.zeros(total, bool)
+    return _Items(array=array, mask=mask, kept=np.zeros(total, bool), offsets=offsets)
+
+
+def _read_items(
+    plans: list,
+    items: _Items,
+    bands: list[int],
+    layout: _Layout,
+    opts: RasterOptions,
+    store: np.dtype,
+    show_progress: bool,
+) -> None:
+    """Read every planned item into `items`, files in parallel (GDAL reads release the GIL)."""
 
     def read_file(k: int) -> None:
-        f, info, positions = plans[k]
-        nodata = effective_nodata(opts, info.nodata)
-        with open_raster(f) as src:
-            window_cls = rasterio_module().windows.Window
-            for j, (y, x) in enumerate(positions):
-                values = src.read(bands, window=window_cls(x, y, pw, ph))  # (C, ph, pw), only this window
-                valid = valid_mask(values, nodata)
-                if 1.0 - valid.mean() > MAX_NODATA:
-                    continue
-                row = offsets[k] + j
-                if not valid.all():
-                    values = fill_patch(values, valid)
-                    if store.kind in "iu":
-                        values = np.rint(values)
-                array[row] = values.astype(store, copy=False)
-                mask[row, 0] = valid
-                kept[row] = True
+        _read_file(plans[k], items, int(items.offsets[k]), bands, layout, opts, store)
 
-    with ThreadPoolExecutor(min(_WORKERS, len(plans))) as pool:  # GDAL reads release the GIL
+    with ThreadPoolExecutor(min(_WORKERS, len(plans))) as pool:
         for _ in track(pool.map(read_file, range(len(plans))), len(plans), "reading rasters", show_progress):
             pass
-    rows = np.flatnonzero(kept)
+
+
+def _read_file(
+    plan: tuple, items: _Items, first_row: int, bands: list[int], layout: _Layout, opts: RasterOptions, store: np.dtype
+) -> None:
+    """One file's items, each through its own window, into rows `first_row`, `first_row` + 1, ...;
+    items that are mostly nodata stay not kept, the others get their nodata filled and their mask."""
+    f, info, positions = plan
+    ph, pw = layout.ph, layout.pw
+    nodata = effective_nodata(opts, info.nodata)
+    with open_raster(f) as src:
+        window_cls = rasterio_module().windows.Window
+        for j, (y, x) in enumerate(positions):
+            values = src.read(bands, window=window_cls(x, y, pw, ph))  # (C, ph, pw), only this window
+            valid = valid_mask(values, nodata)
+            if 1.0 - valid.mean() > MAX_NODATA:
+                continue
+            row = first_row + j
+            if not valid.all():
+                values = fill_patch(values, valid)
+                if store.kind in "iu":
+                    values = np.rint(values)
+            items.array[row] = values.astype(store, copy=False)
+            items.mask[row, 0] = valid
+            items.kept[row] = True
+
+
+def _drop_mostly_nodata(items: _Items, layout: _Layout, root: Path, notes: list[str]) -> tuple[Any, Any]:
+    """(array, mask) of the kept items only, the gaps closed in place; an error when none is kept."""
+    rows = np.flatnonzero(items.kept)
+    total = items.total
     n_mostly = total - len(rows)
     if not len(rows):
         raise AekitError(
-            f"every {'tile' if tiles else 'patch'} under {root} is more than {MAX_NODATA:.0%} nodata; "
+            f"every {layout.noun()} under {root} is more than {MAX_NODATA:.0%} nodata; "
             "check --nodata, or pass --bands to leave out an empty band"
         )
     if n_mostly:
-        notes.append(f"{n_mostly} of {total} {'tiles' if tiles else 'patches'} skipped: more than 50% nodata")
+        notes.append(f"{n_mostly} of {total} {layout.noun(plural=True)} skipped: more than 50% nodata")
+    array, mask = items.array, items.mask
     if len(rows) < total:  # close the gaps, in place
         array[: len(rows)] = array[rows]
         mask[: len(rows)] = mask[rows]
-    array, mask = array[: len(rows)], mask[: len(rows)]
+    return array[: len(rows)], mask[: len(rows)]
+
+
+def _item_ids(plans: list, items: _Items, layout: _Layout, root: Path) -> list[str]:
+    """The kept items' names: the file's path for a tile, `path[y0:y1,x0:x1]` for a patch."""
+    ph, pw = layout.ph, layout.pw
     ids = []
     for k, (f, _, positions) in enumerate(plans):
         rel = _rel(f, root)
         for j, (y, x) in enumerate(positions):
-            if kept[offsets[k] + j]:
-                ids.append(rel if tiles else f"{rel}[{y}:{y + ph},{x}:{x + pw}]")
-    any_nodata = not bool(np.all(mask))
+            if items.kept[items.offsets[k] + j]:
+                ids.append(rel if layout.tiles else f"{rel}[{y}:{y + ph},{x}:{x + pw}]")
+    return ids
+
+
+def _value_notes(opts: RasterOptions, first: RasterInfo, store: np.dtype, any_nodata: bool) -> list[str]:
+    """The notes on nodata and on units."""
     nodata_note = effective_nodata(opts, first.nodata)
-    notes.append(
+    notes = [
         f"nodata: {nodata_note if nodata_note is not None else 'none set'}"
         + (" (and NaN)" if store.kind == "f" else "")
         + ("; nodata pixels left out of statistics, loss and metrics" if any_nodata else "; no nodata pixel found")
-    )
+    ]
     if store != np.uint8:
-        notes.append(f"{file_dtype} values kept in their own units, normalised per band (no /255)")
-    raster = {
+        notes.append(f"{first.dtype} values kept in their own units, normalised per band (no /255)")
+    return notes
+
+
+def _raster_meta(infos: list[tuple[Path, RasterInfo]], opts: RasterOptions, bands: list[int], layout: _Layout) -> dict:
+    """ImageData.raster: how the files were read (stored in model.json by training)."""
+    first = infos[0][1]
+    return {
         "bands": bands,
         "file_band_count": first.count,
-        "dtype": file_dtype,
+        "dtype": first.dtype,
         "nodata": opts.nodata,
         "file_nodata": first.nodata,
-        "patch_size": None if tiles else [ph, pw],
-        "stride": stride,
+        "patch_size": None if layout.tiles else [layout.ph, layout.pw],
+        "stride": layout.stride,
         "crs": next((i.crs for _, i in infos if i.crs), None),
         "descriptions": [first.descriptions[b - 1] for b in bands],
     }
-    skipped.sort(key=lambda s: s.path)
-    return ImageData(
-        array=array,
-        ids=ids,
-        scale=255.0 if file_dtype == "uint8" else 1.0,
-        source=str(root.resolve()),
-        skipped=skipped,
-        n_found=len(files) + len(others),
-        notes=notes,
-        mask=mask if any_nodata else None,
-        raster=raster,
-    )
 
 
 def fill_patch(values: np.ndarray, valid: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:

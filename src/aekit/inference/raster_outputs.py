@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,28 @@ def _predict(model: Autoencoder, x: np.ndarray, kind: str, batch_size: int) -> n
     return np.concatenate(outs)
 
 
+@dataclass
+class _Stitch:
+    """What stitch_raster needs to write one output: the open source, how it is read, the grid of
+    patches and the output's GeoTIFF profile."""
+
+    src: Any
+    kind: str
+    bands: list[int]
+    height: int
+    width: int
+    nodata: float | None  # the source's, as the model was trained with
+    fill: np.ndarray  # raw band means, for patches with no valid pixel
+    dtype: np.dtype
+    out_nodata: float | None
+    profile: dict
+    descriptions: list[str | None]
+    ph: int
+    pw: int
+    ys: list[int]
+    xs: list[int]
+
+
 def stitch_raster(
     model: Autoencoder | str | Path,
     src_path: str | Path,
@@ -118,7 +141,6 @@ def stitch_raster(
         raise AekitError(f"unknown output kind {kind!r}; use one of {', '.join(KINDS)}")
     model = _model(model, device)
     rasterio = rasterio_module()
-    window_cls = rasterio.windows.Window
     src_path, dst_path = Path(src_path), Path(dst_path)
     _, ph, pw = model.input_shape
     stride = stride or max(1, min(ph, pw) // 2)
@@ -131,79 +153,120 @@ def stitch_raster(
     except rasterio.errors.RasterioError as e:
         raise AekitError(f"cannot read {src_path} as a raster ({str(e).splitlines()[0]})") from None
     with src:
-        bands = _check_source(src, str(src_path), model)
-        height, width = src.height, src.width
-        nodata = effective_nodata(opts, src.nodata)
-        c_out = len(bands) if kind == "reconstruction" else 1
-        dtype = np.dtype(src.dtypes[0]) if kind == "reconstruction" else np.dtype(np.float32)
-        if kind == "error" or (nodata is None and dtype.kind == "f"):
-            out_nodata = float("nan")
-        else:
-            out_nodata = nodata  # None for an integer raster without nodata: every pixel is valid
-        profile = {
-            "driver": "GTiff",
-            "height": height,
-            "width": width,
-            "count": c_out,
-            "dtype": dtype.name,
-            "crs": src.crs,
-            "transform": src.transform,
-            "nodata": out_nodata,
-            "compress": "deflate",
-            "BIGTIFF": "IF_SAFER",
-        }
-        descriptions = [src.descriptions[b - 1] for b in bands] if kind == "reconstruction" else ["squared error"]
-        ys, xs = grid_positions(height, ph, stride), grid_positions(width, pw, stride)
-        weight = blend_window(ph, pw)
-        strip_w = max(width, pw)
+        plan = _plan_stitch(src, str(src_path), model, kind, stride, opts, fill)
         stats = {"sq": 0.0, "n": 0}
-
-        def write(tmp: Path) -> None:
-            acc = np.zeros((c_out, ph, strip_w), np.float64)  # rows [top, top + ph) of the blended sums
-            wsum = np.zeros((ph, strip_w), np.float64)
-            with rasterio.open(tmp, "w", **profile) as dst:
-                for k, desc in enumerate(descriptions, 1):
-                    if desc:
-                        dst.set_band_description(k, desc)
-                for i, y in enumerate(ys):
-                    boundless = y + ph > height or pw > width
-                    with warnings.catch_warnings():  # rasterio's boundless reads use a deprecated Affine op
-                        warnings.simplefilter("ignore", PendingDeprecationWarning)
-                        strip = src.read(
-                            bands, window=window_cls(0, y, strip_w, ph), boundless=boundless, fill_value=0
-                        )  # (C, ph, strip_w): only these rows are read
-                    valid = valid_mask(strip, nodata)
-                    if boundless:
-                        valid[max(0, height - y) :] = False
-                        valid[:, width:] = False
-                    patches = np.stack(  # (n, C, ph, pw), nodata filled as in training
-                        [fill_patch(strip[:, :, x0 : x0 + pw], valid[:, x0 : x0 + pw], fill) for x0 in xs]
-                    )
-                    pred = _predict(model, patches, kind, batch_size)
-                    for x0, p in zip(xs, pred):
-                        # a patch mostly of nodata saw little context: it counts less where patches overlap
-                        wp = weight * max(float(valid[:, x0 : x0 + pw].mean()), 1e-3)
-                        acc[:, :, x0 : x0 + pw] += p * wp
-                        wsum[:, x0 : x0 + pw] += wp
-                    done = (ys[i + 1] - y) if i + 1 < len(ys) else min(ph, height - y)  # rows no later patch touches
-                    rows = acc[:, :done, :width] / wsum[None, :done, :width]
-                    ok = valid[:done, :width]
-                    if kind == "error":
-                        stats["sq"] += float(rows[0][ok].sum())
-                        stats["n"] += int(ok.sum())
-                    dst.write(_finish(rows, ok, dtype, out_nodata), window=window_cls(0, y, width, done))
-                    acc[:, : ph - done] = acc[:, done:]
-                    acc[:, ph - done :] = 0
-                    wsum[: ph - done] = wsum[done:]
-                    wsum[ph - done :] = 0
-
-        atomic_write(dst_path, write)
-    result = {"source": str(src_path), "output": str(dst_path), "kind": kind, "height": height, "width": width}
-    result["bands"] = bands
+        atomic_write(dst_path, lambda tmp: _write_stitched(tmp, plan, model, batch_size, stats))
+    result = {
+        "source": str(src_path),
+        "output": str(dst_path),
+        "kind": kind,
+        "height": plan.height,
+        "width": plan.width,
+    }
+    result["bands"] = plan.bands
     if kind == "error":
         result["valid_pixels"] = stats["n"]
         result["mean_error"] = stats["sq"] / stats["n"] if stats["n"] else None
     return result
+
+
+def _plan_stitch(
+    src: Any, name: str, model: Autoencoder, kind: str, stride: int, opts: RasterOptions, fill: np.ndarray
+) -> _Stitch:
+    """Check the source against the model; the output's type, nodata and profile; the patch grid."""
+    _, ph, pw = model.input_shape
+    bands = _check_source(src, name, model)
+    height, width = src.height, src.width
+    nodata = effective_nodata(opts, src.nodata)
+    c_out = len(bands) if kind == "reconstruction" else 1
+    dtype = np.dtype(src.dtypes[0]) if kind == "reconstruction" else np.dtype(np.float32)
+    if kind == "error" or (nodata is None and dtype.kind == "f"):
+        out_nodata = float("nan")
+    else:
+        out_nodata = nodata  # None for an integer raster without nodata: every pixel is valid
+    profile = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": c_out,
+        "dtype": dtype.name,
+        "crs": src.crs,
+        "transform": src.transform,
+        "nodata": out_nodata,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
+    descriptions = [src.descriptions[b - 1] for b in bands] if kind == "reconstruction" else ["squared error"]
+    return _Stitch(
+        src=src,
+        kind=kind,
+        bands=bands,
+        height=height,
+        width=width,
+        nodata=nodata,
+        fill=fill,
+        dtype=dtype,
+        out_nodata=out_nodata,
+        profile=profile,
+        descriptions=descriptions,
+        ph=ph,
+        pw=pw,
+        ys=grid_positions(height, ph, stride),
+        xs=grid_positions(width, pw, stride),
+    )
+
+
+def _write_stitched(tmp: Path, plan: _Stitch, model: Autoencoder, batch_size: int, stats: dict) -> None:
+    """Write the output GeoTIFF to `tmp` one strip of patch rows at a time; adds the squared
+    error and the valid pixel count of error maps to `stats`."""
+    rasterio = rasterio_module()
+    window_cls = rasterio.windows.Window
+    ph, pw, height, width, ys = plan.ph, plan.pw, plan.height, plan.width, plan.ys
+    weight = blend_window(ph, pw)
+    strip_w = max(width, pw)
+    acc = np.zeros((plan.profile["count"], ph, strip_w), np.float64)  # rows [top, top + ph) of the blended sums
+    wsum = np.zeros((ph, strip_w), np.float64)
+    with rasterio.open(tmp, "w", **plan.profile) as dst:
+        for k, desc in enumerate(plan.descriptions, 1):
+            if desc:
+                dst.set_band_description(k, desc)
+        for i, y in enumerate(ys):
+            strip, valid = _read_strip(plan, y, strip_w)
+            patches = np.stack(  # (n, C, ph, pw), nodata filled as in training
+                [fill_patch(strip[:, :, x0 : x0 + pw], valid[:, x0 : x0 + pw], plan.fill) for x0 in plan.xs]
+            )
+            pred = _predict(model, patches, plan.kind, batch_size)
+            for x0, p in zip(plan.xs, pred):
+                # a patch mostly of nodata saw little context: it counts less where patches overlap
+                wp = weight * max(float(valid[:, x0 : x0 + pw].mean()), 1e-3)
+                acc[:, :, x0 : x0 + pw] += p * wp
+                wsum[:, x0 : x0 + pw] += wp
+            done = (ys[i + 1] - y) if i + 1 < len(ys) else min(ph, height - y)  # rows no later patch touches
+            rows = acc[:, :done, :width] / wsum[None, :done, :width]
+            ok = valid[:done, :width]
+            if plan.kind == "error":
+                stats["sq"] += float(rows[0][ok].sum())
+                stats["n"] += int(ok.sum())
+            dst.write(_finish(rows, ok, plan.dtype, plan.out_nodata), window=window_cls(0, y, width, done))
+            acc[:, : ph - done] = acc[:, done:]
+            acc[:, ph - done :] = 0
+            wsum[: ph - done] = wsum[done:]
+            wsum[ph - done :] = 0
+
+
+def _read_strip(plan: _Stitch, y: int, strip_w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(C, ph, strip_w) values of the source's rows [y, y + ph) and their (ph, strip_w) valid mask;
+    only these rows are read, and pixels beyond the raster's edge are not valid."""
+    window_cls = rasterio_module().windows.Window
+    boundless = y + plan.ph > plan.height or plan.pw > plan.width
+    with warnings.catch_warnings():  # rasterio's boundless reads use a deprecated Affine op
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        strip = plan.src.read(plan.bands, window=window_cls(0, y, strip_w, plan.ph), boundless=boundless, fill_value=0)
+    valid = valid_mask(strip, plan.nodata)
+    if boundless:
+        valid[max(0, plan.height - y) :] = False
+        valid[:, plan.width :] = False
+    return strip, valid
 
 
 def _finish(values: np.ndarray, valid: np.ndarray, dtype: np.dtype, nodata: float | None) -> np.ndarray:

@@ -115,7 +115,7 @@ def reconstruct_to_dir(
     """Reconstruct every item of DATA with the model in RUN into `out_dir`; returns a summary.
     A raster model given rasters writes whole GeoTIFFs, stitched from patches on a grid of
     `stride` (default: half the patch; see raster_outputs.py)."""
-    from aekit.core.progress import console, track
+    from aekit.core.progress import console
     from aekit.inference.encode import read_for_model
     from aekit.inference.model import check_batch_size, load
     from aekit.inference.raster_outputs import is_raster_path, raster_outputs
@@ -124,8 +124,7 @@ def reconstruct_to_dir(
     check_batch_size(batch_size)
     model = load(run, device=device, precision=precision)
     if "raster" in model.meta and is_raster_path(data):
-        out.mkdir(parents=True, exist_ok=True)
-        (out / MARKER).write_text("written by aekit reconstruct; it may overwrite files in this folder\n")
+        _mark(out)
         res = raster_outputs(
             model, data, out, kind="reconstruction", stride=stride, batch_size=batch_size, verbose=verbose
         )
@@ -134,45 +133,16 @@ def reconstruct_to_dir(
     items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
     if model.columns is not None and compare:
         raise AekitError("--compare writes pictures of images; a table's reconstruction is reconstructions.csv")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by aekit reconstruct; it may overwrite files in this folder\n")
+    _mark(out)
     files_input = isinstance(data, (str, Path)) and Path(data).suffix.lower() not in (".npy", ".npz")
-    n, written = len(items), []
+    n = len(items)
     if model.columns is not None:
         write_table(out / "reconstructions.csv", items, model.reconstruct(items.array, batch_size=batch_size))
-        written.append(out / "reconstructions.csv")
+        written = [out / "reconstructions.csv"]
     elif not files_input:
-        recon = np.concatenate(
-            [
-                model.reconstruct(np.asarray(items.array[i : i + batch_size]), layout="NCHW", batch_size=batch_size)
-                for i in range(0, n, batch_size)
-            ]
-        )
-
-        def save(t: Path) -> None:
-            with open(t, "wb") as f:
-                np.save(f, recon)
-
-        atomic_write(out / "reconstructions.npy", save)
-        written.append(out / "reconstructions.npy")
+        written = [_write_array(out / "reconstructions.npy", model, items, batch_size)]
     else:
-        used: set[str] = set()
-        batches = range(0, n, batch_size)
-        for i in track(batches, len(batches), "reconstructing", enabled=verbose, min_total=8):
-            x = np.asarray(items.array[i : i + batch_size])
-            recon = model.reconstruct(x, layout="NCHW", batch_size=batch_size)
-            for j, chw in enumerate(recon):
-                suffix, writer = image_file(chw)
-                rel = target_path(items.ids[i + j], suffix, used)
-                path = out / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, writer)
-                written.append(path)
-                if compare:
-                    cmp_path = out / "compare" / PurePosixPath(rel).with_suffix(".png")
-                    cmp_path.parent.mkdir(parents=True, exist_ok=True)
-                    pic = side_by_side(x[j], chw, model.scale)
-                    atomic_write(cmp_path, lambda p, pic=pic: pic.save(p, format="PNG"))
+        written = _write_images(out, model, items, batch_size, compare, verbose)
     summary = {"out": str(out), "n_items": n, "files": len(written), "skipped": len(items.skipped)}
     if verbose:
         more = f", side-by-side pictures in {out / 'compare'}" if compare and files_input else ""
@@ -180,3 +150,52 @@ def reconstruct_to_dir(
             more = " (--compare applies to image files, not arrays)"
         console.print(f"reconstructed {n} item(s) into {out}{more}; skipped {len(items.skipped)}")
     return summary
+
+
+def _mark(out: Path) -> None:
+    """Create the output folder with the marker that lets this command write into it again."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by aekit reconstruct; it may overwrite files in this folder\n")
+
+
+def _write_array(path: Path, model: Any, items: Any, batch_size: int) -> Path:
+    """Array data: every reconstruction in one (N, C, H, W) `.npy` at `path`."""
+    recon = np.concatenate(
+        [
+            model.reconstruct(np.asarray(items.array[i : i + batch_size]), layout="NCHW", batch_size=batch_size)
+            for i in range(0, len(items), batch_size)
+        ]
+    )
+
+    def save(t: Path) -> None:
+        with open(t, "wb") as f:
+            np.save(f, recon)
+
+    atomic_write(path, save)
+    return path
+
+
+def _write_images(out: Path, model: Any, items: Any, batch_size: int, compare: bool, verbose: bool) -> list[Path]:
+    """Image files: one file per item mirroring the input tree, and with `compare` a side-by-side
+    picture under `out/compare`; returns the reconstructions' paths."""
+    from aekit.core.progress import track
+
+    used: set[str] = set()
+    written: list[Path] = []
+    batches = range(0, len(items), batch_size)
+    for i in track(batches, len(batches), "reconstructing", enabled=verbose, min_total=8):
+        x = np.asarray(items.array[i : i + batch_size])
+        recon = model.reconstruct(x, layout="NCHW", batch_size=batch_size)
+        for j, chw in enumerate(recon):
+            suffix, writer = image_file(chw)
+            rel = target_path(items.ids[i + j], suffix, used)
+            path = out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, writer)
+            written.append(path)
+            if compare:
+                cmp_path = out / "compare" / PurePosixPath(rel).with_suffix(".png")
+                cmp_path.parent.mkdir(parents=True, exist_ok=True)
+                pic = side_by_side(x[j], chw, model.scale)
+                atomic_write(cmp_path, lambda p, pic=pic: pic.save(p, format="PNG"))
+    return written
