@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 import aekit
-import aekit.training.workflow
 import aekit.data.cache
+import aekit.training.workflow
 from aekit.cli.main import main
 from tests.conftest import smooth_images
 

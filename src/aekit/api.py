@@ -3,14 +3,58 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from pathlib import Path
 from typing import Any
 
+from aekit.config import commands as c
+from aekit.config.fields import default_of
+from aekit.config.train import TrainConfig
+from aekit.core.errors import AekitError
 from aekit.inference.model import Autoencoder, load
 from aekit.reporting.report import report
-from aekit.training.workflow import Run, train
+from aekit.training.workflow import Run
+from aekit.training.workflow import train as _train
 
 
+def takes(command: str, *classes: type):
+    """The function's `**options` are the fields of the option dataclasses `classes`: an unknown
+    keyword is a one-line error naming the valid ones (values are checked by the function, as
+    for the command line), and `inspect.signature` / `help()` list every option with its default."""
+    fields = {f.name: f for cls in classes for f in dataclasses.fields(cls)}
+
+    def wrap(fn):
+        sig = inspect.signature(fn)
+        params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        own = [p.name for p in params]
+        extra = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default_of(f))
+            for name, f in fields.items()
+            if name not in own
+        ]
+        valid = [*own, *(p.name for p in extra)]
+
+        @functools.wraps(fn)
+        def checked(*args: Any, **kw: Any):
+            unknown = sorted(set(kw) - set(valid))
+            if unknown:
+                raise AekitError(
+                    f"aekit.{command}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}"
+                )
+            return fn(*args, **kw)
+
+        checked.__signature__ = sig.replace(parameters=[*params, *extra])
+        return checked
+
+    return wrap
+
+
+train = takes("train", TrainConfig)(_train)
+
+
+@takes("encode", c.EncodeOptions)
 def encode(run: str | Path, data: Any, output: str | Path | None = None, **options: Any) -> tuple[list[str], Any]:
     """Latent codes of every item of `data` (folder, file, array): (ids, codes (N, latent_dim)).
     With `output` (.npy/.csv/.parquet) they are also written there, as `aekit encode` does.
@@ -28,6 +72,7 @@ def encode(run: str | Path, data: Any, output: str | Path | None = None, **optio
     return ids, np.asarray(z)
 
 
+@takes("score", c.ScoreOptions)
 def score(run: str | Path, data: Any, output: str | Path | None = None, **options: Any):
     """Anomaly scores of every item of `data` with the run's threshold (see `aekit score --help`
     for the options: metric, threshold, threshold_percentile, contamination, ...). Returns
@@ -38,6 +83,7 @@ def score(run: str | Path, data: Any, output: str | Path | None = None, **option
     return score_to_file(run, data, output, **options)
 
 
+@takes("reconstruct", c.ReconstructOptions)
 def reconstruct(run: str | Path, data: Any, output: str | Path, **options: Any) -> dict:
     """Write the reconstruction of every item of `data` into the folder `output` (as `aekit reconstruct`)."""
     from aekit.inference.reconstruct import reconstruct_to_dir
@@ -45,6 +91,7 @@ def reconstruct(run: str | Path, data: Any, output: str | Path, **options: Any) 
     return reconstruct_to_dir(run, data, output, **options)
 
 
+@takes("evaluate", c.EvaluateOptions)
 def evaluate(run: str | Path, data: Any, output: str | Path | None = None, **options: Any) -> dict:
     """The model next to PCA on `data`: MSE, PSNR, SSIM overall and per channel (as `aekit evaluate`)."""
     from aekit.inference.evaluate import evaluate as _evaluate
@@ -52,6 +99,7 @@ def evaluate(run: str | Path, data: Any, output: str | Path | None = None, **opt
     return _evaluate(run, data, output=output, **options)
 
 
+@takes("export", c.ExportOptions)
 def export(run: str | Path, output: str | Path, format: str = "onnx", part: str = "full") -> Path:
     """Write the model as one ONNX or TorchScript file with its normalisation inside, plus a JSON
     sidecar (as `aekit export`); returns the file's path."""
@@ -60,6 +108,7 @@ def export(run: str | Path, output: str | Path, format: str = "onnx", part: str 
     return _export(run, output, format=format, part=part)
 
 
+@takes("sample", c.SampleOptions)
 def sample(run: str | Path, n: int = 16, output: str | Path | None = None, **options: Any):
     """(n, C, H, W) images decoded from the prior of a VAE run; with `output` also a grid PNG."""
     from aekit.inference.generate import sample as _sample
@@ -67,6 +116,7 @@ def sample(run: str | Path, n: int = 16, output: str | Path | None = None, **opt
     return _sample(run, n, output, **options)
 
 
+@takes("interpolate", c.InterpolateOptions)
 def interpolate(run: str | Path, a: str | Path, b: str | Path, steps: int = 8, output=None, **options: Any):
     """Images decoded between the codes of image files `a` and `b`; with `output` also a strip PNG."""
     from aekit.inference.generate import interpolate as _interpolate
@@ -74,6 +124,7 @@ def interpolate(run: str | Path, a: str | Path, b: str | Path, steps: int = 8, o
     return _interpolate(run, a, b, steps, output, **options)
 
 
+@takes("sweep", c.SweepOptions, TrainConfig)
 def sweep(data: Any, **options: Any):
     """Train one run per combination of `latent_dim`, `depth`, `lr` and `model` (lists, single
     values or "8,16,32" strings) into `out` (as `aekit sweep`); `search` ("grid", "random",

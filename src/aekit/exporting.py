@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aekit.config.choices import EXPORT_FORMATS, EXPORT_PARTS
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, check_creatable, check_output_file, resolve_run, write_json
 from aekit.data.normalize import Normalizer
@@ -33,9 +34,7 @@ from aekit.evaluation.item_errors import item_errors
 from aekit.models.checkpoint import load_model
 from aekit.version import __version__
 
-FORMATS = {"onnx": (".onnx",), "torchscript": (".pt", ".ts")}
 NAMES = {"onnx": "ONNX", "torchscript": "TorchScript"}
-PARTS = ("full", "encoder", "decoder")
 EXAMPLE_BATCH = 2  # an example batch of 1 would let torch.export specialise N to 1
 CHECK_BATCHES = (1, 3)
 CHECK_TOLERANCE = 1e-3  # max error relative to the output's range; fp32 reorderings give ~1e-6
@@ -79,7 +78,7 @@ def format_for(output: str | Path) -> str:
     if Path(output).is_dir():
         check_output_file(Path(output), "model.onnx")
     ext = Path(output).suffix.lower()
-    for fmt, exts in FORMATS.items():
+    for fmt, exts in EXPORT_FORMATS.items():
         if ext in exts:
             return fmt
     raise AekitError(f"cannot tell the format from {output}; end it in .onnx or .pt/.ts, or pass --format")
@@ -87,14 +86,14 @@ def format_for(output: str | Path) -> str:
 
 def check_output(output: str | Path, fmt: str) -> Path:
     """Fail before any work on an unknown format or a path that cannot take the file."""
-    if fmt not in FORMATS:
-        raise AekitError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise AekitError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     p = Path(output)
-    exts = FORMATS[fmt]
+    exts = EXPORT_FORMATS[fmt]
     if p.is_dir():  # before the extension: a folder is the likelier mistake
         check_output_file(p, "model" + exts[0])
     if p.suffix.lower() not in exts:
-        other = next((f for f, e in FORMATS.items() if p.suffix.lower() in e), None)
+        other = next((f for f, e in EXPORT_FORMATS.items() if p.suffix.lower() in e), None)
         hint = f" ({p.suffix} is for --format {other})" if other else ""
         name = f"{p.stem or 'model'}{exts[0]}"
         raise AekitError(f"{NAMES[fmt]} files end in {' or '.join(exts)}{hint}; pass e.g. -o {p.with_name(name)}")
@@ -111,8 +110,8 @@ def export(run: str | Path, output: str | Path, format: str = "onnx", part: str 
     """Write the model in RUN as one ONNX or TorchScript file (CPU, fp32, any batch size) and a
     sidecar `output + ".json"` describing it; returns the path of the model file."""
     path = check_output(output, format)
-    if part not in PARTS:
-        raise AekitError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+    if part not in EXPORT_PARTS:
+        raise AekitError(f"unknown part {part!r}; choose one of {', '.join(EXPORT_PARTS)}")
     if format == "onnx":
         _require_onnx()
     run_dir = resolve_run(run)

@@ -9,149 +9,138 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from aekit.config.choices import ARCHS, AUGMENTS, DEVICES, LAYOUTS, MODELS, NOISES, PRECISIONS, RECON_LOSSES
+from aekit.config.fields import check_choices, opt
 from aekit.core.errors import AekitError
 
-ARCHS = ("auto", "conv", "basic", "mlp")
 IMAGE_LATENT_DIM = 64  # the default latent size for images (tables: see models/mlp.auto_latent_dim)
 IMAGE_EPOCHS = 30  # the default number of epochs for images
 TABLE_STEPS = 3000  # tables: an epoch is a few steps, so the default trains for at least this many
-MODELS = ("ae", "vae", "dae")
-RECON_LOSSES = ("mse", "bce")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_SIDE = 4096
-AUGMENTS = ("flip", "none")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 MIN_PATCH = 4
-
-
-def _opt(default: Any, help: str, factory: bool = False, **kw: Any) -> Any:
-    if factory:
-        return field(default_factory=default, metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
 class TrainConfig:
     """Everything that decides how a model is trained; saved as `config.yaml` in each run."""
 
-    model: str = _opt(
+    model: str = opt(
         "ae",
         "ae (autoencoder), vae (variational: sample and interpolate) or dae (denoising: learns to remove --noise)",
         choices=MODELS,
     )
-    arch: str = _opt(
+    arch: str = opt(
         "auto", "model architecture: auto is conv for images, mlp for tables; see `aekit models`", choices=ARCHS
     )
-    latent_dim: int | None = _opt(
+    latent_dim: int | None = opt(
         None, "size of the latent code (embedding); default 64 for images, a quarter of the columns for tables (2-64)"
     )
-    depth: int | None = _opt(
+    depth: int | None = opt(
         None, "conv: number of stride-2 stages, default from the image size; mlp: hidden layers (default 2)"
     )
-    width: int | None = _opt(
+    width: int | None = opt(
         None,
         "conv: channels of the first stage, doubling per stage up to 8x; default 16, or 2x the input "
         "channels when there are more than 8. mlp: the first hidden layer, default 2x the columns "
         "(at most 256, at least 2x latent_dim)",
     )
-    channels: int | None = _opt(None, "images: 1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
-    layout: str | None = _opt(
+    channels: int | None = opt(None, "images: 1 gray, 3 RGB, 4 RGBA; default 1 if every image is gray, else 3")
+    layout: str | None = opt(
         None,
         "array files: NHW, NHWC or NCHW; default inferred (the axis of size 1, 3 or 4 is the channel)",
-        choices=("NHW", "NHWC", "NCHW"),
+        choices=LAYOUTS,
     )
-    columns: list[str] | None = _opt(
-        None, "tables: the numeric columns to use, comma-separated (a,b,c); default every numeric column"
+    columns: list[str] | None = opt(
+        None,
+        "tables: the numeric columns to use, comma-separated (a,b,c); default every numeric column",
+        metavar="A,B,C",
     )
-    id_column: str | None = _opt(
+    id_column: str | None = opt(
         None,
         "tables: the column that identifies rows (kept by encode, never a feature); default a column named id "
         "or *_id, else the first text column with unique values, else the row number",
+        metavar="NAME",
     )
-    image_size: list[int] | None = _opt(
+    image_size: list[int] | None = opt(
         None,
         "H W or one number (square): images are resized to cover it, then center-cropped; "
         "default the most common size (longest side <= 128)",
     )
-    beta: float = _opt(1.0, "vae: weight of the KL term (beta-VAE)")
-    kl_warmup_epochs: float = _opt(
+    beta: float = opt(1.0, "vae: weight of the KL term (beta-VAE)")
+    kl_warmup_epochs: float = opt(
         5.0, "vae: epochs over which the KL weight rises from 0 to beta (at most half the epochs; 0: off)"
     )
-    free_bits: float = _opt(0.0, "vae: nats of KL per latent dimension that cost nothing (against posterior collapse)")
-    recon_loss: str = _opt(
+    free_bits: float = opt(0.0, "vae: nats of KL per latent dimension that cost nothing (against posterior collapse)")
+    recon_loss: str = opt(
         "mse", "vae: mse (Gaussian) or bce (Bernoulli, for data in [0, 1] such as 8-bit images)", choices=RECON_LOSSES
     )
-    noise: str = _opt(
+    noise: str = opt(
         "gaussian:0.1",
         "dae: input corruption in [0, 1] pixel units: gaussian:SIGMA, masking:FRACTION or saltpepper:FRACTION",
     )
-    bands: list[int] | None = _opt(
+    bands: list[int] | None = opt(
         None,
         "rasters: the bands to use, 1-based as in GDAL, e.g. 4,3,2 (default: every band); reading a raster "
         "goes through rasterio (extra `geo`)",
     )
-    patch_size: int | None = _opt(
+    patch_size: int | None = opt(
         None,
         "rasters: cut the rasters into square patches of this side; default: whole tiles when every file "
         "has one size up to 512 pixels, else 64",
     )
-    stride: int | None = _opt(
+    stride: int | None = opt(
         None,
         "rasters: spacing of the patch grid; training draws patches at seeded random positions, as many as "
         "this grid holds (default: the patch size)",
     )
-    nodata: float | None = _opt(
+    nodata: float | None = opt(
         None,
         "rasters: the nodata value (default: the file's own; NaN is always nodata); nodata pixels are left "
         "out of the statistics, the loss and the metrics",
     )
-    rgb_bands: list[int] | None = _opt(
+    rgb_bands: list[int] | None = opt(
         None,
         "previews (recon.png): the 3 bands shown as red, green, blue, numbered as --bands "
         "(default: the first three), with a 2-98 percentile stretch for rasters",
     )
-    epochs: int | None = _opt(
+    epochs: int | None = opt(
         None,
         f"number of passes over the training data; default {IMAGE_EPOCHS} for images, and for tables "
         f"enough for {TABLE_STEPS} steps (at least {IMAGE_EPOCHS})",
     )
-    batch_size: int = _opt(64, "images per optimisation step")
-    lr: float = _opt(1e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
-    weight_decay: float = _opt(1e-4, "AdamW weight decay")
-    val_fraction: float = _opt(0.1, "fraction of the data held out for validation (seeded split)")
-    augment: str = _opt(
+    batch_size: int = opt(64, "images per optimisation step")
+    lr: float = opt(1e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
+    weight_decay: float = opt(1e-4, "AdamW weight decay")
+    val_fraction: float = opt(0.1, "fraction of the data held out for validation (seeded split)")
+    augment: str = opt(
         "flip", "batch augmentation on the device: flip (random horizontal flips) or none", choices=AUGMENTS
     )
-    seed: int = _opt(0, "random seed for the split, initialisation and batch order")
-    max_time: float | None = _opt(None, "time budget in seconds; training stops cleanly when it is spent")
-    device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    precision: str = _opt(
+    seed: int = opt(0, "random seed for the split, initialisation and batch order")
+    max_time: float | None = opt(None, "time budget in seconds; training stops cleanly when it is spent")
+    device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    precision: str = opt(
         "auto",
         "auto (bf16 autocast where the CPU/GPU has native bf16, else fp32), fp32, bf16, fp16",
         choices=PRECISIONS,
     )
-    compile: bool = _opt(False, "compile the model with torch.compile (slower start, faster steps on GPUs)")
-    extensions: list[str] = _opt(list, "extra file extensions to read as images, e.g. .jfif", factory=True)
-    threshold_percentile: float = _opt(
+    compile: bool = opt(False, "compile the model with torch.compile (slower start, faster steps on GPUs)")
+    extensions: list[str] = opt(list, "extra file extensions to read as images, e.g. .jfif", factory=True)
+    threshold_percentile: float = opt(
         99.0, "anomaly threshold: this percentile of the validation items' reconstruction errors"
     )
-    contamination: float | None = _opt(
+    contamination: float | None = opt(
         None, "anomaly threshold instead set to flag this fraction of the validation items (e.g. 0.01)"
     )
-    cache_dir: str | None = _opt(None, "where decoded images are cached (default: $AEKIT_CACHE_DIR or ~/.cache/aekit)")
-    no_cache: bool = _opt(False, "decode into memory only; neither read nor write the cache")
+    cache_dir: str | None = opt(None, "where decoded images are cached (default: $AEKIT_CACHE_DIR or ~/.cache/aekit)")
+    no_cache: bool = opt(False, "decode into memory only; neither read nor write the cache")
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise AekitError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
-        if self.recon_loss not in RECON_LOSSES:
-            raise AekitError(f"unknown recon_loss {self.recon_loss!r}; choose one of {', '.join(RECON_LOSSES)}")
         for name in ("beta", "kl_warmup_epochs", "free_bits"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -159,6 +148,7 @@ class TrainConfig:
         parse_noise(self.noise)
         if self.arch not in ARCHS:
             raise AekitError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)} (see `aekit models`)")
+        check_choices(dataclasses.fields(self), vars(self))
         if self.latent_dim is not None:
             _positive("latent_dim", self.latent_dim, int)
         if self.width is not None:
@@ -207,10 +197,6 @@ class TrainConfig:
             if isinstance(self.nodata, bool) or not isinstance(self.nodata, (int, float)):
                 raise AekitError(f"nodata must be a number, got {self.nodata!r}")
             self.nodata = float(self.nodata)
-        if self.augment not in AUGMENTS:
-            raise AekitError(f"unknown augment {self.augment!r}; choose one of {', '.join(AUGMENTS)}")
-        if self.precision not in PRECISIONS:
-            raise AekitError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         dev = str(self.device)
         if dev.split(":")[0] not in DEVICES:
             raise AekitError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
@@ -243,9 +229,6 @@ def check_rule(percentile: float | None, contamination: float | None) -> None:
         raise AekitError(f"threshold percentile must be in (0, 100], got {percentile!r}")
     if contamination is not None and not (isinstance(contamination, (int, float)) and 0 < contamination < 1):
         raise AekitError(f"contamination must be a fraction in (0, 1), e.g. 0.01; got {contamination!r}")
-
-
-NOISES = ("gaussian", "masking", "saltpepper")
 
 
 def parse_noise(spec: str) -> tuple[str, float]:

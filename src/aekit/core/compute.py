@@ -14,8 +14,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
 
 @dataclass
 class ComputeSettings:

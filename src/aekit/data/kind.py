@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
+from aekit.config.choices import METRICS, TABLE_METRICS
+
 PIXELS = "pixels in [0, 1]"
 STANDARDISED = "standardised units"
 OWN_UNITS = "the data's own units"
-METRICS = ("mse", "mae", "ssim")  # per-item error metrics (scores); SSIM is 1 - SSIM
-TABLE_METRICS = ("mse", "mae")  # SSIM means nothing for a table row
 
 
 @dataclass(frozen=True)

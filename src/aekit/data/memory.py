@@ -14,12 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from aekit.config.choices import LAYOUTS
 from aekit.config.train import parse_columns
 from aekit.core.errors import AekitError
 from aekit.data.base import ImageData
 from aekit.data.tables import TABLE_SUFFIXES, from_table_array, read_table_file
-
-LAYOUTS = ("NHW", "NHWC", "NCHW")
 
 
 def infer_layout(shape: tuple[int, ...], *, prefer: str = "NHWC", expected_channels: int | None = None) -> str:

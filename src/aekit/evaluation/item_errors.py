@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from aekit.config.choices import METRICS
 from aekit.core.errors import AekitError
-from aekit.data.kind import METRICS
 from aekit.evaluation.metrics import ssim_per_channel
 
 METRIC_WORDS = {

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from aekit.core.compute import PRECISIONS, compute_settings
+from aekit.config.choices import PRECISIONS
+from aekit.core.compute import compute_settings
 from aekit.core.devices import resolve_device
 from aekit.core.errors import AekitError
 from aekit.data.memory import from_nchw, infer_layout, to_nchw
@@ -197,7 +198,7 @@ class Autoencoder:
         mae or ssim = 1 - SSIM); table rows: in standardised units (mse or mae). Compare with
         `threshold` (set at training time). `mask` (N, 1, H, W), True where valid, leaves nodata
         pixels out (rasters)."""
-        from aekit.data.kind import METRICS, TABLE_METRICS
+        from aekit.config.choices import METRICS, TABLE_METRICS
         from aekit.evaluation.item_errors import item_errors
 
         allowed = METRICS if self.columns is None else TABLE_METRICS

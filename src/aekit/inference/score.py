@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from aekit.config.choices import METRICS, TABLE_METRICS
 from aekit.config.train import check_rule
 from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, resolve_run, write_json
-from aekit.data.kind import METRICS, TABLE_METRICS
 from aekit.evaluation.thresholds import choose_threshold
 
 
@@ -95,21 +95,15 @@ def score_to_file(
     grid of the worst items next to it and a JSON summary with the threshold. Rasters with an
     `output` that is not a table (.tif, or a folder) get per-pixel error maps instead (raster_outputs.py),
     on a grid of `stride` (default: half the patch)."""
-    from aekit.core.plots import preview_channels, recon_grid
-    from aekit.core.progress import console
     from aekit.inference.encode import load_on_rank, read_for_model
-    from aekit.inference.model import check_batch_size, load
+    from aekit.inference.model import load
     from aekit.inference.raster_outputs import raster_outputs, wants_error_maps
 
     if wants_error_maps(data, output):
         model = load(run, device=device, precision=precision)
         return raster_outputs(model, data, output, kind="error", stride=stride, batch_size=batch_size, verbose=verbose)
 
-    if metric not in METRICS:
-        raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    out = check_score_output(output) if output is not None else None
-    check_batch_size(batch_size)
-    check_rule(threshold_percentile, contamination)
+    out = _check_score_args(metric, output, batch_size, threshold_percentile, contamination)
     run_dir = resolve_run(run)
     ctx, model = load_on_rank(run_dir, device, precision)  # under torchrun each rank scores its share
     verbose = verbose and ctx.main
@@ -117,12 +111,7 @@ def score_to_file(
         raise AekitError(f"metric {metric} is for images; score table rows by {' or '.join(TABLE_METRICS)}")
     with distributed.local_rank_first(ctx):
         items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
-
-    def score_rows(rows: slice) -> np.ndarray:
-        mask = None if items.mask is None else items.mask[rows]
-        return model.score(items.array[rows], metric=metric, layout="NCHW", batch_size=batch_size, mask=mask)
-
-    scores = distributed.map_rows(score_rows, len(items), np.zeros(0), ctx)
+    scores = _score_items(model, items, metric, batch_size, ctx)
     rule = choose_threshold(
         run_dir,
         model.meta,
@@ -133,7 +122,45 @@ def score_to_file(
         contamination=contamination,
     )
     flags = scores > rule["value"]
-    summary = {
+    summary = _summary(run_dir, items, metric, flags, rule)
+    result = Scores(ids=list(items.ids), scores=scores, is_anomaly=flags, threshold=rule, summary=summary)
+    if out is None or not ctx.main:  # rank 0 writes the merged output
+        return result
+    _write_outputs(out, result, model, items, worst, batch_size, verbose)
+    return result
+
+
+def _check_score_args(
+    metric: str,
+    output: str | Path | None,
+    batch_size: int,
+    threshold_percentile: float | None,
+    contamination: float | None,
+) -> Path | None:
+    """Fail on bad arguments before any work; the checked output path (None: no output)."""
+    from aekit.inference.model import check_batch_size
+
+    if metric not in METRICS:
+        raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    out = check_score_output(output) if output is not None else None
+    check_batch_size(batch_size)
+    check_rule(threshold_percentile, contamination)
+    return out
+
+
+def _score_items(model: Any, items: Any, metric: str, batch_size: int, ctx: Any) -> np.ndarray:
+    """Every item's score, in the data's order (under torchrun each rank scores its share)."""
+
+    def score_rows(rows: slice) -> np.ndarray:
+        mask = None if items.mask is None else items.mask[rows]
+        return model.score(items.array[rows], metric=metric, layout="NCHW", batch_size=batch_size, mask=mask)
+
+    return distributed.map_rows(score_rows, len(items), np.zeros(0), ctx)
+
+
+def _summary(run_dir: Path, items: Any, metric: str, flags: np.ndarray, rule: dict) -> dict:
+    """What the JSON summary records: the run, the data, the threshold and what was skipped."""
+    return {
         "run": str(run_dir),
         "data": items.source,
         "metric": metric,
@@ -142,34 +169,49 @@ def score_to_file(
         "threshold": rule,
         "skipped": [{"path": s.path, "reason": s.reason} for s in items.skipped],
     }
-    result = Scores(ids=list(items.ids), scores=scores, is_anomaly=flags, threshold=rule, summary=summary)
-    if out is None or not ctx.main:  # rank 0 writes the merged output
-        return result
-    write_scores(out, items.ids, scores, flags, metric, id_name=items.id_name or "row")
+
+
+def _write_outputs(
+    out: Path, result: Scores, model: Any, items: Any, worst: int, batch_size: int, verbose: bool
+) -> None:
+    """The scores file, the picture of the worst items next to it, the JSON summary and a report."""
+    from aekit.core.progress import console
+
+    scores, summary = result.scores, result.summary
+    write_scores(out, items.ids, scores, result.is_anomaly, summary["metric"], id_name=items.id_name or "row")
     grid = out.with_name(out.stem + "_worst.png")
-    top = np.argsort(-scores, kind="stable")[: max(0, worst) if model.columns is None else 0]  # tables: no picture
-    if len(top):
-        sel = np.sort(top)  # read in file order (memory-mapped data), show worst first
-        x = np.asarray(items.array[sel])
-        rank = np.argsort(-scores[sel], kind="stable")
-        recon = model.reconstruct(x[rank], layout="NCHW", batch_size=batch_size)
-        scale = model.scale
-        raster = model.meta.get("raster")
-        view = {}
-        if raster:  # the run's RGB bands, stretched; nodata in black
-            mask = None if items.mask is None else np.asarray(items.mask[sel])[rank]
-            view = {"rgb": preview_channels(raster.get("rgb_bands"), raster["bands"], x.shape[1]), "stretch": True}
-            view["mask"] = mask
-        recon_grid(x[rank].astype(np.float32) / scale, np.asarray(recon, np.float32) / scale, grid, **view)
-    summary.update(output=str(out), worst_grid=str(grid) if len(top) else None)
+    n_shown = _write_worst_grid(grid, model, items, scores, worst, batch_size)
+    summary.update(output=str(out), worst_grid=str(grid) if n_shown else None)
     write_json(out.with_name(out.stem + "_summary.json"), summary)
     if verbose:
         console.print(
             f"scored {len(items)} item(s): {summary['n_anomalies']} above the threshold "
             f"({100 * summary['n_anomalies'] / max(len(items), 1):.1f}%)\n"
-            f"threshold: {rule['explanation']}\n"
+            f"threshold: {result.threshold['explanation']}\n"
             f"wrote {out} (worst first), "
-            + (f"{grid.name} (worst {len(top)}: originals above reconstructions) " if len(top) else "")
+            + (f"{grid.name} (worst {n_shown}: originals above reconstructions) " if n_shown else "")
             + f"and {out.stem}_summary.json"
         )
-    return result
+
+
+def _write_worst_grid(grid: Path, model: Any, items: Any, scores: np.ndarray, worst: int, batch_size: int) -> int:
+    """A PNG of the `worst` items (originals above reconstructions), worst first; tables get no
+    picture. Returns how many items it shows (0: no file written)."""
+    from aekit.core.plots import preview_channels, recon_grid
+
+    top = np.argsort(-scores, kind="stable")[: max(0, worst) if model.columns is None else 0]  # tables: no picture
+    if not len(top):
+        return 0
+    sel = np.sort(top)  # read in file order (memory-mapped data), show worst first
+    x = np.asarray(items.array[sel])
+    rank = np.argsort(-scores[sel], kind="stable")
+    recon = model.reconstruct(x[rank], layout="NCHW", batch_size=batch_size)
+    scale = model.scale
+    raster = model.meta.get("raster")
+    view = {}
+    if raster:  # the run's RGB bands, stretched; nodata in black
+        mask = None if items.mask is None else np.asarray(items.mask[sel])[rank]
+        view = {"rgb": preview_channels(raster.get("rgb_bands"), raster["bands"], x.shape[1]), "stretch": True}
+        view["mask"] = mask
+    recon_grid(x[rank].astype(np.float32) / scale, np.asarray(recon, np.float32) / scale, grid, **view)
+    return len(top)

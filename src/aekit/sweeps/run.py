@@ -21,9 +21,11 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aekit.config.choices import SEARCHES
 from aekit.config.train import load_yaml, make_config
 from aekit.core.errors import AekitError
 from aekit.core.progress import console
@@ -43,7 +45,6 @@ from aekit.sweeps.results import (
 )
 from aekit.sweeps.search import (
     EXAMPLES,
-    SEARCHES,
     SWEPT,
     GridSearch,
     OptunaSearch,
@@ -148,6 +149,30 @@ def run_trial(data: Any, trial: Trial, run_dir: Path, options: dict, on_epoch) -
     return result_row(trial, run_dir, run.summary, PRUNED if pruned else DONE)
 
 
+@dataclass
+class _Plan:
+    """What a sweep runs: the configuration of its fixed options, the swept values and every
+    combination of them."""
+
+    base: Any  # the TrainConfig of the fixed options
+    space: dict[str, list]
+    combos: list[Trial]
+
+
+@dataclass
+class _Progress:
+    """A sweep while its trials run: rank 0 writes `out_dir`; `done` maps trial names to rows."""
+
+    data: Any
+    fixed: dict
+    out_dir: Path
+    ctx: Any
+    verbose: bool
+    done: dict[str, dict]
+    already: int
+    n_planned: int
+
+
 def run_sweep(
     data: Any,
     *,
@@ -165,15 +190,54 @@ def run_sweep(
 ) -> SweepResults:
     """The sweep behind `aekit sweep` and `aekit.sweep` (see the module docstring)."""
     from aekit.core import distributed
-    from aekit.sweeps.report import print_results, print_start, trial_line, write_sweep_pages
+    from aekit.sweeps.report import print_start
     from aekit.training.workflow import load_for
 
+    _check_arguments(search, trials, latent_dim)
+    fixed = _fixed_options(options, max_time_per_trial, config)
+    plan = _plan_space(fixed, {"model": model, "latent_dim": latent_dim, "depth": depth, "lr": lr}, search)
+
+    # under torchrun every rank runs every trial together (distributed training); rank 0 alone
+    # writes the sweep folder and the others take its decisions, so all ranks plan alike
+    ctx = distributed.start(plan.base.device)
+    verbose = verbose and ctx.main
+    out_dir = Path(distributed.broadcast(str(Path(out) if out is not None else _new_sweep_dir()), ctx))
+    source = describe_data(data)
+    same = {k: v for k, v in fixed.items() if k not in ("device", "cache_dir", "no_cache")}  # results alike
+    identity = {"data": source, "fixed": _jsonable(same)}
+    if ctx.main:
+        prepare_dir(out_dir, identity)
+    with distributed.local_rank_first(ctx):
+        dataset = load_for(data, plan.base, verbose)  # decodes once into the cache, or fails clearly
+    state = {**identity, "space": plan.space, "search": search, "trials": trials, "aekit_version": __version__}
+    done = _start_state(out_dir, state, ctx)
+    n_planned = min(trials, len(plan.combos)) if trials else (len(plan.combos) if search == "grid" else DEFAULT_TRIALS)
+    n_planned = min(n_planned, len(plan.combos))
+    if search == "grid":
+        planner: GridSearch | OptunaSearch = GridSearch(plan.combos, trials)
+    else:
+        planner = OptunaSearch(search, plan.space, n_planned, plan.base.seed, done, out_dir / TRIALS_DIR)
+    already = len({t.name for t in plan.combos} & done.keys())
+    if verbose:
+        n_combos, max_time = len(plan.combos), plan.base.max_time
+        print_start(dataset.source, len(dataset), out_dir, search, n_planned, n_combos, already, max_time)
+    progress = _Progress(data, fixed, out_dir, ctx, verbose, done, already, n_planned)
+    interrupted = _run_trials(progress, planner)
+    return _finish(progress, source, interrupted)
+
+
+def _check_arguments(search: str, trials: int | None, latent_dim: Any) -> None:
     if search not in SEARCHES:
         raise AekitError(f"unknown search {search!r}; choose one of {', '.join(SEARCHES)}")
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials <= 0):
         raise AekitError(f"--trials must be a positive integer, got {trials!r}")
     if latent_dim is None:
         raise AekitError(f"pass the latent sizes to try, e.g. --latent-dim {EXAMPLES['latent_dim']}")
+
+
+def _fixed_options(options: dict, max_time_per_trial: float | None, config: str | Path | None) -> dict:
+    """The options every trial shares: the config file's, then the call's (a swept option given
+    as a fixed one is dropped); `max_time_per_trial` is every trial's max_time."""
     for name in SWEPT:
         options.pop(name, None)  # swept: given by the lists, never fixed
     if max_time_per_trial is None:
@@ -181,9 +245,12 @@ def run_sweep(
     if max_time_per_trial is not None:
         options["max_time"] = max_time_per_trial
     file_values = {k: v for k, v in (load_yaml(config) if config else {}).items() if k not in ("data", "out")}
-    fixed = {**file_values, **{k: v for k, v in options.items() if v is not None}}
+    return {**file_values, **{k: v for k, v in options.items() if v is not None}}
+
+
+def _plan_space(fixed: dict, given: dict, search: str) -> _Plan:
+    """Check the fixed options and every combination of the swept values before any work."""
     base = make_config(fixed)  # unknown or invalid fixed options fail here, before any work
-    given = {"model": model, "latent_dim": latent_dim, "depth": depth, "lr": lr}
     space = {
         k: parse_values(k, v) if v is not None else [getattr(base, k)]
         for k, v in given.items()  # an option not swept keeps its fixed value (depth: None = auto)
@@ -193,68 +260,64 @@ def run_sweep(
         make_config(fixed, **t.options())  # every combination is a valid configuration
     if search != "grid":
         require_optuna(search)  # before decoding anything
+    return _Plan(base=base, space=space, combos=combos)
 
-    # under torchrun every rank runs every trial together (distributed training); rank 0 alone
-    # writes the sweep folder and the others take its decisions, so all ranks plan alike
-    ctx = distributed.start(base.device)
-    verbose = verbose and ctx.main
-    out_dir = Path(distributed.broadcast(str(Path(out) if out is not None else _new_sweep_dir()), ctx))
-    source = describe_data(data)
-    same = {k: v for k, v in fixed.items() if k not in ("device", "cache_dir", "no_cache")}  # results alike
-    identity = {"data": source, "fixed": _jsonable(same)}
-    if ctx.main:
-        prepare_dir(out_dir, identity)
-    with distributed.local_rank_first(ctx):
-        dataset = load_for(data, base, verbose)  # decodes once into the cache, or fails clearly
+
+def _start_state(out_dir: Path, state: dict, ctx: Any) -> dict[str, dict]:
+    """Rank 0 records the sweep (sweep.json) and reads the trials already finished; every rank
+    gets those rows."""
+    from aekit.core import distributed
+
     done: dict[str, dict] = {}
     if ctx.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(
-            out_dir / STATE,
-            {**identity, "space": space, "search": search, "trials": trials, "aekit_version": __version__},
-        )
+        write_json(out_dir / STATE, state)
         done = read_results(out_dir / RESULTS)
         harvest(out_dir / TRIALS_DIR, done)
-    done = distributed.broadcast(done, ctx)
-    n_planned = min(trials, len(combos)) if trials else (len(combos) if search == "grid" else DEFAULT_TRIALS)
-    n_planned = min(n_planned, len(combos))
-    if search == "grid":
-        planner: GridSearch | OptunaSearch = GridSearch(combos, trials)
-    else:
-        planner = OptunaSearch(search, space, n_planned, base.seed, done, out_dir / TRIALS_DIR)
-    already = len({t.name for t in combos} & done.keys())
-    if verbose:
-        print_start(dataset.source, len(dataset), out_dir, search, n_planned, len(combos), already, base.max_time)
+    return distributed.broadcast(done, ctx)
 
-    interrupted = False
+
+def _run_trials(progress: _Progress, planner: GridSearch | OptunaSearch) -> bool:
+    """Run the trials the planner asks for, recording each; True when Ctrl-C stopped them."""
+    from aekit.sweeps.report import trial_line
+
+    p = progress
     count = 0
     try:
-        while (trial := planner.ask(done)) is not None:
+        while (trial := planner.ask(p.done)) is not None:
             count += 1
-            run_dir = out_dir / TRIALS_DIR / trial.name
-            if ctx.main and run_dir.exists():  # left by an unfinished attempt
+            run_dir = p.out_dir / TRIALS_DIR / trial.name
+            if p.ctx.main and run_dir.exists():  # left by an unfinished attempt
                 shutil.rmtree(run_dir)
-            if verbose:
-                console.print(f"[bold]trial {already + count}/{n_planned}[/bold] {trial.name} ...", end=" ")
+            if p.verbose:
+                console.print(f"[bold]trial {p.already + count}/{p.n_planned}[/bold] {trial.name} ...", end=" ")
             t0 = time.perf_counter()
-            row = run_trial(data, trial, run_dir, fixed, planner.on_epoch(trial))
+            row = run_trial(p.data, trial, run_dir, p.fixed, planner.on_epoch(trial))
             planner.tell(trial, row)
-            done[trial.name] = row
-            if ctx.main:
-                write_results(out_dir / RESULTS, list(done.values()))
-                link_best(out_dir, list(done.values()))
-            if verbose:
+            p.done[trial.name] = row
+            if p.ctx.main:
+                write_results(p.out_dir / RESULTS, list(p.done.values()))
+                link_best(p.out_dir, list(p.done.values()))
+            if p.verbose:
                 console.print(trial_line(row, time.perf_counter() - t0))
     except (Interrupted, KeyboardInterrupt):
-        interrupted = True
-        if verbose:
+        if p.verbose:
             console.print("\n[yellow]interrupted[/yellow]: finished trials are kept; run the same command to resume")
-    rows = sort_rows(list(done.values()))
-    if ctx.main:
+        return True
+    return False
+
+
+def _finish(progress: _Progress, source: str, interrupted: bool) -> SweepResults:
+    """The final results.csv, best link and pages; an error when every trial failed."""
+    from aekit.sweeps.report import print_results, write_sweep_pages
+
+    out_dir = progress.out_dir
+    rows = sort_rows(list(progress.done.values()))
+    if progress.ctx.main:
         write_results(out_dir / RESULTS, rows)
         link_best(out_dir, rows)
         write_sweep_pages(out_dir, rows, title=source)
-    if verbose:
+    if progress.verbose:
         print_results(out_dir, rows)
     if rows and not interrupted and all(r["status"] == FAILED for r in rows):
         raise AekitError(f"every trial failed; the first said: {rows[0]['error']} (all reasons: {out_dir / RESULTS})")

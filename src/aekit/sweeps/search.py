@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aekit.config.train import MODELS
+from aekit.config.choices import MODELS
 from aekit.core.errors import AekitError
 from aekit.sweeps.results import DONE, PRUNED
 
-SEARCHES = ("grid", "random", "tpe")
 SWEPT = ("model", "latent_dim", "depth", "lr")  # the options a sweep varies; the rest are fixed
 OPTUNA_HINT = "pip install 'aekit[sweep]'"
 

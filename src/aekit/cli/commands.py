@@ -1,0 +1,142 @@
+"""What each command does with its parsed options: a call of the library function, and a line
+saying what was written. `run(args)` picks the command."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+from aekit.cli.launch import check_devices, launch, launched
+from aekit.cli.parser import command_options, train_options
+from aekit.config import commands as c
+from aekit.core.progress import console
+
+
+def _use(o: c.UseOptions) -> dict:
+    """The options of a command that uses a model on data, without run, data and output."""
+    return {f.name: getattr(o, f.name) for f in dataclasses.fields(o) if f.name not in ("run", "data", "output")}
+
+
+def cmd_train(o: c.TrainOptions, args: argparse.Namespace) -> int:
+    from aekit.training.workflow import train
+
+    check_devices(o, args.batch_size)
+    if o.devices is not None and o.devices > 1 and not launched():
+        return launch(o.devices, args.argv)
+    run = train(o.data, out=o.out, config=o.config, verbose=o.verbose, resume=o.resume, **train_options(args))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(run.path)
+    return 130 if run.summary["stopped"].startswith("interrupted") else 0
+
+
+def cmd_demo(o: c.DemoOptions, args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    from aekit.training.workflow import train
+
+    sample = Path(str(files("aekit") / "data" / "sample"))
+    options = train_options(args)
+    options["epochs"] = options["epochs"] or 15
+    run = train(sample, out=o.out, config=o.config, verbose=o.verbose, **options)
+    s = run.summary
+    console.print(
+        f"\n[bold green]demo done[/bold green]: trained on {s['n_images']} photo patches "
+        f"({sample}), validation MSE {s['val_mse']:.5f} (PCA: {s['pca_val_mse']:.5f}).\n"
+        f"Results are in [bold]{run.path}[/bold]: report.html (everything on one page), recon.png, "
+        f"loss.png, metrics.csv, summary.json, model.safetensors + model.json.\n"
+        f"Next: aekit encode {run.path} {sample} -o embeddings.csv"
+    )
+    print(run.path)
+    return 0
+
+
+def cmd_encode(o: c.EncodeOptions, args: argparse.Namespace) -> int:
+    from aekit.inference.encode import encode_to_file
+
+    written, n, skipped = encode_to_file(o.run, o.data, o.output, **_use(o))
+    if o.verbose and written:  # under torchrun, rank 0 writes and says so
+        console.print(f"encoded {n} item(s), skipped {len(skipped)}: {', '.join(str(p) for p in written)}")
+        for s in skipped[:10]:
+            console.print(f"  skipped {s.path}: {s.reason}")
+    return 0
+
+
+def cmd_evaluate(o: c.EvaluateOptions, args: argparse.Namespace) -> int:
+    from aekit.inference.evaluate import evaluate
+
+    evaluate(o.run, o.data, output=o.output, **_use(o))
+    return 0
+
+
+def cmd_score(o: c.ScoreOptions, args: argparse.Namespace) -> int:
+    from aekit.inference.score import score_to_file
+
+    score_to_file(o.run, o.data, o.output, **_use(o))
+    return 0
+
+
+def cmd_reconstruct(o: c.ReconstructOptions, args: argparse.Namespace) -> int:
+    from aekit.inference.reconstruct import reconstruct_to_dir
+
+    reconstruct_to_dir(o.run, o.data, o.output, **_use(o))
+    return 0
+
+
+def cmd_sample(o: c.SampleOptions, args: argparse.Namespace) -> int:
+    from aekit.inference.generate import sample
+
+    output = o.output if o.output or o.out_dir else "samples.png"
+    sample(o.run, o.n, output, out_dir=o.out_dir, seed=o.seed, temperature=o.temperature, device=o.device,
+           verbose=o.verbose)  # fmt: skip
+    return 0
+
+
+def cmd_interpolate(o: c.InterpolateOptions, args: argparse.Namespace) -> int:
+    from aekit.inference.generate import interpolate
+
+    interpolate(o.run, o.a, o.b, o.steps, o.output, device=o.device, verbose=o.verbose)
+    return 0
+
+
+def cmd_report(o: c.ReportOptions, args: argparse.Namespace) -> int:
+    from aekit.reporting.report import report
+
+    print(report(o.run))
+    return 0
+
+
+def cmd_export(o: c.ExportOptions, args: argparse.Namespace) -> int:
+    from aekit.exporting import export, format_for, sidecar_path
+
+    path = export(o.run, o.output, format=o.format or format_for(o.output), part=o.part)
+    if o.verbose:
+        size = path.stat().st_size / 1e6
+        console.print(f"exported {o.part} model: {path} ({size:.2f} MB), description in {sidecar_path(path)}")
+    return 0
+
+
+def cmd_sweep(o: c.SweepOptions, args: argparse.Namespace) -> int:
+    from aekit.sweeps.run import run_sweep
+
+    own = {f.name: getattr(o, f.name) for f in dataclasses.fields(o) if f.name != "data"}
+    train = {k: v for k, v in train_options(args).items() if k not in own and k not in o.train_skip}
+    res = run_sweep(o.data, **own, **train)
+    print(res.path)
+    return 130 if res.interrupted else 0
+
+
+def cmd_models(o: c.ModelsOptions, args: argparse.Namespace) -> int:
+    from aekit.models import describe_models
+
+    for name, text in describe_models().items():
+        print(f"{name:<8} {text}")
+    return 0
+
+
+COMMANDS = {name: globals()[f"cmd_{name}"] for name in c.COMMANDS}
+
+
+def run(args: argparse.Namespace) -> int:
+    return COMMANDS[args.command](command_options(args), args)

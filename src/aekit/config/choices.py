@@ -1,0 +1,18 @@
+"""The values an option can take, defined once: the config, the command options, the CLI's
+`choices` and the library's own checks all read them from here."""
+
+from __future__ import annotations
+
+MODELS = ("ae", "vae", "dae")
+ARCHS = ("auto", "conv", "basic", "mlp")  # built in; see `aekit models`
+RECON_LOSSES = ("mse", "bce")
+NOISES = ("gaussian", "masking", "saltpepper")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUGMENTS = ("flip", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # plus cuda:N
+LAYOUTS = ("NHW", "NHWC", "NCHW")  # array files
+METRICS = ("mse", "mae", "ssim")  # per-item error metrics (scores); SSIM is 1 - SSIM
+TABLE_METRICS = ("mse", "mae")  # SSIM means nothing for a table row
+EXPORT_FORMATS = {"onnx": (".onnx",), "torchscript": (".pt", ".ts")}  # format: file extensions
+EXPORT_PARTS = ("full", "encoder", "decoder")
+SEARCHES = ("grid", "random", "tpe")  # sweeps
