@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 from pathlib import Path
 
-from aekit.cli.launch import check_devices, launch, launched
 from aekit.cli.parser import command_options, train_options
 from aekit.config import commands as c
+from aekit.core.launch import launch, launched
 from aekit.core.progress import console
 
 
@@ -22,7 +23,7 @@ def _use(o: c.UseOptions) -> dict:
 def cmd_train(o: c.TrainOptions, args: argparse.Namespace) -> int:
     from aekit.training.workflow import train
 
-    check_devices(o, args.batch_size)
+    o.check(args.batch_size, launched())
     if o.devices is not None and o.devices > 1 and not launched():
         return launch(o.devices, args.argv)
     run = train(o.data, out=o.out, config=o.config, verbose=o.verbose, resume=o.resume, **train_options(args))
@@ -63,24 +64,16 @@ def cmd_encode(o: c.EncodeOptions, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(o: c.EvaluateOptions, args: argparse.Namespace) -> int:
-    from aekit.inference.evaluate import evaluate
-
-    evaluate(o.run, o.data, output=o.output, **_use(o))
-    return 0
-
-
-def cmd_score(o: c.ScoreOptions, args: argparse.Namespace) -> int:
-    from aekit.inference.score import score_to_file
-
-    score_to_file(o.run, o.data, o.output, **_use(o))
-    return 0
+WRITERS = {  # commands that write what a model makes of data: the library function behind each
+    "evaluate": ("aekit.inference.evaluate", "evaluate"),
+    "score": ("aekit.inference.score", "score_to_file"),
+    "reconstruct": ("aekit.inference.reconstruct", "reconstruct_to_dir"),
+}
 
 
-def cmd_reconstruct(o: c.ReconstructOptions, args: argparse.Namespace) -> int:
-    from aekit.inference.reconstruct import reconstruct_to_dir
-
-    reconstruct_to_dir(o.run, o.data, o.output, **_use(o))
+def cmd_write(o: c.UseOptions, args: argparse.Namespace) -> int:
+    module, name = WRITERS[args.command]
+    getattr(importlib.import_module(module), name)(o.run, o.data, o.output, **_use(o))
     return 0
 
 
@@ -135,7 +128,7 @@ def cmd_models(o: c.ModelsOptions, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {name: globals()[f"cmd_{name}"] for name in c.COMMANDS}
+COMMANDS = {name: cmd_write if name in WRITERS else globals()[f"cmd_{name}"] for name in c.COMMANDS}
 
 
 def run(args: argparse.Namespace) -> int:

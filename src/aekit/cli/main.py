@@ -12,8 +12,6 @@ import sys
 from aekit.cli.parser import build_parser
 from aekit.core.errors import AekitError
 
-__all__ = ["build_parser", "main"]
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()

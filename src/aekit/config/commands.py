@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from aekit.config.choices import EXPORT_FORMATS, EXPORT_PARTS, LAYOUTS, METRICS, PRECISIONS, SEARCHES
 from aekit.config.fields import arg, check_choices, opt
+from aekit.core.errors import AekitError
 
 RUN_HELP = "run folder written by `aekit train` (e.g. runs/latest)"
 DATA_HELP = "folder of images, one image file, a .npy/.npz array, a table (.csv, .tsv, .parquet), or rasters"
@@ -233,6 +234,18 @@ class TrainOptions(Options):
         "stopped; only --epochs, --max-time and --device may be given)",
         metavar="RUN",
     )
+
+    def check(self, batch_size: int | None, launched: bool) -> None:
+        """DATA or --resume; --devices N divides the global batch (checked before torchrun starts)."""
+        if self.data is None and self.resume is None:
+            raise AekitError("give DATA to train on (a folder, file or array), or --resume RUN to go on with a run")
+        if self.devices is None:
+            return
+        if self.devices < 1:
+            raise AekitError(f"--devices must be a positive integer, got {self.devices}")
+        batch = batch_size or 64
+        if self.devices > 1 and not launched and batch % self.devices:
+            raise AekitError(f"--batch-size {batch} (the global batch) must be a multiple of --devices {self.devices}")
 
 
 @dataclass

@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from aekit.core.errors import AekitError
+from aekit.core.launch import launched
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,6 @@ class Context:
     @property
     def active(self) -> bool:
         return self.world > 1
-
-
-def launched() -> bool:
-    """True inside a torchrun launch of more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def context() -> Context:

@@ -18,8 +18,8 @@ from aekit.models.checkpoint import load_pca
 def evaluate(
     run: str | Path,
     data: Any,
-    *,
     output: str | Path | None = None,
+    *,
     batch_size: int = 256,
     device: str = "auto",
     verbose: bool = True,
