@@ -179,7 +179,8 @@ def test_cli_end_to_end(runs, tmp_path, capsys):
     # the CLI's choices are the library's
     sub = build_parser().subparsers["export"]
     choices = {a.dest: a.choices for a in sub._actions if a.choices}
-    assert list(choices["format"]) == list(export_module.EXPORT_FORMATS) and tuple(choices["part"]) == export_module.EXPORT_PARTS
+    assert list(choices["format"]) == list(export_module.EXPORT_FORMATS)
+    assert tuple(choices["part"]) == export_module.EXPORT_PARTS
 
 
 def test_aekit_export_is_the_api_function(runs, tmp_path):

@@ -1,9 +1,9 @@
-"""Readers that turn a user's data into an in-memory `ImageData` (decoded once)."""
+"""Readers that turn a user's data into an in-memory `LoadedData` (decoded once)."""
 
-from aekit.data.base import ImageData, Skipped
+from aekit.data.base import LoadedData, Skipped
 from aekit.data.images import IMAGE_EXTENSIONS, read_images
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageData", "Skipped", "from_array", "from_dataset", "load_data", "read_images"]
+__all__ = ["IMAGE_EXTENSIONS", "LoadedData", "Skipped", "from_array", "from_dataset", "load_data", "read_images"]
 
 
 def __getattr__(name: str):

@@ -16,8 +16,9 @@ class Skipped:
 
 
 @dataclass
-class ImageData:
-    """Decoded images in memory: `array` is (N, C, H, W) in the data's raw units.
+class LoadedData:
+    """Data read into memory, whatever its kind (images, arrays, rasters, tables): `array` is
+    (N, C, H, W) in the data's raw units.
 
     `scale` is the value of a full-scale pixel (255 for 8-bit images, 65535 for 16-bit,
     1.0 for float data), so `array / scale` is in [0, 1] for images. A table of F columns is

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import PIL
 
-from aekit.data.base import ImageData, Skipped
+from aekit.data.base import LoadedData, Skipped
 from aekit.data.images import pyspng, read_images, scan, shared_empty
 
 CACHE_VERSION = 1
@@ -52,7 +52,7 @@ def memory_limit() -> int:
         return 4 << 30
 
 
-def index_of(data: ImageData, **extra) -> dict:
+def index_of(data: LoadedData, **extra) -> dict:
     """What a cache entry's index.json records of the decoded data besides the array itself."""
     return {
         "ids": data.ids,
@@ -96,7 +96,7 @@ def read_images_cached(
     high: bool | None = None,
     show_progress: bool = True,
     in_memory_limit: int | None = None,
-) -> ImageData:
+) -> LoadedData:
     """`read_images` through the cache: decode on the first call, reuse afterwards."""
     root = Path(root)
     files, others = scan(root, extensions)
@@ -122,7 +122,7 @@ def read_images_cached(
     return _build(root, files, others, listing, base, key, options, show_progress, limit)
 
 
-def _load(entry: Path, limit: int) -> ImageData:
+def _load(entry: Path, limit: int) -> LoadedData:
     index = json.loads((entry / "index.json").read_text())
     n = index["n_valid"]
     mapped = np.load(entry / "data.npy", mmap_mode="r")
@@ -132,7 +132,7 @@ def _load(entry: Path, limit: int) -> ImageData:
     else:
         array = np.load(entry / "data.npy", mmap_mode="c")[:n]  # copy-on-write map: bounded memory
         where = "memory-mapped"
-    return ImageData(
+    return LoadedData(
         array=array,
         ids=index["ids"],
         scale=index["scale"],
@@ -191,7 +191,7 @@ def save_arrays(tmp: Path, arrays: dict[str, np.ndarray | None]) -> None:
 
 
 def write_entry(
-    tmp: Path, entry: Path, data: ImageData, arrays: dict[str, np.ndarray | None], index: dict, how: str
+    tmp: Path, entry: Path, data: LoadedData, arrays: dict[str, np.ndarray | None], index: dict, how: str
 ) -> bool:
     """Write `arrays` and `index` into `tmp` and make it the entry. On an OSError (a full disk)
     nothing is left behind, `data` (already in memory, `how`) gets a note, and the answer is False."""
@@ -220,7 +220,7 @@ def finish_entry(tmp: Path, entry: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _build(root, files, others, listing, base, key, options, show_progress, limit) -> ImageData:
+def _build(root, files, others, listing, base, key, options, show_progress, limit) -> LoadedData:
     try:
         tmp = start_entry(base, key)
     except OSError as e:
@@ -247,7 +247,7 @@ def _build(root, files, others, listing, base, key, options, show_progress, limi
     return data
 
 
-def _resolved(data: ImageData, options: dict) -> dict:
+def _resolved(data: LoadedData, options: dict) -> dict:
     """The options that reading with inferred values amounted to (what encode/score pass explicitly)."""
     c, h, w = data.shape
     return {**options, "channels": c, "image_size": [h, w], "high": data.array.dtype == np.uint16}
@@ -264,7 +264,7 @@ def _write_alias(base: Path, key: str, resolved_key: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _uncached(root, files, others, options, show_progress, error) -> ImageData:
+def _uncached(root, files, others, options, show_progress, error) -> LoadedData:
     data = read_images(
         root,
         **options,

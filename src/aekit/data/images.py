@@ -48,7 +48,7 @@ except ImportError:  # no wheel for this platform: Pillow decodes every file
 
 from aekit.core.errors import AekitError
 from aekit.core.progress import track
-from aekit.data.base import ImageData, Skipped
+from aekit.data.base import LoadedData, Skipped
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_SIDE = 128
@@ -227,7 +227,7 @@ def read_images(
     show_progress: bool = True,
     listing: tuple[list[Path], list[Skipped]] | None = None,
     allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty,
-) -> ImageData:
+) -> LoadedData:
     """Decode every image under `root` into one (N, C, H, W) array; see the module policy.
 
     `listing` is `scan(root, extensions)` when the caller already has it; `allocate(shape, dtype)`
@@ -276,7 +276,7 @@ def read_images(
     if plan.high:
         notes.append("16-bit or float images found: stored as 16-bit, full scale 65535")
     skipped.sort(key=lambda s: s.path)
-    return ImageData(
+    return LoadedData(
         array=array[: len(ids)],
         ids=ids,
         scale=65535.0 if plan.high else 255.0,

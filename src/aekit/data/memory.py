@@ -17,7 +17,7 @@ import torch
 from aekit.config.choices import LAYOUTS
 from aekit.config.train import parse_columns
 from aekit.core.errors import AekitError
-from aekit.data.base import ImageData
+from aekit.data.base import LoadedData
 from aekit.data.tables import TABLE_SUFFIXES, from_table_array, read_table_file
 
 
@@ -66,8 +66,8 @@ def scale_of(dtype: np.dtype) -> float:
 
 def from_array(
     x: Any, *, layout: str | None = None, source: str = "array", columns: Any = None, id_column: str | None = None
-) -> ImageData:
-    """Wrap an array or tensor of images as ImageData (no copy when already N,C,H,W); a 2-D
+) -> LoadedData:
+    """Wrap an array or tensor of images as LoadedData (no copy when already N,C,H,W); a 2-D
     array (N rows, F columns) is a table (see tables.py)."""
     prefer = "NCHW" if isinstance(x, torch.Tensor) else "NHWC"
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -88,7 +88,7 @@ def from_array(
         raise AekitError(f"{source} holds no items")
     if arr.dtype == np.float32 and not np.isfinite(arr).all():
         raise AekitError(f"{source} contains NaN or Inf values; replace or drop them before training")
-    return ImageData(array=arr, ids=[str(i) for i in range(len(arr))], scale=scale, source=source, n_found=len(arr))
+    return LoadedData(array=arr, ids=[str(i) for i in range(len(arr))], scale=scale, source=source, n_found=len(arr))
 
 
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -97,7 +97,7 @@ NPZ_KEYS = ("images", "image", "x", "data", "arr_0")
 
 def read_array_file(
     path: Path, *, layout: str | None = None, columns: Any = None, id_column: str | None = None
-) -> ImageData:
+) -> LoadedData:
     """Images from a .npy file, or from a .npz file's only array (or its 'images'/'x'/'data' array);
     a 2-D array is a table of N rows and F columns.
 
@@ -140,7 +140,7 @@ def _first_tensor(item: Any) -> Any:
 
 def from_dataset(
     dataset: torch.utils.data.Dataset, *, layout: str | None = None, columns: Any = None, id_column: str | None = None
-) -> ImageData:
+) -> LoadedData:
     """Materialise a map-style Dataset of tensors, tuples (first element) or dicts ('image'/'x' key);
     items of one dimension (F values) make a table."""
     try:
@@ -159,7 +159,7 @@ def from_dataset(
     return from_array(stacked, layout=layout, source=type(dataset).__name__, columns=columns, id_column=id_column)
 
 
-def check_raster_shape(items: ImageData, channels: int | None, image_size: Any) -> None:
+def check_raster_shape(items: LoadedData, channels: int | None, image_size: Any) -> None:
     """Rasters are never converted or resized: --channels/--image-size may only restate what they are
     (as a run's config.yaml does)."""
     c, h, w = items.shape
@@ -192,8 +192,8 @@ def load_data(
     prefer_id: str | None = None,
     raster: Any = None,
     grid: bool = False,
-) -> ImageData:
-    """Any supported input (folder, file, array, tensor, Dataset, table) as ImageData.
+) -> LoadedData:
+    """Any supported input (folder, file, array, tensor, Dataset, table) as LoadedData.
 
     Folders go through the decode-once cache in `cache_dir` ("default": the user cache
     directory; None: no cache). `stream=True` leaves a cached folder memory-mapped (for one pass
@@ -207,7 +207,7 @@ def load_data(
     from aekit.data.rasters import RasterOptions, read_rasters, use_rasterio
 
     columns = parse_columns(columns)
-    if isinstance(data, ImageData):
+    if isinstance(data, LoadedData):
         return data
     suffix = Path(data).suffix.lower() if isinstance(data, (str, Path)) else ""
     if suffix in TABLE_SUFFIXES:

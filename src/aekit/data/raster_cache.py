@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aekit.data.base import ImageData, Skipped
+from aekit.data.base import LoadedData, Skipped
 from aekit.data.cache import (
     default_cache_dir,
     entry_allocator,
@@ -54,7 +54,7 @@ def read_rasters_cached(
     cache_dir: str | Path | None = None,
     show_progress: bool = True,
     in_memory_limit: int | None = None,
-) -> ImageData:
+) -> LoadedData:
     """`read_rasters` through the cache: read on the first call, reuse afterwards."""
     root = Path(root)
     files, others = scan_rasters(root)
@@ -90,7 +90,7 @@ def read_rasters_cached(
     return data
 
 
-def _load(entry: Path, limit: int) -> ImageData:
+def _load(entry: Path, limit: int) -> LoadedData:
     index = json.loads((entry / "index.json").read_text())
     n = index["n_valid"]
     mapped = np.load(entry / "data.npy", mmap_mode="r")
@@ -101,7 +101,7 @@ def _load(entry: Path, limit: int) -> ImageData:
         a = np.load(entry / name, mmap_mode=mode)[:n]
         return np.array(a) if in_memory else a
 
-    return ImageData(
+    return LoadedData(
         array=get("data.npy"),
         ids=index["ids"],
         scale=index["scale"],
@@ -114,7 +114,7 @@ def _load(entry: Path, limit: int) -> ImageData:
     )
 
 
-def _uncached(root: Path, read: dict, error: Exception) -> ImageData:
+def _uncached(root: Path, read: dict, error: Exception) -> LoadedData:
     data = read_rasters(root, **read)
     data.notes.append(not_cached(error, READ))
     return data

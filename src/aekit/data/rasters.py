@@ -20,7 +20,7 @@ Reading:
   through a window: a large raster is never read whole. Files smaller than a patch are skipped.
 - Nodata: the file's nodata value, or `nodata` when given; NaN and +-Inf in float rasters are
   always nodata. A pixel is nodata when any of its selected bands is. Items with more than 50%
-  nodata pixels are skipped (counted in a note). The others keep a mask (ImageData.mask) and their
+  nodata pixels are skipped (counted in a note). The others keep a mask (LoadedData.mask) and their
   nodata pixels are filled from the nearest valid pixels (`fill_patch`): a constant fill would put
   a sharp edge at every nodata border, which the model then blurs into the valid pixels beside it.
 - Units: uint8 rasters keep full scale 255, like images; every other type stays in its own units
@@ -45,7 +45,7 @@ import numpy as np
 
 from aekit.core.errors import AekitError
 from aekit.core.progress import track
-from aekit.data.base import ImageData, Skipped
+from aekit.data.base import LoadedData, Skipped
 from aekit.data.images import _WORKERS, IMAGE_EXTENSIONS, _rel, list_files
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -311,7 +311,7 @@ def read_rasters(
     show_progress: bool = True,
     listing: tuple[list[Path], list[Skipped]] | None = None,
     allocate: Any = np.empty,
-) -> ImageData:
+) -> LoadedData:
     """Read the rasters under `root` into (N, C, H, W) items (tiles or patches); see the module policy.
 
     `grid=True` cuts patches on the regular grid (inference), else at seeded random positions
@@ -333,7 +333,7 @@ def read_rasters(
     any_nodata = not bool(np.all(mask))
     notes += _value_notes(opts, first, store, any_nodata)
     skipped.sort(key=lambda s: s.path)
-    return ImageData(
+    return LoadedData(
         array=array,
         ids=_item_ids(plans, items, layout, root),
         scale=255.0 if first.dtype == "uint8" else 1.0,
@@ -521,7 +521,7 @@ def _value_notes(opts: RasterOptions, first: RasterInfo, store: np.dtype, any_no
 
 
 def _raster_meta(infos: list[tuple[Path, RasterInfo]], opts: RasterOptions, bands: list[int], layout: _Layout) -> dict:
-    """ImageData.raster: how the files were read (stored in model.json by training)."""
+    """LoadedData.raster: how the files were read (stored in model.json by training)."""
     first = infos[0][1]
     return {
         "bands": bands,

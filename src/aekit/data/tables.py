@@ -1,6 +1,6 @@
 """Tables as data: .csv/.tsv and .parquet files, and 2-D arrays (N rows, F numeric columns).
 
-A table becomes ImageData of shape (N, F, 1, 1): each column is a channel of a 1x1 image, so the
+A table becomes LoadedData of shape (N, F, 1, 1): each column is a channel of a 1x1 image, so the
 per-channel normaliser standardises each column (mean and std of the training rows) and the rest
 of aekit (split, PCA, training, encode, evaluate) works unchanged. Tables train the `mlp` model.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from aekit.core.errors import AekitError
-from aekit.data.base import ImageData
+from aekit.data.base import LoadedData
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 MISSING = ("", "na", "n/a", "nan", "null", "none", "-nan")
@@ -48,8 +48,8 @@ class Column:
 
 def read_table_file(
     path: Path, *, columns: Sequence[str] | None = None, id_column: str | None = None, prefer_id: str | None = None
-) -> ImageData:
-    """A .csv/.tsv/.parquet table as ImageData (N, F, 1, 1); see the module's policy."""
+) -> LoadedData:
+    """A .csv/.tsv/.parquet table as LoadedData (N, F, 1, 1); see the module's policy."""
     if not path.is_file():
         raise AekitError(f"data file not found: {path}; pass an existing .csv, .tsv or .parquet file")
     read = read_parquet if path.suffix.lower() == ".parquet" else read_csv
@@ -147,7 +147,7 @@ def read_parquet(path: Path) -> list[Column]:
 
 def from_table_array(
     arr: np.ndarray, *, source: str, columns: Sequence[str] | None = None, id_column: str | None = None
-) -> ImageData:
+) -> LoadedData:
     """A 2-D array (N rows, F columns) as a table; columns are named by their index "0", "1", ...
     When `columns` names F columns that are not indices (a model trained on a CSV file, encoding
     an array), the array's columns are taken in that order."""
@@ -178,8 +178,8 @@ def table_data(
     prefer_id: str | None,
     name: str,
     by_index: bool = False,
-) -> ImageData:
-    """Choose the identifier and the feature columns, check the values, and build ImageData."""
+) -> LoadedData:
+    """Choose the identifier and the feature columns, check the values, and build LoadedData."""
     names = [c.name for c in cols]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -231,7 +231,7 @@ def table_data(
         ids = [str(i) for i in range(n_rows)]
         notes.append("rows identified by their number (0, 1, ...); pass --id-column to name a column")
     array = np.ascontiguousarray(x.astype(np.float32)[:, :, None, None])  # (N, F, 1, 1)
-    return ImageData(
+    return LoadedData(
         array=array,
         ids=ids,
         scale=1.0,

@@ -9,7 +9,7 @@ import numpy as np
 
 from aekit.core import distributed
 from aekit.core.errors import AekitError
-from aekit.data import ImageData, Skipped, load_data
+from aekit.data import LoadedData, Skipped, load_data
 from aekit.inference.model import Autoencoder, check_batch_size, load
 from aekit.inference.vectors import check_output, write_vectors
 
@@ -23,7 +23,7 @@ def read_for_model(
     stream: bool = True,
     layout: str | None = None,
     id_column: str | None = None,
-) -> ImageData:
+) -> LoadedData:
     """Read DATA with the model's own preprocessing (channels, size, bit depth), through the cache;
     a cached folder stays memory-mapped (one pass over it needs no copy in memory). A table model
     reads the columns it was trained on, rows keyed by `id_column` (default: the training's

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aekit.core.rundir import atomic_write
-from aekit.data.base import ImageData
+from aekit.data.base import LoadedData
 
 MAX_ITEMS = 2000  # enough to see the structure; encoding them takes seconds even on a CPU
 ROOT_GROUP = "(root)"
@@ -42,7 +42,7 @@ def project_2d(z: np.ndarray) -> np.ndarray:
 
 
 def write_embedding_map(
-    run_dir: Path, data: ImageData, *, seed: int = 0, device: str = "auto", max_items: int = MAX_ITEMS
+    run_dir: Path, data: LoadedData, *, seed: int = 0, device: str = "auto", max_items: int = MAX_ITEMS
 ) -> Path:
     """Encode a seeded sample of `data` with the model in `run_dir`; write RUN/embeddings_2d.csv."""
     from aekit.inference.model import load

@@ -17,7 +17,7 @@ from aekit.core.errors import AekitError
 from aekit.core.plots import loss_plot, recon_grid, table_recon_plot
 from aekit.core.progress import console
 from aekit.core.rundir import write_json
-from aekit.data.base import ImageData
+from aekit.data.base import LoadedData
 from aekit.evaluation.compare import comparison_table, say_verdict
 from aekit.evaluation.thresholds import threshold_from, write_validation_scores
 from aekit.evaluation.validation import FinalPass, final_pass, reconstruct_measured
@@ -28,7 +28,7 @@ from aekit.version import __version__
 
 def finish(
     s: Setup,
-    data: ImageData,
+    data: LoadedData,
     rows: list[dict],
     best: dict,
     best_state: dict,
@@ -66,7 +66,7 @@ def finish(
     return summary
 
 
-def recon_picture(s: Setup, data: ImageData, path: Path) -> None:
+def recon_picture(s: Setup, data: LoadedData, path: Path) -> None:
     """Validation items above their reconstructions; tables: reconstructed against original values."""
     if s.kind.table:  # no images to show: standardised values
         show = s.x_all[s.eval_idx[:2000]]
@@ -90,7 +90,7 @@ def recon_picture(s: Setup, data: ImageData, path: Path) -> None:
 
 
 def make_summary(
-    s: Setup, data: ImageData, res: FinalPass, rows: list[dict], best: dict, stopped: str, threshold: dict, t_start
+    s: Setup, data: LoadedData, res: FinalPass, rows: list[dict], best: dict, stopped: str, threshold: dict, t_start
 ) -> dict:
     cfg, c, (h, w) = s.cfg, data.shape[0], data.shape[1:]
     ae, lin = res.comparison["autoencoder"], res.comparison["pca"]

@@ -13,11 +13,11 @@ from dataclasses import replace
 
 from aekit.config.train import IMAGE_EPOCHS, IMAGE_LATENT_DIM, TABLE_STEPS, TrainConfig
 from aekit.core.errors import AekitError
-from aekit.data.base import ImageData
+from aekit.data.base import LoadedData
 from aekit.models.mlp import auto_latent_dim
 
 
-def resolve_for_data(cfg: TrainConfig, data: ImageData, n_train: int) -> TrainConfig:
+def resolve_for_data(cfg: TrainConfig, data: LoadedData, n_train: int) -> TrainConfig:
     """`cfg` with arch, latent_dim and epochs decided for `data` (n_train training items)."""
     tabular = data.columns is not None
     if tabular:
@@ -34,7 +34,7 @@ def default_epochs(n_train: int, batch_size: int, tabular: bool) -> int:
     return max(IMAGE_EPOCHS, math.ceil(TABLE_STEPS / math.ceil(max(n_train, 1) / batch_size)))
 
 
-def resolve_arch(cfg: TrainConfig, data: ImageData) -> str:
+def resolve_arch(cfg: TrainConfig, data: LoadedData) -> str:
     """`auto` is conv for images and mlp for tables; a conv model on a table is refused."""
     if data.columns is None:
         return "conv" if cfg.arch == "auto" else cfg.arch

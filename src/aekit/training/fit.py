@@ -19,7 +19,7 @@ from aekit.config.train import TrainConfig
 from aekit.core import distributed
 from aekit.core.progress import console, make_progress
 from aekit.core.rundir import write_metrics
-from aekit.data.base import ImageData
+from aekit.data.base import LoadedData
 from aekit.evaluation.validation import validation_loss
 from aekit.models.checkpoint import save_model
 from aekit.training.artefacts import finish
@@ -93,7 +93,7 @@ class Loop:
 
 
 def fit(
-    data: ImageData,
+    data: LoadedData,
     cfg: TrainConfig,
     run_dir: Path,
     *,
@@ -112,7 +112,7 @@ def fit(
         torch.set_num_threads(threads)  # a small table model trains on one thread (setup.SMALL_MODEL)
 
 
-def _fit(data: ImageData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, resume: dict | None, on_epoch) -> dict:
+def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, resume: dict | None, on_epoch) -> dict:
     t_start = time.perf_counter()
     s = prepare(data, cfg, run_dir)
     cfg = s.cfg

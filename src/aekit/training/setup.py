@@ -21,7 +21,7 @@ from aekit.core.devices import resolve_device
 from aekit.core.errors import AekitError
 from aekit.core.plots import preview_channels
 from aekit.core.rundir import write_yaml
-from aekit.data.base import ImageData
+from aekit.data.base import LoadedData
 from aekit.data.kind import DataKind
 from aekit.data.normalize import Normalizer, channel_stats
 from aekit.models import create_model
@@ -68,7 +68,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
-def prepare(data: ImageData, cfg: TrainConfig, run_dir: Path) -> Setup:
+def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
     ctx = distributed.context()  # rank and world size under torchrun; one process otherwise
     device = resolve_device(distributed.rank_device(cfg.device, ctx))
     distributed.per_rank_batch(cfg.batch_size, ctx)  # the global batch must split evenly
@@ -119,7 +119,7 @@ def prepare(data: ImageData, cfg: TrainConfig, run_dir: Path) -> Setup:
     )  # fmt: skip
 
 
-def build_model(cfg: TrainConfig, data: ImageData, normalizer: Normalizer) -> tuple[AEModule, dict]:
+def build_model(cfg: TrainConfig, data: LoadedData, normalizer: Normalizer) -> tuple[AEModule, dict]:
     """The model for `data` and the keyword arguments that rebuild it (saved in model.json)."""
     c, h, w = data.shape
     kwargs = {"in_shape": (c, h, w), "latent_dim": cfg.latent_dim, "depth": cfg.depth}
@@ -148,7 +148,7 @@ def build_model(cfg: TrainConfig, data: ImageData, normalizer: Normalizer) -> tu
     return model, kwargs
 
 
-def _meta_extra(data: ImageData, cfg: TrainConfig) -> dict:
+def _meta_extra(data: LoadedData, cfg: TrainConfig) -> dict:
     """What model.json records of tables and rasters besides the network."""
     extra = {"table": {"columns": data.columns, "id_column": data.id_name}} if data.columns is not None else {}
     if data.raster:
