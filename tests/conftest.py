@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]  # a model in a second
+
+
+TRAINS = re.compile(r'"(train|demo|sweep)"|\b(train|sweep|_train)\(|subprocess|torchrun')
+
+
+@functools.cache
+def _trains(fn) -> bool:
+    try:
+        return bool(TRAINS.search(inspect.getsource(fn)))
+    except (OSError, TypeError):
+        return False
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark `e2e` the tests that train a model or start processes, found in their source or their
+    fixtures' (`pytest -m "not e2e"` runs the unit tests alone, in seconds)."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        fixtures = [d.func for ds in (defs.name2fixturedefs.values() if defs else ()) for d in ds]
+        if any(_trains(fn) for fn in (getattr(item, "function", None), *fixtures) if fn is not None):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +82,23 @@ def rgb_folder(tmp_path: Path) -> Path:
     write_pngs(folder / "a", imgs[:10])
     write_pngs(folder / "b", imgs[10:])
     return folder
+
+
+@pytest.fixture(scope="session")
+def rgb_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(folder, run): the rgb_folder images and a small model trained on them once per session,
+    shared by the tests that only read a run (encode, evaluate, bad options of the commands)."""
+    from aekit.cli.main import main
+
+    root = tmp_path_factory.mktemp("rgb_run")
+    folder = root / "rgb"
+    imgs = smooth_images(20, 20, 24, 3, seed=1)
+    write_pngs(folder / "a", imgs[:10])
+    write_pngs(folder / "b", imgs[10:])
+    run = root / "run"
+    argv = ["train", str(folder), "--out", str(run), "--cache-dir", str(root / "cache"), *FAST]
+    assert main(argv) == 0
+    return folder, run
 
 
 def jpeg_bytes(im: np.ndarray, **kw) -> bytes:

@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 
 from aekit.cli.main import main
-from tests.conftest import smooth_images
-
-FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]
+from tests.conftest import FAST, smooth_images
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,8 @@ from aekit.data import load_data
 from aekit.data.normalize import channel_stats
 from aekit.data.rasters import MAX_NODATA, RasterOptions, fill_patch, read_rasters, use_rasterio
 from aekit.models.base import AEOutput, mse_terms
+from tests.conftest import FAST
 from tests.rasters import smooth_bands, tile_folder, write_raster
-
-FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]
 
 
 def test_13_band_uint16_tiles_with_nodata_train_end_to_end(tmp_path):

@@ -8,8 +8,7 @@ import pytest
 
 import aekit
 from aekit.cli.main import main
-
-FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]
+from tests.conftest import FAST
 
 
 def read_csv(path):

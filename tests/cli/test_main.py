@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from aekit.cli.main import main
-
-FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]
+from tests.conftest import FAST
 
 
 def test_train_messy_folder_reports_skipped(messy_folder, tmp_path, capsys):
@@ -49,9 +48,8 @@ def test_train_with_config_file_and_flag_override(gray28, tmp_path):
 
 
 @pytest.mark.parametrize("ext", [".npy", ".csv", ".parquet"])
-def test_encode_writes_one_row_per_file(rgb_folder, tmp_path, ext):
-    run = tmp_path / "run"
-    assert main(["train", str(rgb_folder), "--out", str(run), *FAST]) == 0
+def test_encode_writes_one_row_per_file(rgb_run, tmp_path, ext):
+    rgb_folder, run = rgb_run
     target = tmp_path / f"emb{ext}"
     assert main(["encode", str(run), str(rgb_folder), "-o", str(target), "--quiet"]) == 0
     if ext == ".npy":
@@ -75,12 +73,11 @@ def test_encode_writes_one_row_per_file(rgb_folder, tmp_path, ext):
     np.testing.assert_allclose(z, aekit.load(run, precision="auto").encode(imgs, layout="NCHW"), rtol=1e-4, atol=1e-5)
 
 
-def test_encode_precision_auto_is_close_to_fp32_and_fp32_is_exact(rgb_folder, tmp_path):
+def test_encode_precision_auto_is_close_to_fp32_and_fp32_is_exact(rgb_run, tmp_path):
     import aekit
     from aekit.data import read_images
 
-    run = tmp_path / "run"
-    assert main(["train", str(rgb_folder), "--out", str(run), *FAST]) == 0
+    rgb_folder, run = rgb_run
     for precision in ("auto", "fp32"):
         out = tmp_path / f"{precision}.npy"
         assert main(["encode", str(run), str(rgb_folder), "-o", str(out), "--precision", precision, "--quiet"]) == 0
@@ -114,7 +111,7 @@ def test_version_and_help(capsys):
     assert "--latent-dim" in capsys.readouterr().out
 
 
-def bad_inputs(tmp_path, rgb_folder):
+def bad_inputs(tmp_path, rgb_folder, run):
     empty = tmp_path / "empty"
     empty.mkdir()
     broken = tmp_path / "broken"
@@ -126,7 +123,7 @@ def bad_inputs(tmp_path, rgb_folder):
     badcfg = tmp_path / "bad.yaml"
     badcfg.write_text("epochz: 3\n")
     g = str(rgb_folder)
-    run = str(tmp_path / "run")
+    run = str(run)
     folder_csv = tmp_path / "d.csv"
     folder_csv.mkdir()
     return {
@@ -186,23 +183,12 @@ CASES = [
     "reconstruct onto a file",
     "export bad ext",
 ]
-NEEDS_RUN = {
-    "encode into a file's child",
-    "encode onto a folder",
-    "encode batch 0",
-    "encode unknown device",
-    "out holds a run",
-    "score bad ext",
-    "reconstruct onto a file",
-}
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input_is_one_line_exit_2(case, tmp_path, rgb_folder, capsys):
-    argv, needle = bad_inputs(tmp_path, rgb_folder)[case]
-    if case in NEEDS_RUN:
-        assert main(["train", str(rgb_folder), *FAST, "--out", str(tmp_path / "run")]) == 0
-        capsys.readouterr()
+def test_bad_input_is_one_line_exit_2(case, tmp_path, rgb_run, capsys):
+    rgb_folder, run = rgb_run
+    argv, needle = bad_inputs(tmp_path, rgb_folder, run)[case]
     try:
         code = main(argv)
     except SystemExit as e:  # argparse errors
@@ -245,9 +231,8 @@ def test_second_run_reuses_the_cache_and_no_cache_writes_none(rgb_folder, tmp_pa
     assert not other.exists()
 
 
-def test_evaluate_compares_with_pca_on_any_data(rgb_folder, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert main(["train", str(rgb_folder), *FAST, "--out", str(run)]) == 0
+def test_evaluate_compares_with_pca_on_any_data(rgb_run, tmp_path, capsys):
+    rgb_folder, run = rgb_run
     summary = json.loads((run / "summary.json").read_text())
     for key in ("val_mse", "val_psnr", "val_ssim", "pca_val_mse", "pca_val_psnr", "pca_val_ssim", "vs_pca"):
         assert key in summary

@@ -9,18 +9,15 @@ from PIL import Image
 import aekit
 from aekit.cli.main import main
 
-FAST = ["--epochs", "1", "--batch-size", "8", "--latent-dim", "4", "--width", "8", "--quiet"]
-
 
 def digest(folder):
     return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
 
 
 @pytest.fixture
-def run(rgb_folder, tmp_path):
-    out = tmp_path / "run"
-    assert main(["train", str(rgb_folder), *FAST, "--out", str(out)]) == 0
-    return out
+def run(rgb_run):
+    """A model trained on the same images as rgb_folder, shared by the session."""
+    return rgb_run[1]
 
 
 def test_reconstructions_mirror_the_tree_and_match_the_model(run, rgb_folder, tmp_path):
