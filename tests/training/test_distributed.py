@@ -66,7 +66,8 @@ def test_the_time_budget_stops_all_ranks_together(tmp_path):
     folder = tmp_path / "imgs"
     write_pngs(folder, smooth_images(71, 16, 16, 1, seed=8))
     run = tmp_path / "run"
-    argv = ["train", str(folder), *ARGS, "--epochs", "100000", "--max-time", "3", "--devices", "2", "--out", str(run)]
+    argv = ["train", str(folder), *ARGS, "--epochs", "100000", "--max-time", "3", "--patience", "0", "--devices", "2"]
+    argv += ["--out", str(run)]
     assert main(argv) == 0  # a rank left waiting in a collective would hang here
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stopped"] == "time budget of 3 s spent" and summary["world_size"] == 2

@@ -20,8 +20,11 @@ from aekit.config.fields import check_choices, opt
 from aekit.core.errors import AekitError
 
 IMAGE_LATENT_DIM = 64  # the default latent size for images (tables: see models/mlp.auto_latent_dim)
-IMAGE_EPOCHS = 30  # the default number of epochs for images
-TABLE_STEPS = 3000  # tables: an epoch is a few steps, so the default trains for at least this many
+IMAGE_EPOCHS = 30  # with --max-time alone: the number of epochs for images
+TABLE_STEPS = 3000  # with --max-time alone, tables train for at least this many steps
+BUDGET_STEPS = 3000  # the default budget (no --epochs, --max-steps or --max-time): this many steps...
+BUDGET_SECONDS = 600.0  # ... and at most this long (see training/defaults.py)
+PATIENCE = 10  # epochs without a better validation loss before training stops early
 MAX_SIDE = 4096
 MIN_PATCH = 4
 
@@ -111,8 +114,14 @@ class TrainConfig:
     )
     epochs: int | None = opt(
         None,
-        f"number of passes over the training data; default {IMAGE_EPOCHS} for images, and for tables "
-        f"enough for {TABLE_STEPS} steps (at least {IMAGE_EPOCHS})",
+        f"number of passes over the training data; default: the budget (with none of --epochs, "
+        f"--max-steps, --max-time: {BUDGET_STEPS} steps and at most {BUDGET_SECONDS / 60:g} minutes)",
+    )
+    max_steps: int | None = opt(
+        None, "stop after this many optimisation steps; the learning-rate schedule follows them (default: the budget)"
+    )
+    patience: int = opt(
+        PATIENCE, "stop early when the validation loss has not improved for this many epochs (0: never)"
     )
     batch_size: int = opt(64, "images per optimisation step")
     lr: float = opt(1e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
@@ -161,6 +170,12 @@ class TrainConfig:
             _positive("depth", self.depth, int)
         if self.max_time is not None:
             _positive("max_time", self.max_time, float)
+        if self.max_steps is not None:
+            _positive("max_steps", self.max_steps, int)
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise AekitError(
+                f"patience must be a whole number of epochs >= 0 (0: never stop early), got {self.patience!r}"
+            )
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise AekitError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from aekit.core.progress import console
 from aekit.evaluation.compare import format_db
+from aekit.training.defaults import describe_budget
 
 
 def print_start(data, cfg, compute, n_params, n_train, n_val, run_dir) -> None:
@@ -27,8 +28,8 @@ def print_start(data, cfg, compute, n_params, n_train, n_val, run_dir) -> None:
         t.add_row("input", f"{len(data)} rows x {c} numeric columns, standardised per column")
     t.add_row("split", f"{n_train} train / {n_val} validation (seed {cfg.seed})")
     t.add_row("model", f"{cfg.arch}, latent {cfg.latent_dim}, depth {cfg.depth}, {n_params:,} parameters")
-    budget = f", stop after {cfg.max_time:g} s" if cfg.max_time else ""
-    t.add_row("training", f"{cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}{budget}")
+    t.add_row("training", f"batch {cfg.batch_size}, lr {cfg.lr:g} (warm-up, then cosine decay over the budget)")
+    t.add_row("budget", describe_budget(cfg, n_train))
     n = torch.get_num_threads()
     threads = f" ({n} thread{'s' * (n > 1)})" if compute.device.type == "cpu" else ""
     t.add_row("compute", compute.describe() + threads)

@@ -1,4 +1,10 @@
-"""Options left to aekit, decided for the data at hand: architecture, latent size, epochs.
+"""Options left to aekit, decided for the data at hand: architecture, latent size, budget.
+
+The budget: with none of --epochs, --max-steps and --max-time, training takes BUDGET_STEPS
+optimisation steps (the learning-rate schedule warms up and decays over them, whatever the size of
+an epoch) and stops after BUDGET_SECONDS at the latest, whichever comes first; early stopping
+(--patience) may end it sooner. With --max-steps, --epochs or --max-time, the given limits apply,
+and epochs default as below.
 
 Images and tables differ: a table (N, F, 1, 1) trains the `mlp` model with a latent size of a
 quarter of its columns, for at least TABLE_STEPS steps (its epochs are a few steps each), in fp32
@@ -11,7 +17,14 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from aekit.config.train import IMAGE_EPOCHS, IMAGE_LATENT_DIM, TABLE_STEPS, TrainConfig
+from aekit.config.train import (
+    BUDGET_SECONDS,
+    BUDGET_STEPS,
+    IMAGE_EPOCHS,
+    IMAGE_LATENT_DIM,
+    TABLE_STEPS,
+    TrainConfig,
+)
 from aekit.core.errors import AekitError
 from aekit.data.base import LoadedData
 from aekit.models.mlp import auto_latent_dim
@@ -23,12 +36,47 @@ def resolve_for_data(cfg: TrainConfig, data: LoadedData, n_train: int) -> TrainC
     if tabular:
         cfg = replace(cfg, augment="none", precision="fp32" if cfg.precision == "auto" else cfg.precision)
     latent = cfg.latent_dim or (auto_latent_dim(data.shape[0]) if tabular else IMAGE_LATENT_DIM)
-    epochs = cfg.epochs or default_epochs(n_train, cfg.batch_size, tabular)
-    return replace(cfg, arch=resolve_arch(cfg, data), latent_dim=latent, epochs=epochs)
+    cfg = replace(cfg, **budget(cfg, n_train, tabular))
+    return replace(cfg, arch=resolve_arch(cfg, data), latent_dim=latent)
+
+
+def budget(cfg: TrainConfig, n_train: int, tabular: bool) -> dict:
+    """epochs, max_steps and max_time for `cfg` on n_train training items (see the module's doc)."""
+    per_epoch = math.ceil(max(n_train, 1) / cfg.batch_size)
+    if cfg.epochs is None and cfg.max_steps is None and cfg.max_time is None:
+        return {"epochs": math.ceil(BUDGET_STEPS / per_epoch), "max_steps": BUDGET_STEPS, "max_time": BUDGET_SECONDS}
+    epochs = cfg.epochs
+    if epochs is None:
+        epochs = (
+            math.ceil(cfg.max_steps / per_epoch) if cfg.max_steps else default_epochs(n_train, cfg.batch_size, tabular)
+        )
+    return {"epochs": epochs, "max_steps": cfg.max_steps, "max_time": cfg.max_time}
+
+
+def total_steps(cfg: TrainConfig, n_train: int) -> int:
+    """The optimisation steps the run will take unless time or early stopping ends it sooner."""
+    steps = cfg.epochs * math.ceil(max(n_train, 1) / cfg.batch_size)
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def describe_budget(cfg: TrainConfig, n_train: int) -> str:
+    """The start table's line: '3000 steps (104 epochs of 29 steps), at most 10 min, ...'."""
+    per_epoch = math.ceil(max(n_train, 1) / cfg.batch_size)
+    steps = total_steps(cfg, n_train)
+    text = f"{steps} steps ({steps / per_epoch:.3g} epochs of {per_epoch} steps)"
+    if cfg.max_time:
+        text += f", at most {format_seconds(cfg.max_time)}"
+    if cfg.patience:
+        text += f", or until {cfg.patience} epochs bring no better validation loss"
+    return text
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds < 120 else f"{seconds / 60:.3g} min"
 
 
 def default_epochs(n_train: int, batch_size: int, tabular: bool) -> int:
-    """30 for images; tables take enough epochs for TABLE_STEPS steps (600 rows: 334 epochs, ~5 s)."""
+    """With only --max-time: 30 for images; tables take enough epochs for TABLE_STEPS steps."""
     if not tabular:
         return IMAGE_EPOCHS
     return max(IMAGE_EPOCHS, math.ceil(TABLE_STEPS / math.ceil(max(n_train, 1) / batch_size)))

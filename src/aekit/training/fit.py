@@ -24,6 +24,7 @@ from aekit.evaluation.validation import validation_loss
 from aekit.models.checkpoint import save_model
 from aekit.training.artefacts import finish
 from aekit.training.console import print_start
+from aekit.training.defaults import total_steps
 from aekit.training.setup import Setup, prepare
 from aekit.training.state import save_state
 from aekit.training.step import lr_at, make_optimizer, param_groups, train_step, weights_finite
@@ -34,6 +35,7 @@ DIVERGED = (
     "{lr:.2g}; likely causes: data with extreme values that need scaling, or --lr too high"
 )
 COMPLETED = "completed all epochs"
+PLATEAU = "stopped early: no better validation loss in {n} epochs (--patience; best epoch {best})"
 
 
 @dataclass
@@ -132,15 +134,15 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
             console.print(
                 f"resuming after epoch {loop.epoch} of {cfg.epochs} (best so far: epoch {loop.best['epoch']})"
             )
-    total_steps = cfg.epochs * math.ceil(len(s.train_idx) / cfg.batch_size)
+    steps = total_steps(cfg, len(s.train_idx))
     progress = make_progress() if verbose else None
-    task = progress.add_task("training", total=total_steps, info="") if progress else None
+    task = progress.add_task("training", total=steps, info="") if progress else None
     if progress:
         progress.start()
     try:
         for epoch in range(loop.epoch + 1, cfg.epochs + 1):
             t_epoch = time.perf_counter()
-            sums, seen, lr = train_epoch(s, opt, loop, epoch, t_start, total_steps, progress, task)
+            sums, seen, lr = train_epoch(s, opt, loop, epoch, t_start, steps, progress, task)
             train_seconds = time.perf_counter() - t_epoch
             val = validate(s)
             row = metrics_row(epoch, sums, seen, val, lr, time.perf_counter() - t_start, train_seconds)
@@ -152,8 +154,11 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
             # atomically: a crash from here on resumes after this epoch
             save_state(run_dir, loop.state(s.model, opt, time.perf_counter() - t_start, s.device))
             if progress:
-                progress.update(task, completed=loop.step, info=f"val {val['loss']:.4f}")
+                done = budget_spent(cfg, loop.step, steps, time.perf_counter() - t_start) * steps
+                progress.update(task, completed=done, info=f"val {val['loss']:.4f}")
                 progress.console.print(epoch_line(row, s))
+            if cfg.patience and epoch - loop.best["epoch"] >= cfg.patience and loop.stopped == COMPLETED:
+                loop.stopped = PLATEAU.format(n=cfg.patience, best=loop.best["epoch"])
             if on_epoch is not None and on_epoch(epoch, row):
                 loop.stopped = "stopped early by on_epoch"
             if loop.stopped != COMPLETED:
@@ -173,7 +178,7 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
     return finish(s, data, loop.rows, loop.best, loop.best_state, loop.stopped, run_dir, t_start, verbose)
 
 
-def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, total_steps: int, progress, task):
+def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: int, progress, task):
     """One pass over the training items in a seeded order; returns the loss terms summed over the
     items on the device (no sync per step), the number of items seen, and the last learning rate."""
     cfg, ctx, device = s.cfg, s.ctx, s.device
@@ -181,9 +186,7 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, total_ste
     seen, last_draw, lr = 0, 0.0, 0.0
     order = s.train_idx[torch.randperm(len(s.train_idx), generator=loop.gen)]
     for i in range(0, len(order), cfg.batch_size):
-        frac = loop.step / total_steps
-        if cfg.max_time:
-            frac = max(frac, (time.perf_counter() - t_start) / cfg.max_time)
+        frac = budget_spent(cfg, loop.step, steps, time.perf_counter() - t_start)
         lr = lr_at(frac, cfg.lr)
         for group in opt.param_groups:
             group["lr"] = lr * loop.lr_factor * group["lr_scale"]
@@ -201,11 +204,15 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, total_ste
             seen += len(xb)
         loop.step += 1
         now = time.perf_counter()
-        if progress and now - last_draw > 0.25:
-            progress.update(task, completed=loop.step, description=f"epoch {epoch}/{cfg.epochs}")
+        if progress and now - last_draw > 0.25:  # the bar and its ETA follow the budget: steps or time
+            done = budget_spent(cfg, loop.step, steps, now - t_start) * steps
+            progress.update(task, completed=done, description=f"epoch {epoch}/{cfg.epochs}")
             last_draw = now
         if cfg.max_time and distributed.any_rank(now - t_start >= cfg.max_time, device, ctx):
             loop.stopped = f"time budget of {cfg.max_time:g} s spent"  # on every rank at the same step
+            break
+        if cfg.max_steps and loop.step >= cfg.max_steps:  # the same step on every rank
+            loop.stopped = f"completed the budget of {cfg.max_steps} steps"
             break
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -216,6 +223,15 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, total_ste
         )
         sums, seen = dict(zip(keys, total[:-1])), int(total[-1])
     return sums, seen, lr
+
+
+def budget_spent(cfg: TrainConfig, step: int, total_steps: int, elapsed: float) -> float:
+    """The fraction of the budget spent, in [0, 1]: steps, or time when that runs out first. The
+    learning-rate schedule and the progress bar follow it."""
+    frac = step / max(total_steps, 1)
+    if cfg.max_time:
+        frac = max(frac, elapsed / cfg.max_time)
+    return min(frac, 1.0)
 
 
 def batch_on_device(s: Setup, order: torch.Tensor, i: int, gen: torch.Generator):

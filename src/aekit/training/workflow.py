@@ -52,8 +52,8 @@ def train(
     the YAML file `config`. `out` defaults to runs/<timestamp> with runs/latest pointing at it.
 
     `resume="runs/x"` goes on with an interrupted run from its last completed epoch, exactly as
-    if it had not stopped (same data, which defaults to the run's; only `epochs`, `max_time` and
-    `device` may change).
+    if it had not stopped (same data, which defaults to the run's; only `epochs`, `max_steps`,
+    `max_time`, `patience` and `device` may change).
 
     `on_epoch(epoch, metrics_row) -> bool` is called after each epoch; True stops training early.
     """
@@ -118,7 +118,7 @@ def load_for(data: Any, cfg: TrainConfig, verbose: bool):
     )
 
 
-RESUMABLE_OPTIONS = ("epochs", "max_time", "device")
+RESUMABLE_OPTIONS = ("epochs", "max_steps", "max_time", "patience", "device")
 
 
 def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any, **options: Any) -> Run:
@@ -145,6 +145,11 @@ def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any,
         raise AekitError(
             f"{run_dir} has already trained all {cfg.epochs} epochs; pass --epochs N (more than "
             f"{state['epoch']}) to train longer"
+        )
+    if cfg.max_steps and state["step"] >= cfg.max_steps:
+        raise AekitError(
+            f"{run_dir} has already trained its budget of {cfg.max_steps} steps; pass --max-steps N (more than "
+            f"{state['step']}) to train longer"
         )
     if data is None:
         if not source or not Path(source).exists():

@@ -1,0 +1,65 @@
+"""The training budget decided for the data (training/defaults.py) and how the loop keeps it."""
+
+import json
+
+import numpy as np
+import pytest
+
+import aekit
+from aekit.config.train import BUDGET_SECONDS, BUDGET_STEPS, TrainConfig
+from aekit.training.defaults import budget, describe_budget, total_steps
+from aekit.training.fit import budget_spent
+from aekit.training.step import lr_at
+from tests.conftest import smooth_images
+
+
+def test_no_limits_given_means_the_step_and_time_budget():
+    b = budget(TrainConfig(), n_train=1800, tabular=False)  # 29 steps an epoch at batch 64
+    assert b == {"epochs": 104, "max_steps": BUDGET_STEPS, "max_time": BUDGET_SECONDS}
+    big = budget(TrainConfig(), n_train=60000, tabular=False)  # 938 steps an epoch: the budget ends in epoch 4
+    assert big["epochs"] == 4 and total_steps(TrainConfig(**big), 60000) == BUDGET_STEPS
+    text = describe_budget(TrainConfig(**big, patience=10), 60000)
+    assert text.startswith("3000 steps (3.2 epochs of 938 steps), at most 10 min") and "10 epochs" in text
+
+
+def test_given_limits_are_kept():
+    assert budget(TrainConfig(epochs=5), 1800, False) == {"epochs": 5, "max_steps": None, "max_time": None}
+    assert budget(TrainConfig(max_steps=100), 1800, False)["epochs"] == 4  # ceil(100 / 29)
+    only_time = budget(TrainConfig(max_time=60), 1800, False)
+    assert only_time == {"epochs": 30, "max_steps": None, "max_time": 60}
+    assert total_steps(TrainConfig(epochs=5, max_steps=100), 1800) == 100
+    assert total_steps(TrainConfig(epochs=2, max_steps=100), 1800) == 58
+
+
+def test_budget_spent_follows_steps_or_time_whichever_is_further():
+    cfg = TrainConfig(max_time=100)
+    assert budget_spent(cfg, 30, 300, elapsed=5) == pytest.approx(0.1)
+    assert budget_spent(cfg, 30, 300, elapsed=50) == pytest.approx(0.5)
+    assert budget_spent(cfg, 30, 300, elapsed=500) == 1.0
+    assert budget_spent(TrainConfig(), 300, 300, elapsed=1e6) == 1.0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_patience_must_be_a_whole_number(bad):
+    with pytest.raises(aekit.core.errors.AekitError, match="patience"):
+        TrainConfig(patience=bad)
+
+
+def test_max_steps_stops_training_and_the_schedule_ends_there(tmp_path):
+    x = smooth_images(64, 12, 12, 1)[..., 0]
+    run = aekit.train(x, max_steps=10, batch_size=8, width=8, latent_dim=4, out=tmp_path / "r", verbose=False)
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["stopped"] == "completed the budget of 10 steps" and s["epochs_run"] == 2  # 7 steps an epoch
+    rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    last_lr = float(rows[-1].split(",")[rows[0].split(",").index("lr")])
+    assert last_lr == pytest.approx(lr_at(9 / 10, 1e-3))  # the decay ends at step 10, not at epoch 2's end (14)
+    assert "max_steps: 10" in (tmp_path / "r" / "config.yaml").read_text() and run.path == tmp_path / "r"
+
+
+def test_patience_stops_a_run_that_no_longer_improves(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (48, 8, 8), dtype=np.uint8)  # noise: nothing to learn
+    run = aekit.train(x, epochs=40, patience=3, batch_size=8, width=8, latent_dim=2, verbose=False,
+                      out=tmp_path / "r", lr=3e-3)  # fmt: skip
+    s = run.summary
+    assert s["stopped"].startswith("stopped early: no better validation loss in 3 epochs")
+    assert s["epochs_run"] == s["best_epoch"] + 3 < 40
