@@ -16,7 +16,7 @@ import torch
 
 from aekit.config.train import TrainConfig
 from aekit.core import distributed
-from aekit.core.compute import ComputeSettings, compute_settings
+from aekit.core.compute import ComputeSettings, compute_settings, cpu_has_bf16
 from aekit.core.devices import resolve_device
 from aekit.core.errors import AekitError
 from aekit.core.plots import preview_channels
@@ -30,6 +30,7 @@ from aekit.models.checkpoint import count_parameters, model_meta, save_pca
 from aekit.models.conv import auto_width, max_depth
 from aekit.models.pca import PCA, fit_pca, pca_rows
 from aekit.training.defaults import resolve_for_data
+from aekit.training.probe import fastest_precision
 
 # Table models up to this many parameters train on one CPU thread: their matrices are too small
 # to share, and waiting on busy threads cost 10-40x (1.5 ms vs 14-61 ms a step, 12 columns, 2 cores)
@@ -95,6 +96,13 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
         cfg.seed,
     )
     model.init_from_pca(pca.mean, pca.components, variance=pca.variance)  # start where the linear baseline ends
+    if cfg.precision == "auto" and device.type == "cpu" and cpu_has_bf16() and not ctx.active:
+        batch = train_idx[: cfg.batch_size]
+        xn = normalizer.normalize(x_all[batch].to(device))
+        precision, seconds = fastest_precision(model.to(device), xn, device)
+        cfg = replace(cfg, precision=precision)
+        ms = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in seconds.items())
+        data.notes.append(f"precision auto: {precision}, the faster here (a training step: {ms})")
     compute = compute_settings(device, cfg.precision, cfg.compile)
     train_model = compute.prepare(model)  # the same parameters; maybe compiled or channels_last
     if ctx.active:  # gradients averaged over the ranks in backward()
