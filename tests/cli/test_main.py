@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from aekit.cli.main import main
+from aekit.inference.encode import training_precision
 from tests.conftest import FAST
 
 
@@ -69,8 +70,9 @@ def test_encode_writes_one_row_per_file(rgb_run, tmp_path, ext):
     from aekit.data import read_images
 
     imgs = read_images(rgb_folder, show_progress=False).array
-    # by default codes are computed in the training's precision (bf16 on CPUs that have it)
-    np.testing.assert_allclose(z, aekit.load(run, precision="auto").encode(imgs, layout="NCHW"), rtol=1e-4, atol=1e-5)
+    # by default codes are computed in the training's precision (config.yaml: measured on CPUs with bf16)
+    model = aekit.load(run, precision=training_precision(run))
+    np.testing.assert_allclose(z, model.encode(imgs, layout="NCHW"), rtol=1e-4, atol=1e-5)
 
 
 def test_encode_precision_auto_is_close_to_fp32_and_fp32_is_exact(rgb_run, tmp_path):
@@ -99,7 +101,8 @@ def test_demo_trains_on_embedded_sample(tmp_path, capsys):
     captured = capsys.readouterr()
     assert str(out) in captured.out and "demo done" in captured.err
     s = json.loads((out / "summary.json").read_text())
-    assert s["n_images"] == 600 and s["channels"] == 3 and (out / "recon.png").is_file()
+    assert s["n_images"] == 2000 and s["channels"] == 1 and s["image_size"] == [28, 28]
+    assert (out / "recon.png").is_file() and "x PCA's" in captured.err
 
 
 def test_version_and_help(capsys):

@@ -39,12 +39,14 @@ def cmd_demo(o: c.DemoOptions, args: argparse.Namespace) -> int:
 
     sample = Path(str(files("aekit") / "data" / "sample"))
     options = train_options(args)
-    options["epochs"] = options["epochs"] or 15
+    if options["epochs"] is None and options["max_time"] is None:
+        options["max_steps"] = options["max_steps"] or c.DEMO_STEPS
     run = train(sample, out=o.out, config=o.config, verbose=o.verbose, **options)
     s = run.summary
     console.print(
-        f"\n[bold green]demo done[/bold green]: trained on {s['n_images']} photo patches "
-        f"({sample}), validation MSE {s['val_mse']:.5f} (PCA: {s['pca_val_mse']:.5f}).\n"
+        f"\n[bold green]demo done[/bold green]: trained on {s['n_images']} digit images ({sample}) in "
+        f"{s['seconds']:.0f} s: validation MSE {s['val_mse']:.5f}, {s['val_mse'] / s['pca_val_mse']:.2f}x "
+        f"PCA's {s['pca_val_mse']:.5f} with the same {s['latent_dim']} numbers per image.\n"
         f"Results are in [bold]{run.path}[/bold]: report.html (everything on one page), recon.png, "
         f"loss.png, metrics.csv, summary.json, model.safetensors + model.json.\n"
         f"Next: aekit encode {run.path} {sample} -o embeddings.csv"
