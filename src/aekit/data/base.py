@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from aekit.core.errors import AekitError
+
 
 @dataclass
 class Skipped:
@@ -49,3 +51,19 @@ class LoadedData:
     def shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one item."""
         return tuple(self.array.shape[1:])  # type: ignore[return-value]
+
+
+MAX_MAGNITUDE = 1e18  # float data: squared errors in float32 overflow to Inf above about 1.8e19
+
+
+def check_magnitude(x: np.ndarray, source: str, limit: float = MAX_MAGNITUDE) -> None:
+    """Values so large that the float32 arithmetic of training would overflow to Inf are a clear
+    error, not a run that ends with an MSE of inf."""
+    if x.size == 0 or x.dtype.kind != "f":
+        return
+    peak = max(float(x.max()), -float(x.min()))
+    if peak > limit:
+        raise AekitError(
+            f"{source} holds values up to {peak:.3g} in magnitude, too large for float32 arithmetic (above "
+            f"{limit:.3g} errors overflow to Inf); divide the data by a constant (e.g. its maximum) first"
+        )

@@ -72,9 +72,9 @@ def listing_digest(files: list[Path], others: list[Skipped]) -> str:
     h = hashlib.sha256()
     for f in files:
         st = f.stat()
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(os.fsencode(f) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())  # any bytes a name holds
     for s in others:
-        h.update(f"other\0{s.path}\n".encode())
+        h.update(b"other\0" + os.fsencode(s.path) + b"\n")
     return h.hexdigest()
 
 
@@ -158,8 +158,15 @@ def reserved_memmap(path: Path, shape: tuple[int, ...], dtype) -> np.ndarray:
     """A new .npy memory map whose disk space is reserved now: a full disk fails here, not later."""
     mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     with open(path, "rb+") as f:
-        os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+        reserve(f.fileno(), os.path.getsize(path))
     return mm
+
+
+def reserve(fd: int, size: int) -> None:
+    """Claim `size` bytes of disk for the file now, so that a full disk fails before writing;
+    where the OS has no posix_fallocate (macOS, Windows) the write itself will fail instead."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
 
 
 def entry_allocator(tmp: Path, limit: int) -> Callable[[tuple[int, ...], type, str], np.ndarray]:
@@ -185,7 +192,7 @@ def save_arrays(tmp: Path, arrays: dict[str, np.ndarray | None]) -> None:
             (tmp / name).unlink(missing_ok=True)
         else:
             with open(tmp / name, "wb") as f:
-                os.posix_fallocate(f.fileno(), 0, a.nbytes + 4096)  # a full disk fails before writing
+                reserve(f.fileno(), a.nbytes + 4096)
                 np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
                 f.truncate()
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import mmap
 import multiprocessing as mp
 import os
+import stat
 import struct
 import sys
 import threading
@@ -75,20 +76,52 @@ def list_files(root: Path, extensions: tuple[str, ...]) -> tuple[list[Path], lis
         return [root], []
     found, others = [], []  # strings until the end: pathlib costs ~5 us a file, 50 ms for 10000
     top = str(root)
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, _, filenames in walk(top):
         rel_dir = os.path.relpath(dirpath, top)
         prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             ext = os.path.splitext(name)[1].lower()
-            if ext in extensions:
-                found.append((prefix + name, os.path.join(dirpath, name)))
-            else:
+            path = os.path.join(dirpath, name)
+            if ext not in extensions:
                 others.append(Skipped(prefix + name, f"not an image file (extension {ext or 'none'!r})"))
+            elif reason := not_a_file(path):
+                others.append(Skipped(prefix + name, reason))
+            else:
+                found.append((prefix + name, path))
     found.sort()
     return [Path(p) for _, p in found], others
+
+
+def walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk in sorted order without hidden folders, following links to folders (a data set
+    of symlinked class folders is common) but never into a folder it is already inside or has
+    already listed: a link loop ends there."""
+    seen = {os.path.realpath(top)}
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        keep = []
+        for d in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if not d.startswith(".") and real not in seen:
+                seen.add(real)
+                keep.append(d)
+        dirnames[:] = keep
+        yield dirpath, dirnames, filenames
+
+
+def not_a_file(path: str) -> str | None:
+    """Why `path` cannot be read as a file (a broken link, a FIFO, a device), or None. One stat:
+    opening a FIFO would wait forever for a writer."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "broken symbolic link (its target does not exist)" if os.path.islink(path) else "file vanished"
+    except OSError as e:
+        return f"cannot read file: {e.strerror or e}"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a FIFO, socket or device): never opened"
+    return None
 
 
 def _rel(path: Path, root: Path) -> str:

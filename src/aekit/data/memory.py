@@ -17,7 +17,7 @@ import torch
 from aekit.config.choices import LAYOUTS
 from aekit.config.train import parse_columns
 from aekit.core.errors import AekitError
-from aekit.data.base import LoadedData
+from aekit.data.base import LoadedData, check_magnitude
 from aekit.data.tables import TABLE_SUFFIXES, from_table_array, read_table_file
 
 
@@ -88,6 +88,7 @@ def from_array(
         raise AekitError(f"{source} holds no items")
     if arr.dtype == np.float32 and not np.isfinite(arr).all():
         raise AekitError(f"{source} contains NaN or Inf values; replace or drop them before training")
+    check_magnitude(arr, source)
     return LoadedData(array=arr, ids=[str(i) for i in range(len(arr))], scale=scale, source=source, n_found=len(arr))
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from aekit.core.errors import AekitError
 from aekit.core.progress import track
 from aekit.data.base import LoadedData, Skipped
-from aekit.data.images import _WORKERS, IMAGE_EXTENSIONS, _rel, list_files
+from aekit.data.images import _WORKERS, IMAGE_EXTENSIONS, _rel, list_files, walk
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 GDAL_SUFFIXES = (".jp2", ".img", ".vrt", ".nc", ".hdf", ".asc", ".bil", ".dem", ".ers", ".rst", ".kea")
@@ -201,8 +201,7 @@ def _walk(path: Path):
     if path.is_file():
         yield str(path.parent), path.name
         return
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    for dirpath, _, filenames in walk(str(path)):  # links to folders followed, loops not
         for name in filenames:
             if not name.startswith("."):
                 yield dirpath, name

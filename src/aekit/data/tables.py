@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from aekit.core.errors import AekitError
-from aekit.data.base import LoadedData
+from aekit.data.base import LoadedData, check_magnitude
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 MISSING = ("", "na", "n/a", "nan", "null", "none", "-nan")
@@ -219,7 +219,9 @@ def table_data(
             f"{name}: missing, NaN or Inf values in column {where}{more}, {int(bad.any(1).sum())} of {n_rows} "
             "rows in all; drop or fill them, or leave those columns out with --columns"
         )
+    check_magnitude(x, name, limit=float(np.finfo(np.float32).max))  # values are used as float32
     notes = [f"table: {n_rows} rows, {len(chosen)} numeric column(s) used: {_short(chosen)}"]
+
     skipped = [c.name for c in cols if c.name not in chosen and c.name != ident]
     if skipped:
         kinds = ["non-numeric" if by_name[c].values is None else "numeric, not selected" for c in skipped]

@@ -56,8 +56,9 @@ def squared_error(recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
 
 
 def psnr(mse: float) -> float | None:
-    """PSNR in dB for data in [0, 1]; None for a perfect reconstruction (infinite PSNR)."""
-    return float(10 * math.log10(1.0 / mse)) if mse > 0 else None
+    """PSNR in dB for data in [0, 1]; None where it has no finite value (a perfect reconstruction,
+    or an MSE that is not finite)."""
+    return float(10 * math.log10(1.0 / mse)) if 0 < mse < math.inf else None
 
 
 class Metrics:

@@ -59,7 +59,14 @@ def load_model(run: str | Path) -> tuple[nn.Module, Normalizer, dict]:
         state = load_file(str(run_dir / "model.safetensors"))
     except Exception as e:
         raise AekitError(f"cannot read {run_dir / 'model.safetensors'}: {e}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other shapes: model.json or the weights were changed
+        first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e)[:200])
+        raise AekitError(
+            f"weights in {run_dir} do not fit the architecture in model.json ({first.rstrip('.')}); the run "
+            "folder was changed after training: restore it or train again"
+        ) from None
     if missing or unexpected:
         raise AekitError(
             f"weights in {run_dir} do not fit the architecture in model.json "
@@ -78,8 +85,16 @@ def load_pca(run_dir: Path) -> PCA:
     path = run_dir / "pca.safetensors"
     if not path.is_file():
         raise AekitError(f"{run_dir} has no pca.safetensors (written by aekit train since 0.1); retrain to evaluate")
-    t = load_file(str(path))
-    return PCA(t["mean"], t["components"])
+    try:
+        t = load_file(str(path))
+        pca = PCA(t["mean"], t["components"])
+    except Exception as e:  # a truncated or altered file: say which, never a traceback
+        raise AekitError(f"cannot read {path}: {e}; restore the run folder or train again") from None
+    if pca.mean.ndim != 1 or pca.components.ndim != 2 or pca.components.shape[0] != pca.mean.shape[0]:
+        raise AekitError(f"{path} does not hold a PCA of this run (shapes changed); restore it or train again")
+    if not (torch.isfinite(pca.mean).all() and torch.isfinite(pca.components).all()):
+        raise AekitError(f"{path} holds NaN or Inf values; restore the run folder or train again")
+    return pca
 
 
 def count_parameters(model: nn.Module) -> int:
