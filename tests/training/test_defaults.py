@@ -7,8 +7,7 @@ import pytest
 
 import aekit
 from aekit.config.train import BUDGET_SECONDS, BUDGET_STEPS, TrainConfig
-from aekit.training.defaults import budget, describe_budget, total_steps
-from aekit.training.fit import budget_spent
+from aekit.training.defaults import budget, budget_spent, describe_budget, total_steps
 from aekit.training.step import lr_at
 from tests.conftest import smooth_images
 

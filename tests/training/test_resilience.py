@@ -4,6 +4,7 @@ import builtins
 import csv
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -68,6 +69,26 @@ def test_killed_run_resumes_to_the_same_metrics(folder, tmp_path):
         for k in COMPARED:
             assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-9), (a["epoch"], k)
     assert aekit.load(run).encode(np.zeros((1, 16, 16, 3), np.uint8)).shape == (1, 6)
+
+
+def test_sigterm_stops_like_ctrl_c_with_exit_143(folder, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "aekit", "train", str(folder), *ARGS[2:-1], "--epochs", "200", "--out", str(run)]
+    before = digest(folder)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "metrics.csv").is_file() and len(metrics(run)) >= 2:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # what timeout, SLURM and Kubernetes send
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert f"aekit train --resume {run}" in err.replace("\n", "")
+    s = json.loads((run / "summary.json").read_text())
+    assert s["stopped"] == "interrupted (SIGTERM)" and (run / "model.safetensors").is_file()
+    assert 2 <= s["epochs_run"] < 200 and digest(folder) == before
 
 
 def test_ctrl_c_keeps_the_run_and_says_how_to_resume(folder, tmp_path, monkeypatch, capsys):

@@ -13,11 +13,7 @@ from aekit.cli.parser import command_options, train_options
 from aekit.config import commands as c
 from aekit.core.launch import launch, launched
 from aekit.core.progress import console
-
-
-def _use(o: c.UseOptions) -> dict:
-    """The options of a command that uses a model on data, without run, data and output."""
-    return {f.name: getattr(o, f.name) for f in dataclasses.fields(o) if f.name not in ("run", "data", "output")}
+from aekit.core.signals import exit_code
 
 
 def cmd_train(o: c.TrainOptions, args: argparse.Namespace) -> int:
@@ -29,7 +25,7 @@ def cmd_train(o: c.TrainOptions, args: argparse.Namespace) -> int:
     run = train(o.data, out=o.out, config=o.config, verbose=o.verbose, resume=o.resume, **train_options(args))
     if int(os.environ.get("RANK", "0")) == 0:
         print(run.path)
-    return 130 if run.summary["stopped"].startswith("interrupted") else 0
+    return exit_code(run.summary["stopped"])
 
 
 def cmd_demo(o: c.DemoOptions, args: argparse.Namespace) -> int:
@@ -58,7 +54,7 @@ def cmd_demo(o: c.DemoOptions, args: argparse.Namespace) -> int:
 def cmd_encode(o: c.EncodeOptions, args: argparse.Namespace) -> int:
     from aekit.inference.encode import encode_to_file
 
-    written, n, skipped = encode_to_file(o.run, o.data, o.output, **_use(o))
+    written, n, skipped = encode_to_file(o.run, o.data, o.output, **o.options())
     if o.verbose and written:  # under torchrun, rank 0 writes and says so
         console.print(f"encoded {n} item(s), skipped {len(skipped)}: {', '.join(str(p) for p in written)}")
         for s in skipped[:10]:
@@ -75,7 +71,7 @@ WRITERS = {  # commands that write what a model makes of data: the library funct
 
 def cmd_write(o: c.UseOptions, args: argparse.Namespace) -> int:
     module, name = WRITERS[args.command]
-    getattr(importlib.import_module(module), name)(o.run, o.data, o.output, **_use(o))
+    getattr(importlib.import_module(module), name)(o.run, o.data, o.output, **o.options())
     return 0
 
 

@@ -63,6 +63,12 @@ class UseOptions(Options):
         metavar="NAME",
     )
 
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of the library function: every field but run, data and output."""
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("run", "data", "output")
+        }
+
 
 @dataclass
 class EncodeOptions(UseOptions):

@@ -95,3 +95,12 @@ def resolve_arch(cfg: TrainConfig, data: LoadedData) -> str:
         flag = "--image-size" if cfg.image_size is not None else "--channels"
         raise AekitError(f"{flag} applies to images, and {data.source} is a table; leave {flag} out (see --columns)")
     return "mlp"
+
+
+def budget_spent(cfg: TrainConfig, step: int, steps: int, elapsed: float) -> float:
+    """The fraction of the budget spent, in [0, 1]: steps, or time when that runs out first. The
+    learning-rate schedule and the progress bar follow it."""
+    frac = step / max(steps, 1)
+    if cfg.max_time:
+        frac = max(frac, elapsed / cfg.max_time)
+    return min(frac, 1.0)

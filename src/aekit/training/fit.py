@@ -19,12 +19,13 @@ from aekit.config.train import TrainConfig
 from aekit.core import distributed
 from aekit.core.progress import console, make_progress
 from aekit.core.rundir import write_metrics
+from aekit.core.signals import INTERRUPTED, TERMINATED, Terminated, sigterm_as_interrupt
 from aekit.data.base import LoadedData
 from aekit.evaluation.validation import validation_loss
 from aekit.models.checkpoint import save_model
 from aekit.training.artefacts import finish
 from aekit.training.console import print_start
-from aekit.training.defaults import total_steps
+from aekit.training.defaults import budget_spent, total_steps
 from aekit.training.setup import Setup, prepare
 from aekit.training.state import save_state
 from aekit.training.step import lr_at, make_optimizer, param_groups, train_step, weights_finite
@@ -109,7 +110,8 @@ def fit(
     it); the best model so far is kept, as at a time limit."""
     threads = torch.get_num_threads()
     try:
-        return _fit(data, cfg, run_dir, verbose=verbose, resume=resume, on_epoch=on_epoch)
+        with sigterm_as_interrupt():
+            return _fit(data, cfg, run_dir, verbose=verbose, resume=resume, on_epoch=on_epoch)
     finally:
         torch.set_num_threads(threads)  # a small table model trains on one thread (setup.SMALL_MODEL)
 
@@ -163,8 +165,8 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
                 loop.stopped = "stopped early by on_epoch"
             if loop.stopped != COMPLETED:
                 break
-    except KeyboardInterrupt:
-        loop.stopped = "interrupted (Ctrl-C)"
+    except KeyboardInterrupt as e:
+        loop.stopped = TERMINATED if isinstance(e, Terminated) else INTERRUPTED
         if progress:
             progress.stop()
         console.print(
@@ -223,15 +225,6 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: in
         )
         sums, seen = dict(zip(keys, total[:-1])), int(total[-1])
     return sums, seen, lr
-
-
-def budget_spent(cfg: TrainConfig, step: int, total_steps: int, elapsed: float) -> float:
-    """The fraction of the budget spent, in [0, 1]: steps, or time when that runs out first. The
-    learning-rate schedule and the progress bar follow it."""
-    frac = step / max(total_steps, 1)
-    if cfg.max_time:
-        frac = max(frac, elapsed / cfg.max_time)
-    return min(frac, 1.0)
 
 
 def batch_on_device(s: Setup, order: torch.Tensor, i: int, gen: torch.Generator):
