@@ -159,3 +159,22 @@ def test_the_cache_works_where_the_os_has_no_posix_fallocate(tmp_path, monkeypat
     again = read_images_cached(folder, cache_dir=tmp_path / "cache", show_progress=False)
     np.testing.assert_array_equal(first.array, again.array)
     assert any("reused from the cache" in n for n in again.notes)
+
+
+def test_two_runs_on_one_out_folder_the_second_is_refused(gray28, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    hold = "import sys, time; from aekit.core.rundir import make_run_dir; make_run_dir(sys.argv[1]); "
+    hold += "print('held', flush=True); time.sleep(120)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        one_line_error(capsys, ["train", str(gray28), *FAST, "--out", str(out)], "another aekit run is writing")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["train", str(gray28), *FAST, "--out", str(out)]) == 0  # the lock went with the process
+    assert not (out / ".aekit.lock").exists()

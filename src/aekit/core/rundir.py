@@ -96,12 +96,17 @@ def check_out(out: str | Path | None) -> None:
         raise AekitError(f"cannot write to {parent}; pass a writable --out")
 
 
+LOCK_FILE = ".aekit.lock"
+
+
 def make_run_dir(out: str | Path | None, base: str | Path = "runs") -> Path:
     """`out` as given, or a new `runs/<timestamp>` (see `link_latest`)."""
     if out is not None:
         check_out(out)
         path = Path(out)
         _mkdir(path)
+        lock(path)
+        check_out(out)  # a run that finished while this one waited for the lock
         return path
     base = Path(base)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -111,6 +116,35 @@ def make_run_dir(out: str | Path | None, base: str | Path = "runs") -> Path:
         path = base / f"{stamp}-{i}"
     _mkdir(path)
     return path
+
+
+_LOCKS: dict[Path, Any] = {}  # run folders this process writes, with their open lock files
+
+
+def lock(path: Path) -> None:
+    """Hold `path/.aekit.lock` (an advisory lock the OS drops when the process ends, however it
+    ends) for as long as this process runs: a second run on the same --out is refused instead of
+    writing into the same files. Where there is no fcntl (Windows), nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    f = open(path / LOCK_FILE, "a")  # noqa: SIM115 (held open on purpose)
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise AekitError(
+            f"another aekit run is writing to {path} (it holds {path / LOCK_FILE}); wait for it or pass another --out"
+        ) from None
+    _LOCKS[path.resolve()] = f
+
+
+def unlock(path: Path) -> None:
+    f = _LOCKS.pop(path.resolve(), None)
+    if f is not None:
+        f.close()
+        (path / LOCK_FILE).unlink(missing_ok=True)
 
 
 def link_latest(path: Path) -> None:
@@ -134,6 +168,7 @@ def replace_link(link: Path, target: str) -> bool:
 
 def remove_if_empty(path: Path) -> None:
     """Remove a run folder that a failed start left empty."""
+    unlock(path)
     try:
         path.rmdir()
     except OSError:

@@ -16,7 +16,7 @@ from typing import Any
 from aekit.config.train import TrainConfig, load_yaml, make_config
 from aekit.core import distributed
 from aekit.core.errors import AekitError
-from aekit.core.rundir import check_out, link_latest, make_run_dir, remove_if_empty
+from aekit.core.rundir import check_out, link_latest, lock, make_run_dir, remove_if_empty, unlock
 from aekit.data import load_data
 from aekit.inference.model import Autoencoder, load
 from aekit.reporting.report import report_after_training
@@ -84,9 +84,12 @@ def train(
             remove_if_empty(run_dir)  # e.g. an option the data cannot take: leave nothing behind
         raise
     if ctx.main:
-        if out is None:
-            link_latest(run_dir)  # only once the run has written its results
-        report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
+        try:
+            if out is None:
+                link_latest(run_dir)  # only once the run has written its results
+            report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
+        finally:
+            unlock(run_dir)  # taken by make_run_dir: one run writes a folder at a time
     return Run(path=run_dir, summary=summary, config=cfg)
 
 
@@ -157,10 +160,16 @@ def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any,
         data = source
     ctx = distributed.start(cfg.device)
     verbose = verbose and ctx.main
-    with distributed.local_rank_first(ctx):
-        dataset = load_for(data, cfg, verbose)
-    with _writes_of(run_dir, ctx) as write_dir:
-        summary = fit(dataset, cfg, write_dir, verbose=verbose, resume=state)
     if ctx.main:
-        report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
+        lock(run_dir)  # two resumes of one run would write the same files
+    try:
+        with distributed.local_rank_first(ctx):
+            dataset = load_for(data, cfg, verbose)
+        with _writes_of(run_dir, ctx) as write_dir:
+            summary = fit(dataset, cfg, write_dir, verbose=verbose, resume=state)
+        if ctx.main:
+            report_after_training(run_dir, dataset, seed=cfg.seed, device=cfg.device, verbose=verbose)
+    finally:
+        if ctx.main:
+            unlock(run_dir)
     return Run(path=run_dir, summary=summary, config=cfg)
