@@ -8,7 +8,9 @@ process (nothing else should run on the machine meanwhile) and reports its peak 
 
 - seed:     ../shared/bench/seed_baseline.py (PIL decode in __getitem__, batch 32), images/s
 - limit:    the same `--arch basic` network (latent 128, batch 32) trained from a uint8 tensor
-            already in memory, with aekit's compute settings: the compute limit
+            already in memory, in the precision aekit's training chose (its probe): the compute limit
+- extras:   the limit in fp32, bf16, bf16 + channels_last, + random flips (aekit's default step),
+            fp32 + flips: images/s and ms a step, the cost of each extra
 - aekit32:  `aekit train --arch basic --latent-dim 128 --batch-size 32` on the folder, fresh
             cache: cold first epoch (decode included) and warm epochs
 - aekit:    the same at aekit's default batch size (warm cache)
@@ -61,17 +63,20 @@ def seed(folder: Path, epochs: int) -> dict:
 
 LIMIT = """
 import sys, time, torch
+from aekit.core.compute import compute_settings
 from aekit.data import read_images
-from aekit.models import create_model
 from aekit.data.normalize import Normalizer, channel_stats
-from aekit.core.compute import compute_settings, make_optimizer, train_step
+from aekit.models import create_model
+from aekit.training.step import make_optimizer, train_step
 data = read_images(sys.argv[1], show_progress=False)
 x = torch.from_numpy(data.array)
 n, epochs, bs = len(x), int(sys.argv[2]), 32
+precision, channels_last, flips = sys.argv[3], sys.argv[4] == "1", sys.argv[5] == "1"
 torch.manual_seed(0)
 model = create_model("basic", in_shape=data.shape, latent_dim=128)
 norm = Normalizer(255.0, *channel_stats(data.array, 255.0))
-settings = compute_settings(torch.device("cpu"))
+settings = compute_settings(torch.device("cpu"), precision)
+settings.channels_last = channels_last
 model = settings.prepare(model)
 opt = make_optimizer(model.parameters(), 1e-3, 1e-4)  # aekit's optimizer and settings
 rates = []
@@ -79,15 +84,32 @@ for epoch in range(epochs):
     perm = torch.randperm(n)
     t = time.perf_counter()
     for i in range(0, n, bs):
-        train_step(model, opt, norm.normalize(x[perm[i:i + bs]]), settings)
+        xb = x[perm[i:i + bs]]
+        if flips:  # as aekit does: a random half of the raw batch mirrored
+            half = torch.nonzero(torch.rand(len(xb)) < 0.5).flatten()
+            xb[half] = xb[half].flip(-1)
+        if channels_last:
+            xb = xb.to(dtype=torch.float32, memory_format=torch.channels_last)
+        train_step(model, opt, norm.normalize(xb), settings)
     rates.append(n / (time.perf_counter() - t))
 print("limit images/s", max(rates[1:] or rates))
 """
 
 
-def limit(folder: Path, epochs: int) -> dict:
-    out, _, rss = run_py(LIMIT, str(folder), str(epochs))
-    return {"images_per_s": float(re.findall(r"limit images/s ([\d.]+)", out)[-1]), "peak_rss_mb": rss}
+def limit(folder: Path, epochs: int, precision: str, channels_last: bool, flips: bool) -> dict:
+    flags = (precision, "1" if channels_last else "0", "1" if flips else "0")
+    out, _, rss = run_py(LIMIT, str(folder), str(epochs), *flags)
+    rate = float(re.findall(r"limit images/s ([\d.]+)", out)[-1])
+    return {"images_per_s": rate, "ms_per_step": 32e3 / rate, "peak_rss_mb": rss}
+
+
+EXTRAS = {  # the compute limit with each of aekit's extras added in turn (batch 32)
+    "fp32": ("fp32", False, False),
+    "bf16": ("bf16", False, False),
+    "bf16+channels_last": ("bf16", True, False),
+    "bf16+channels_last+flips": ("bf16", True, True),
+    "fp32+flips": ("fp32", False, True),
+}
 
 
 TRAIN = "import sys; from aekit.cli.main import main; rc = main(sys.argv[1:]); assert rc == 0, rc"
@@ -176,8 +198,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as cache:
             cache = Path(cache)
             run["seed"] = seed(folder, args.epochs)
-            run["limit"] = limit(folder, args.epochs)
             run["aekit32"] = aekit_train(folder, args.epochs, cache, ["--batch-size", "32"])  # cold cache first
+            bf16 = "bf16" in run["aekit32"]["compute"]  # the limit runs what training chose (its probe)
+            run["limit"] = limit(folder, args.epochs, "bf16" if bf16 else "fp32", bf16, False)
+            run["extras"] = {name: limit(folder, args.epochs, *flags) for name, flags in EXTRAS.items()}
             run["aekit_default"] = aekit_train(folder, args.epochs, cache, [])
             run["encode"] = encode(folder, cache)
         s, lim, a = run["seed"]["images_per_s"], run["limit"]["images_per_s"], run["aekit32"]
