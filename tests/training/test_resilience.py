@@ -112,6 +112,29 @@ def test_ctrl_c_keeps_the_run_and_says_how_to_resume(folder, tmp_path, monkeypat
     assert [r["epoch"] for r in metrics(run)] == [1, 2, 3]
 
 
+def test_a_torchrun_restart_goes_on_with_the_run_of_the_same_command(folder, tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real = aekit.training.fit.train_step
+
+    def crash_in_epoch_two(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 30:  # 23 steps an epoch
+            raise KeyboardInterrupt  # the process dies after epoch 1 (what torchrun would restart)
+        return real(*a, **k)
+
+    monkeypatch.setattr(aekit.training.fit, "train_step", crash_in_epoch_two)
+    run = tmp_path / "run"
+    argv = ["train", str(folder), "--epochs", "3", *ARGS[2:-1], "--out", str(run)]
+    assert main(argv) == 130 and len(metrics(run)) == 1
+    monkeypatch.setattr(aekit.training.fit, "train_step", real)
+    assert main(argv) == 2  # the same command again, by hand: the folder holds a run
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # set by torchrun when it restarts a job
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "torchrun restart 1: going on with" in capsys.readouterr().err
+    assert [r["epoch"] for r in metrics(run)] == [1, 2, 3]
+
+
 def test_resume_refuses_changes_and_finished_runs(folder, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(folder), "--epochs", "1", "--latent-dim", "4", "--quiet", "--out", str(run)]) == 0

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 from aekit.config.train import TrainConfig, load_yaml, make_config
 from aekit.core import distributed
 from aekit.core.errors import AekitError
+from aekit.core.progress import console
 from aekit.core.rundir import check_out, link_latest, lock, make_run_dir, remove_if_empty, unlock
 from aekit.data import load_data
 from aekit.inference.model import Autoencoder, load
@@ -59,6 +61,10 @@ def train(
     """
     from aekit.training.fit import fit
 
+    if resume is None and elastic_restart() and out is not None and (Path(out) / "state.pt").is_file():
+        if verbose and int(os.environ.get("RANK", "0")) == 0:
+            console.print(f"torchrun restart {elastic_restart()}: going on with {out} from its last completed epoch")
+        return _resume(out, data, verbose=verbose, config=None, out=None, **_resumable(options))
     if resume is not None:
         return _resume(resume, data, verbose=verbose, config=config, out=out, **options)
     if data is None:
@@ -122,6 +128,19 @@ def load_for(data: Any, cfg: TrainConfig, verbose: bool):
 
 
 RESUMABLE_OPTIONS = ("epochs", "max_steps", "max_time", "patience", "device")
+
+
+def elastic_restart() -> int:
+    """How often torchrun has restarted this job after a failure (TORCHELASTIC_RESTART_COUNT):
+    from the first restart on, the same command goes on with its run instead of refusing it."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
+
+
+def _resumable(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k in RESUMABLE_OPTIONS}
 
 
 def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any, **options: Any) -> Run:
