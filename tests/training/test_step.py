@@ -56,3 +56,24 @@ def test_weights_finite_sees_nan_and_inf():
     with torch.no_grad():
         model.weight[0, 0] = math.inf
     assert not weights_finite(model)
+
+
+def test_a_step_is_skipped_when_another_process_says_so():
+    """Under torchrun the skip decision is agreed by all ranks: a rank whose own loss is finite
+    still skips the step when another's was not, so the weights never diverge between ranks."""
+    from aekit.core.compute import compute_settings
+    from aekit.models import create_model
+    from aekit.training.step import make_optimizer, train_step
+
+    torch.manual_seed(0)
+    model = create_model("basic", in_shape=(1, 8, 8), latent_dim=2)
+    opt = make_optimizer(model.parameters(), 1e-2, 0.0)
+    settings = compute_settings(torch.device("cpu"), "fp32")
+    x = torch.randn(4, 1, 8, 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    out = train_step(model, opt, x, settings, agree=lambda finite: seen.append(finite) or False)
+    assert seen == [True] and out["skipped"] is True
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    out = train_step(model, opt, x, settings, agree=lambda finite: finite)
+    assert "skipped" not in out and not all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -187,6 +187,7 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: in
     sums: dict[str, torch.Tensor] = {}
     seen, last_draw, lr = 0, 0.0, 0.0
     order = s.train_idx[torch.randperm(len(s.train_idx), generator=loop.gen)]
+    agree = (lambda finite: not distributed.any_rank(not finite, device, ctx)) if ctx.active else None  # skip together
     for i in range(0, len(order), cfg.batch_size):
         frac = budget_spent(cfg, loop.step, steps, time.perf_counter() - t_start)
         lr = lr_at(frac, cfg.lr)
@@ -194,7 +195,7 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: in
             group["lr"] = lr * loop.lr_factor * group["lr_scale"]
         xb, mb = batch_on_device(s, order, i, loop.gen)
         xn = s.normalizer.normalize(xb)
-        terms = train_step(s.train_model, opt, xn, s.compute, mask=mb, epoch=epoch - 1 + i / len(order))
+        terms = train_step(s.train_model, opt, xn, s.compute, mask=mb, epoch=epoch - 1 + i / len(order), agree=agree)
         if terms.pop("skipped", False):  # a non-finite loss or gradient: step skipped, LR halved
             loop.bad_steps, loop.lr_factor = loop.bad_steps + 1, loop.lr_factor * 0.5
             if loop.bad_steps >= MAX_BAD_STEPS:

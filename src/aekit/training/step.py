@@ -6,6 +6,7 @@ The trainer and the throughput benchmark's compute-limit measurement share this 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -33,12 +34,15 @@ def train_step(
     target: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     epoch: float = math.inf,
+    agree: Callable[[bool], bool] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step on a normalised batch (B, C, H, W) whose reconstruction target is
     `target` (default the batch itself); returns the detached loss terms ("loss" and the model's
     others). `mask` (1 valid, 0 ignored) and `epoch` (for schedules such as KL warm-up) go to the
     model's loss. A step whose loss or gradients are not finite is skipped (the weights are left
-    as they were) and reported as `terms["skipped"] = True`."""
+    as they were) and reported as `terms["skipped"] = True`. `agree(finite) -> bool` makes that
+    decision common to several processes (under torchrun: finite on every rank), so that no rank
+    steps or stops on its own."""
     if s.channels_last:
         xn = xn.contiguous(memory_format=torch.channels_last)
     with torch.autocast(s.device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None):
@@ -57,6 +61,8 @@ def train_step(
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf) if params else torch.zeros(())
         finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))  # one host sync per step
+        if agree is not None:
+            finite = agree(finite)
         if finite:
             opt.step()
     out = {k: v.detach() for k, v in terms.items()}
