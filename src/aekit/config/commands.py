@@ -80,8 +80,8 @@ class EncodeOptions(UseOptions):
     output: str | None = opt(None, "output .npy, .csv or .parquet", short="-o", required=True, metavar="FILE")
     precision: str = opt(
         "auto",
-        "auto (default: the training's precision, bf16 autocast where the CPU/GPU has native bf16, "
-        "else fp32; codes within about 0.5%% of fp32's), or fp32 for codes equal to an exported "
+        "auto (default: the precision the run trained in, as its config.yaml records it; in bf16 "
+        "codes are within about 0.5%% of fp32's), or fp32 for codes equal to an exported "
         "encoder's, or bf16/fp16",
         choices=PRECISIONS,
     )
