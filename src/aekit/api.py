@@ -92,11 +92,18 @@ def reconstruct(run: str | Path, data: Any, output: str | Path, **options: Any) 
 
 
 @takes("evaluate", c.EvaluateOptions)
-def evaluate(run: str | Path, data: Any, output: str | Path | None = None, **options: Any) -> dict:
-    """The model next to PCA on `data`: MSE, PSNR, SSIM overall and per channel (as `aekit evaluate`)."""
+def evaluate(
+    run: str | Path, data: Any = None, output: str | Path | None = None, *, labels: Any = None, **options: Any
+) -> dict:
+    """The model next to PCA on `data`: MSE, PSNR, SSIM overall and per channel (as `aekit evaluate`).
+
+    With `normal=` and `anomalous=` data (or `data` with `label_column=`, `normal_folders=` or
+    `labels=`, one 0/1 per item, 1 = anomalous): how well the anomaly score separates them, as a
+    dict with `auroc`, `average_precision`, `at_threshold` (precision, recall, f1, counts at the
+    run's threshold), `n_normal`, `n_anomalous` (see `aekit evaluate --help`)."""
     from aekit.inference.evaluate import evaluate as _evaluate
 
-    return _evaluate(run, data, output=output, **options)
+    return _evaluate(run, data, output=output, labels=labels, **options)
 
 
 @takes("export", c.ExportOptions)

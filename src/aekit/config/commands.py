@@ -134,12 +134,34 @@ class ScoreOptions(UseOptions):
 
 @dataclass
 class EvaluateOptions(UseOptions):
-    help: ClassVar[str] = "MSE, PSNR and SSIM of a trained model on any data, next to PCA"
+    help: ClassVar[str] = "MSE, PSNR and SSIM next to PCA; or AUROC, AP and F1 on normal and anomalous data"
     description: ClassVar[str] = (
         "Evaluate a trained model on DATA next to PCA with the same number of components "
-        "(fitted on the run's training data). Metrics in [0, 1] pixel units, overall and per channel."
+        "(fitted on the run's training data). Metrics in [0, 1] pixel units, overall and per channel. "
+        "With --normal DATA --anomalous DATA (or DATA with --label-column or --normal-folders): how well "
+        "the anomaly score of aekit score separates them: AUROC, average precision (anomalous is the "
+        "positive class), and precision, recall and F1 at the run's threshold; the ROC and precision-recall "
+        "curves go next to -o FILE.json as FILE_curves.png and into the run folder, for aekit report."
     )
+    data: Any = arg(DATA_HELP + "; optional with --normal and --anomalous", default=None, nargs="?")
     output: str | None = opt(None, "also write the metrics as JSON", short="-o", metavar="FILE.json")
+    normal: str | None = opt(None, "normal items (folder, image file, array or table, like DATA)", metavar="DATA")
+    anomalous: str | None = opt(None, "anomalous items, scored against --normal", metavar="DATA")
+    label_column: str | None = opt(
+        None,
+        "tables: DATA's column of labels: 0, normal, inlier, good, false, no vs 1, anomalous, anomaly, abnormal, "
+        "outlier, bad, true, yes (any case)",
+        metavar="NAME",
+    )
+    normal_folders: str | None = opt(
+        None,
+        "images: DATA's sub-folders of normal items, e.g. good; items in other folders are anomalous",
+        metavar="NAME,NAME",
+    )
+    metric: str = opt("mse", "anomaly score: mse (default), mae, or ssim (images)", choices=METRICS)
+    threshold: float | None = opt(
+        None, "precision, recall and F1 at this score (default: the threshold stored with the run)", metavar="VALUE"
+    )
 
 
 @dataclass

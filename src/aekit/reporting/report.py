@@ -1,7 +1,8 @@
 """`aekit report RUN`: one self-contained HTML page that explains a training run.
 
 Everything comes from the files in the run folder (summary.json, config.yaml, metrics.csv,
-recon.png, model.json, validation_scores.csv, embeddings_2d.csv), so a report can be written
+recon.png, model.json, validation_scores.csv, embeddings_2d.csv, and detection.json when `aekit evaluate`
+has measured the run on labelled data), so a report can be written
 again at any time, also for older runs: what a run lacks becomes a short note. The page needs no
 network: images are embedded as base64 PNGs, the style is inline, there is no script.
 (It lives in the package `reporting` so that `aekit.report` stays the function.)
@@ -390,6 +391,42 @@ def scores_section(run_dir: Path, s: dict) -> str:
     return section("scores", title, f"{explain}\n{figure}")
 
 
+def detection_section(run_dir: Path) -> str:
+    """The latest `aekit evaluate --normal/--anomalous` of this run (detection.json and its curves);
+    nothing when there was none."""
+    try:
+        res = json.loads((run_dir / "detection.json").read_text())
+        at = res["at_threshold"]
+        png = (run_dir / "detection.png").read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    sets = (
+        f"<code>{esc(res.get('data'))}</code> labelled by {esc(res.get('labels'))}"
+        if res.get("data")
+        else f"<code>{esc(res.get('normal'))}</code> (normal) and <code>{esc(res.get('anomalous'))}</code> (anomalous)"
+    )
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(res.get("written", 0)))
+    explain = (
+        f'<p class="explain">Measured by <code>aekit evaluate</code> on {when}: {esc(res["n_normal"])} normal '
+        f"and {esc(res['n_anomalous'])} anomalous items from {sets}, scored by reconstruction "
+        f"{esc(str(res.get('metric', 'mse')).upper())}. <b>AUROC</b> is the chance that an anomalous item "
+        "scores above a normal one (0.5 is chance, 1 perfect); <b>average precision</b> summarises the "
+        "precision-recall curve (chance: the share of anomalies). Precision, recall and F1 are those of "
+        "the threshold (red point).</p>"
+    )
+    rows = [
+        ("AUROC", f"{res['auroc']:.4f}"),
+        ("average precision", f"{res['average_precision']:.4f}"),
+        ("threshold", esc(f"{at['threshold']:.6g}")),
+        ("precision", esc(f"{at['precision']:.4f} ({at['tp']} of {at['flagged']} flagged items are anomalous)")),
+        ("recall", esc(f"{at['recall']:.4f} ({at['tp']} of {res['n_anomalous']} anomalies flagged)")),
+        ("F1", f"{at['f1']:.4f}"),
+        ("false positive rate", esc(f"{at['false_positive_rate']:.4f} ({at['fp']} of {res['n_normal']} normal)")),
+    ]
+    figure = f"<figure>{img(png, 'ROC and precision-recall curves', width=fig_width(9))}</figure>"
+    return section("detection", "Anomaly detection on labelled data", f"{explain}\n{kv_table(rows)}\n{figure}")
+
+
 def embeddings_section(run_dir: Path) -> str:
     rows = _csv(run_dir / EMBEDDINGS_FILE)
     title = "Embedding map"
@@ -501,12 +538,13 @@ def render(run_dir: Path) -> str:
         loss_section(run_dir, s),
         recon_section(run_dir, s),
         scores_section(run_dir, s),
+        detection_section(run_dir),
         embeddings_section(run_dir),
         data_section(s),
         config_section(run_dir),
     ]
     written = time.strftime("%Y-%m-%d %H:%M")
-    body = "\n".join(parts)
+    body = "\n".join(p for p in parts if p)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
