@@ -31,3 +31,21 @@ def test_invalid_values_rejected(values, match):
 def test_image_size_one_number_means_square():
     assert make_config(image_size=[32]).image_size == [32, 32]
     assert make_config(image_size=[20, 30]).image_size == [20, 30]
+
+
+@pytest.mark.parametrize(
+    "value,parsed",
+    [("500", ("steps", 500)), (500, ("steps", 500)), ("90s", ("seconds", 90.0)), ("10m", ("seconds", 600.0))]
+    + [("1.5h", ("seconds", 5400.0)), (" 20 ", ("steps", 20)), ("2M", ("seconds", 120.0))],
+)
+def test_checkpoint_every_takes_steps_or_a_time(value, parsed):
+    from aekit.config.train import parse_every
+
+    assert parse_every(value) == parsed
+    assert make_config(checkpoint_every=value).checkpoint_every == value
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "10x", "m", "1e3", "", "infs", "nanm", "0.5", True, 2.5])
+def test_checkpoint_every_rejects_anything_else_in_one_line(value):
+    with pytest.raises(AekitError, match="checkpoint_every must be a number of steps"):
+        make_config(checkpoint_every=value)

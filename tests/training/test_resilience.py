@@ -71,6 +71,42 @@ def test_killed_run_resumes_to_the_same_metrics(folder, tmp_path):
     assert aekit.load(run).encode(np.zeros((1, 16, 16, 3), np.uint8)).shape == (1, 6)
 
 
+def test_killed_after_a_mid_epoch_checkpoint_resumes_at_that_step(tmp_path, capsys):
+    """--checkpoint-every 12 (9 steps an epoch): state.pt at step 12, inside epoch 2; killed with
+    -9 before the end of that epoch, the resumed run goes on from step 12 with the epoch's own order
+    and ends with the steps and metrics of a run never stopped (no item seen twice or skipped)."""
+    folder = tmp_path / "imgs"
+    write_pngs(folder, smooth_images(160, 16, 16, 3, seed=5))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = [str(folder), "--epochs", "2", *ARGS[2:]]
+    run = tmp_path / "killed"
+    argv = [sys.executable, "-m", "aekit", "train", *args, "--out", str(run), "--checkpoint-every", "12"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, seen = time.time() + 120, None
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "state.pt").is_file() and (run / "state.pt").stat().st_mtime_ns != seen:
+            seen = (run / "state.pt").stat().st_mtime_ns
+            if torch.load(run / "state.pt", weights_only=True)["partial"] is not None:
+                break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)  # 6 steps before the end of epoch 2
+    proc.wait()
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["step"] == 12 and state["epoch"] == 1 and state["partial"]["next"] == 3 * 16, state["step"]
+    assert len(metrics(run)) == 1
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "resuming inside epoch 2 of 2, after step 12" in capsys.readouterr().err
+    assert main(["train", *args, "--out", str(tmp_path / "ref")]) == 0  # the same run, never stopped
+    ref, resumed = metrics(tmp_path / "ref"), metrics(run)
+    assert len(resumed) == len(ref) == 2
+    for a, b in zip(ref, resumed):
+        for k in COMPARED:
+            assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-9), (a["epoch"], k)
+    final = torch.load(run / "state.pt", weights_only=True)
+    assert final["step"] == torch.load(tmp_path / "ref" / "state.pt", weights_only=True)["step"] == 2 * 9
+    assert final["partial"] is None
+
+
 def test_sigterm_stops_like_ctrl_c_with_exit_143(folder, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     run = tmp_path / "run"

@@ -258,8 +258,8 @@ class TrainOptions(Options):
     )
     resume: str | None = opt(
         None,
-        "go on with an interrupted run from its last completed epoch (exactly as if it had not "
-        "stopped; only --epochs, --max-steps, --max-time, --patience and --device may be given)",
+        "go on with an interrupted run from its last checkpoint (exactly as if it had not stopped; "
+        "only --epochs, --max-steps, --max-time, --patience, --device and --checkpoint-every may be given)",
         metavar="RUN",
     )
 

@@ -8,6 +8,7 @@ run directory as `config.yaml`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,12 @@ class TrainConfig:
     )
     seed: int = opt(0, "random seed for the split, initialisation and batch order")
     max_time: float | None = opt(None, "time budget in seconds; training stops cleanly when it is spent")
+    checkpoint_every: str | None = opt(
+        None,
+        "also write the resumable state (state.pt) inside epochs: every N steps (500) or every so much time "
+        "(90s, 10m, 1h); default: at the end of every epoch only",
+        metavar="N|TIME",
+    )
     device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     precision: str = opt(
         "auto",
@@ -173,6 +180,8 @@ class TrainConfig:
             _positive("max_time", self.max_time, float)
         if self.max_steps is not None:
             _positive("max_steps", self.max_steps, int)
+        if self.checkpoint_every is not None:
+            parse_every(self.checkpoint_every)
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
             raise AekitError(
                 f"patience must be a whole number of epochs >= 0 (0: never stop early), got {self.patience!r}"
@@ -261,6 +270,24 @@ def parse_noise(spec: str) -> tuple[str, float]:
             f"invalid noise {spec!r}; use gaussian:SIGMA (> 0), masking:FRACTION or saltpepper:FRACTION (in (0, 1))"
         )
     return kind, value
+
+
+TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_every(value: str | int) -> tuple[str, float]:
+    """--checkpoint-every: "500" (or 500) -> ("steps", 500); "90s", "10m", "1.5h" -> ("seconds", 5400.0)."""
+    text = str(value).strip().lower()
+    unit = "seconds" if text[-1:] in TIME_UNITS else "steps"
+    try:
+        amount = float(text[:-1]) * TIME_UNITS[text[-1]] if unit == "seconds" else int(text)
+    except ValueError:
+        amount = 0
+    if isinstance(value, bool) or not amount > 0 or not math.isfinite(amount):
+        raise AekitError(
+            f"checkpoint_every must be a number of steps (e.g. 500) or a time with s, m or h (e.g. 10m), got {value!r}"
+        )
+    return unit, amount
 
 
 def _positive(name: str, value: Any, kind: type) -> None:

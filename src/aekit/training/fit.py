@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from aekit.config.train import TrainConfig
+from aekit.config.train import TrainConfig, parse_every
 from aekit.core import distributed
+from aekit.core.errors import AekitError
 from aekit.core.progress import console, make_progress
 from aekit.core.rundir import write_metrics
 from aekit.core.signals import INTERRUPTED, TERMINATED, Terminated, sigterm_as_interrupt
@@ -41,7 +42,8 @@ PLATEAU = "stopped early: no better validation loss in {n} epochs (--patience; b
 
 @dataclass
 class Loop:
-    """Where training stands; saved after every epoch (state.pt) so that a run resumes exactly."""
+    """Where training stands; saved after every epoch (state.pt), and inside epochs with
+    --checkpoint-every, so that a run resumes exactly."""
 
     gen: torch.Generator  # batch order and flips
     best: dict  # val_loss, epoch, mse of the best epoch so far (epoch 0: the untrained model)
@@ -52,6 +54,7 @@ class Loop:
     lr_factor: float = 1.0  # lowered by the NaN guard
     bad_steps: int = 0
     stopped: str = COMPLETED
+    partial: dict | None = None  # in a mid-epoch checkpoint: the epoch's order, next batch, sums so far
 
     def keep_if_best(self, model, val: dict, epoch: int) -> bool:
         if math.isfinite(val["loss"]) and val["loss"] < self.best["val_loss"] and weights_finite(model):
@@ -74,6 +77,7 @@ class Loop:
             "elapsed": elapsed,
             "lr_factor": self.lr_factor,
             "bad_steps": self.bad_steps,
+            "partial": self.partial,
         }
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(device)
@@ -81,7 +85,8 @@ class Loop:
 
     @classmethod
     def restore(cls, state: dict, model, opt, device: torch.device) -> Loop:
-        """Go on exactly where the last completed epoch left off (state.py)."""
+        """Go on exactly where the last checkpoint left off (state.py): after its epoch, or inside
+        the next one at the batch after the checkpoint."""
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen = torch.Generator()
@@ -91,8 +96,26 @@ class Loop:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         return cls(
             gen, dict(state["best"]), state["best_state"], state["step"], state["epoch"], list(state["rows"]),
-            state["lr_factor"], state["bad_steps"],
+            state["lr_factor"], state["bad_steps"], partial=state.get("partial"),
         )  # fmt: skip
+
+
+class Checkpoints:
+    """--checkpoint-every: the state is also saved inside epochs, every N steps or every so many
+    seconds since the last save (the end of an epoch included)."""
+
+    def __init__(self, spec: str, save) -> None:
+        self.unit, self.every = parse_every(spec)
+        self.save = save  # save(now): state.pt from the loop as it stands
+        self.last = time.perf_counter()
+
+    def due(self, step: int, now: float, device: torch.device, ctx) -> bool:
+        if self.unit == "steps":
+            return step % self.every == 0
+        return distributed.any_rank(now - self.last >= self.every, device, ctx)  # every rank at the same step
+
+    def saved(self, now: float) -> None:
+        self.last = now
 
 
 def fit(
@@ -132,19 +155,30 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
     else:
         loop = Loop.restore(resume, s.model, opt, s.device)
         t_start = time.perf_counter() - resume["elapsed"]  # the time budget counts what was spent
-        if verbose:
-            console.print(
-                f"resuming after epoch {loop.epoch} of {cfg.epochs} (best so far: epoch {loop.best['epoch']})"
+        if loop.partial is not None and len(loop.partial["order"]) != len(s.train_idx):
+            raise AekitError(
+                f"the data hold {len(s.train_idx)} training items where the run's checkpoint has "
+                f"{len(loop.partial['order'])}: resume with the run's own data"
             )
+        where = f"after epoch {loop.epoch} of {cfg.epochs}"
+        if loop.partial is not None:
+            where = f"inside epoch {loop.epoch + 1} of {cfg.epochs}, after step {loop.step}"
+        if verbose:
+            console.print(f"resuming {where} (best so far: epoch {loop.best['epoch']})")
     steps = total_steps(cfg, len(s.train_idx))
     progress = make_progress() if verbose else None
     task = progress.add_task("training", total=steps, info="") if progress else None
     if progress:
         progress.start()
+
+    def save(now: float) -> None:  # atomically: a crash from here on resumes from this point
+        save_state(run_dir, loop.state(s.model, opt, now - t_start, s.device))
+
+    every = None if cfg.checkpoint_every is None else Checkpoints(cfg.checkpoint_every, save)
     try:
         for epoch in range(loop.epoch + 1, cfg.epochs + 1):
-            t_epoch = time.perf_counter()
-            sums, seen, lr = train_epoch(s, opt, loop, epoch, t_start, steps, progress, task)
+            t_epoch = time.perf_counter() - (loop.partial or {}).get("seconds", 0.0)
+            sums, seen, lr = train_epoch(s, opt, loop, epoch, t_start, steps, progress, task, every)
             train_seconds = time.perf_counter() - t_epoch
             val = validate(s)
             row = metrics_row(epoch, sums, seen, val, lr, time.perf_counter() - t_start, train_seconds)
@@ -153,8 +187,10 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
             if loop.keep_if_best(s.model, val, epoch):
                 save_model(run_dir, s.model, s.meta)
             write_metrics(run_dir / "metrics.csv", loop.rows)
-            # atomically: a crash from here on resumes after this epoch
-            save_state(run_dir, loop.state(s.model, opt, time.perf_counter() - t_start, s.device))
+            now = time.perf_counter()
+            save(now)  # a crash from here on resumes after this epoch
+            if every is not None:
+                every.saved(now)
             if progress:
                 done = budget_spent(cfg, loop.step, steps, time.perf_counter() - t_start) * steps
                 progress.update(task, completed=done, info=f"val {val['loss']:.4f}")
@@ -170,7 +206,7 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
         if progress:
             progress.stop()
         console.print(
-            "[yellow]interrupted: the best model so far is kept; go on from the last completed epoch with "
+            "[yellow]interrupted: the best model so far is kept; go on from the last checkpoint with "
             f"[bold]aekit train --resume {run_dir}[/bold][/yellow]",
             soft_wrap=True,
         )
@@ -180,15 +216,25 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
     return finish(s, data, loop.rows, loop.best, loop.best_state, loop.stopped, run_dir, t_start, verbose)
 
 
-def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: int, progress, task):
+def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: int, progress, task, every=None):
     """One pass over the training items in a seeded order; returns the loss terms summed over the
-    items on the device (no sync per step), the number of items seen, and the last learning rate."""
+    items on the device (no sync per step), the number of items seen, and the last learning rate.
+    With `every` (Checkpoints) the state is saved inside the epoch too; a loop restored from such a
+    checkpoint goes on with the same order from the batch after it."""
     cfg, ctx, device = s.cfg, s.ctx, s.device
-    sums: dict[str, torch.Tensor] = {}
-    seen, last_draw, lr = 0, 0.0, 0.0
-    order = s.train_idx[torch.randperm(len(s.train_idx), generator=loop.gen)]
+    resumed, loop.partial = loop.partial, None
+    t0, last_draw = time.perf_counter() - (resumed or {}).get("seconds", 0.0), 0.0
+    if resumed is None:
+        sums: dict[str, torch.Tensor] = {}
+        seen, start, lr = 0, 0, 0.0
+        order = s.train_idx[torch.randperm(len(s.train_idx), generator=loop.gen)]
+    else:  # the sums saved are those of all ranks: rank 0 goes on with them, the others from zero
+        order, start, seen, lr = resumed["order"], resumed["next"], resumed["seen"], resumed["lr"]
+        sums = {k: v.to(device) for k, v in resumed["sums"].items()}
+        if ctx.active and not ctx.main:
+            sums, seen = {k: torch.zeros_like(v) for k, v in sums.items()}, 0
     agree = (lambda finite: not distributed.any_rank(not finite, device, ctx)) if ctx.active else None  # skip together
-    for i in range(0, len(order), cfg.batch_size):
+    for i in range(start, len(order), cfg.batch_size):
         frac = budget_spent(cfg, loop.step, steps, time.perf_counter() - t_start)
         lr = lr_at(frac, cfg.lr)
         for group in opt.param_groups:
@@ -217,15 +263,34 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: in
         if cfg.max_steps and loop.step >= cfg.max_steps:  # the same step on every rank
             loop.stopped = f"completed the budget of {cfg.max_steps} steps"
             break
+        if every is not None and i + cfg.batch_size < len(order) and every.due(loop.step, now, device, ctx):
+            all_sums, all_seen = over_ranks(sums, seen, device, ctx)
+            loop.partial = {
+                "order": order.cpu(),
+                "next": i + cfg.batch_size,
+                "sums": {k: v.detach().float().cpu() for k, v in all_sums.items()},
+                "seen": all_seen,
+                "lr": lr,
+                "seconds": now - t0,
+            }
+            every.save(now)
+            every.saved(now)
+            loop.partial = None
     if device.type == "cuda":
         torch.cuda.synchronize()
-    if ctx.active:  # the loss sums and counts of all ranks: metrics describe the whole data
-        keys = sorted(sums)
-        total = distributed.all_sum(
-            torch.stack([*(sums[k].float() for k in keys), torch.tensor(float(seen), device=device)]), ctx
-        )
-        sums, seen = dict(zip(keys, total[:-1])), int(total[-1])
+    sums, seen = over_ranks(sums, seen, device, ctx)  # metrics describe the whole data
     return sums, seen, lr
+
+
+def over_ranks(sums: dict[str, torch.Tensor], seen: int, device: torch.device, ctx) -> tuple[dict, int]:
+    """The loss sums and item counts of all ranks (under torchrun; else as they are)."""
+    if not ctx.active:
+        return sums, seen
+    keys = sorted(sums)
+    total = distributed.all_sum(
+        torch.stack([*(sums[k].float() for k in keys), torch.tensor(float(seen), device=device)]), ctx
+    )
+    return dict(zip(keys, total[:-1])), int(total[-1])
 
 
 def batch_on_device(s: Setup, order: torch.Tensor, i: int, gen: torch.Generator):

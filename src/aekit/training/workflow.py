@@ -53,9 +53,10 @@ def train(
     `options` are TrainConfig fields (latent_dim=32, epochs=10, max_time=60, ...); they override
     the YAML file `config`. `out` defaults to runs/<timestamp> with runs/latest pointing at it.
 
-    `resume="runs/x"` goes on with an interrupted run from its last completed epoch, exactly as
-    if it had not stopped (same data, which defaults to the run's; only `epochs`, `max_steps`,
-    `max_time`, `patience` and `device` may change).
+    `resume="runs/x"` goes on with an interrupted run from its last checkpoint (the end of an
+    epoch, or inside one with `checkpoint_every`), exactly as if it had not stopped (same data,
+    which defaults to the run's; only `epochs`, `max_steps`, `max_time`, `patience`, `device` and
+    `checkpoint_every` may change).
 
     `on_epoch(epoch, metrics_row) -> bool` is called after each epoch; True stops training early.
     """
@@ -63,7 +64,7 @@ def train(
 
     if resume is None and elastic_restart() and out is not None and (Path(out) / "state.pt").is_file():
         if verbose and int(os.environ.get("RANK", "0")) == 0:
-            console.print(f"torchrun restart {elastic_restart()}: going on with {out} from its last completed epoch")
+            console.print(f"torchrun restart {elastic_restart()}: going on with {out} from its last checkpoint")
         return _resume(out, data, verbose=verbose, config=None, out=None, **_resumable(options))
     if resume is not None:
         return _resume(resume, data, verbose=verbose, config=config, out=out, **options)
@@ -127,7 +128,7 @@ def load_for(data: Any, cfg: TrainConfig, verbose: bool):
     )
 
 
-RESUMABLE_OPTIONS = ("epochs", "max_steps", "max_time", "patience", "device")
+RESUMABLE_OPTIONS = ("epochs", "max_steps", "max_time", "patience", "device", "checkpoint_every")
 
 
 def elastic_restart() -> int:
