@@ -8,6 +8,7 @@ recon = model.reconstruct(images)   # same layout and dtype as `images`
 aekit.report(run.path)              # RUN/report.html (training writes it too)
 aekit.export(run.path, "model.onnx")  # one file that runs without aekit (ONNX or TorchScript)
 res = aekit.sweep("my_images", latent_dim=[8, 16, 32], out="sweep")  # one run per size, best first
+aekit.register_model("my_ae")(MyAE)   # your own nn.Module: aekit.train(..., arch="my_ae")
 """
 
 from aekit.version import __version__
@@ -25,6 +26,7 @@ API = (
     "sample",
     "interpolate",
     "sweep",
+    "register_model",
 )
 __all__ = ["__version__", *API]
 

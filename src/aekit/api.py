@@ -14,6 +14,7 @@ from aekit.config.fields import default_of
 from aekit.config.train import TrainConfig
 from aekit.core.errors import AekitError
 from aekit.inference.model import Autoencoder, load
+from aekit.models.registry import register_model  # noqa: F401  (aekit.register_model)
 from aekit.reporting.report import report
 from aekit.training.workflow import Run
 from aekit.training.workflow import train as _train

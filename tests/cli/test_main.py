@@ -135,7 +135,7 @@ def bad_inputs(tmp_path, rgb_folder, run):
         "only broken files": (["train", str(broken)], "no readable image"),
         "negative lr": (["train", g, "--lr", "-1"], "lr"),
         "latent 0": (["train", g, "--latent-dim", "0"], "latent_dim"),
-        "unknown arch": (["train", g, "--arch", "nope"], "invalid choice"),
+        "unknown arch": (["train", g, "--arch", "nope"], "unknown arch 'nope'; registered: auto, basic, conv, mlp"),
         "channels 2": (["train", g, "--channels", "2"], "channels"),
         "image size 0": (["train", g, "--image-size", "0"], "image_size"),
         "unknown flag": (["train", g, "--bogus"], "unrecognized"),

@@ -14,7 +14,7 @@ def test_precedence_defaults_file_flags():
     [
         ({"lr": -1.0}, "lr"),
         ({"latent_dim": 0}, "latent_dim"),
-        ({"arch": "nope"}, "unknown arch"),
+        ({"arch": ""}, "arch must be a model name"),  # a name is checked against the registry when training
         ({"channels": 0}, "channels"),
         ({"image_size": [0]}, "image_size"),
         ({"val_fraction": 1.0}, "val_fraction"),

@@ -67,8 +67,8 @@ def _argument(f: dataclasses.Field, default: typing.Any, show_default: bool) -> 
     for key in ("choices", "metavar", "required"):
         if key in meta:
             kw[key] = meta[key]
-    if f.name == "extensions":
-        kw.update(action="append", metavar="EXT")
+    if f.name == "extensions" or meta.get("append"):  # repeated flags: --ext .a --ext .b
+        kw.update(action="append", metavar=meta.get("metavar", "EXT"))
     elif is_list and kind is int:
         kw.update(nargs="+", metavar="N", type=_int_list, action=_Flatten)
     elif is_list and f.name != "columns":  # --columns is one comma-separated argument, split by the config

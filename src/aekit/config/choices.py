@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 MODELS = ("ae", "vae", "dae")
-ARCHS = ("auto", "conv", "basic", "mlp")  # built in; see `aekit models`
+ARCHS = ("auto", "conv", "basic", "mlp")  # built in; --arch takes any registered model (models/registry.py)
 RECON_LOSSES = ("mse", "bce")
 NOISES = ("gaussian", "masking", "saltpepper")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from aekit.config.choices import ARCHS, AUGMENTS, DEVICES, LAYOUTS, MODELS, NOISES, PRECISIONS, RECON_LOSSES
+from aekit.config.choices import AUGMENTS, DEVICES, LAYOUTS, MODELS, NOISES, PRECISIONS, RECON_LOSSES
 from aekit.config.fields import check_choices, opt
 from aekit.core.errors import AekitError
 
@@ -40,7 +40,18 @@ class TrainConfig:
         choices=MODELS,
     )
     arch: str = opt(
-        "auto", "model architecture: auto is conv for images, mlp for tables; see `aekit models`", choices=ARCHS
+        "auto",
+        "model architecture: auto is conv for images, mlp for tables; or any registered model, your own "
+        "included (aekit.register_model, --plugin); see `aekit models`",
+    )
+    plugins: list[str] = opt(
+        list,
+        "import this module before training, to register your own models (aekit.register_model) for --arch; "
+        "repeat for several",
+        factory=True,
+        flag="--plugin",
+        metavar="MODULE",
+        append=True,
     )
     latent_dim: int | None = opt(
         None, "size of the latent code (embedding); default 64 for images, a quarter of the columns for tables (2-64)"
@@ -163,8 +174,10 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise AekitError(f"{name} must be a number >= 0, got {value!r}")
         parse_noise(self.noise)
-        if self.arch not in ARCHS:
-            raise AekitError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)} (see `aekit models`)")
+        if not isinstance(self.arch, str) or not self.arch.strip():
+            raise AekitError(f"arch must be a model name (see `aekit models`), got {self.arch!r}")  # checked: training
+        self.plugins = [self.plugins] if isinstance(self.plugins, str) else list(self.plugins or [])
+        self.plugins = [m.strip() for p in self.plugins for m in str(p).split(",") if m.strip()]
         check_choices(dataclasses.fields(self), vars(self))
         if self.latent_dim is not None:
             _positive("latent_dim", self.latent_dim, int)

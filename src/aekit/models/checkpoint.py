@@ -2,7 +2,8 @@
 
 model.json holds the architecture name and its keyword arguments, the input shape and dtype, the
 normalisation and the aekit version: `load_model` rebuilds the network from these alone, with no
-pickle and no training code.
+pickle and no training code. A user's model also has its factory's import path ("factory":
+"mypkg.models:MyAE"), whose module is imported to rebuild it (models/registry.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aekit.core.rundir import atomic_write, resolve_run, write_json
 from aekit.data.normalize import Normalizer
 from aekit.models import create_model
 from aekit.models.pca import PCA
+from aekit.models.registry import find_model
 from aekit.version import __version__
 
 FORMAT_VERSION = 1
@@ -51,6 +53,7 @@ def load_model(run: str | Path) -> tuple[nn.Module, Normalizer, dict]:
     try:
         meta = json.loads((run_dir / "model.json").read_text())
         norm = meta["normalization"]
+        find_model(meta["arch"], meta.get("factory"))  # a user's model: imported from where model.json says
         model = create_model(meta["arch"], **meta["model_kwargs"])
         normalizer = Normalizer(norm["scale"], norm["mean"], norm["std"])
     except (json.JSONDecodeError, KeyError, TypeError) as e:

@@ -83,7 +83,8 @@ def default_epochs(n_train: int, batch_size: int, tabular: bool) -> int:
 
 
 def resolve_arch(cfg: TrainConfig, data: LoadedData) -> str:
-    """`auto` is conv for images and mlp for tables; a conv model on a table is refused."""
+    """`auto` is conv for images and mlp for tables; a conv model on a table is refused (a user's
+    model is taken as it is: it sees a table as (B, F, 1, 1))."""
     if data.columns is None:
         return "conv" if cfg.arch == "auto" else cfg.arch
     if cfg.arch in ("conv", "basic"):
@@ -94,7 +95,7 @@ def resolve_arch(cfg: TrainConfig, data: LoadedData) -> str:
     if cfg.image_size is not None or cfg.channels is not None:
         flag = "--image-size" if cfg.image_size is not None else "--channels"
         raise AekitError(f"{flag} applies to images, and {data.source} is a table; leave {flag} out (see --columns)")
-    return "mlp"
+    return "mlp" if cfg.arch == "auto" else cfg.arch
 
 
 def budget_spent(cfg: TrainConfig, step: int, steps: int, elapsed: float) -> float:

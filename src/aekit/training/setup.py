@@ -29,6 +29,7 @@ from aekit.models.base import AEModule
 from aekit.models.checkpoint import count_parameters, model_meta, save_pca
 from aekit.models.conv import auto_width, max_depth
 from aekit.models.pca import PCA, fit_pca, pca_rows
+from aekit.models.registry import factory_path, is_builtin
 from aekit.training.defaults import resolve_for_data
 from aekit.training.probe import fastest_precision
 
@@ -111,7 +112,7 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
         )
     save_pca(run_dir, pca)
     resolved = {"columns": data.columns} if kind.table else {"channels": c, "image_size": [h, w]}
-    cfg = replace(cfg, depth=kwargs["depth"], width=kwargs.get("width", cfg.width), **resolved)
+    cfg = replace(cfg, depth=kwargs.get("depth", cfg.depth), width=kwargs.get("width", cfg.width), **resolved)
     write_yaml(run_dir / "config.yaml", {"data": data.source, **cfg.to_dict()})
     meta = model_meta(cfg.arch, kwargs, normalizer, str(data.array.dtype), source=data.source, **_meta_extra(data, cfg))
 
@@ -131,12 +132,15 @@ def build_model(cfg: TrainConfig, data: LoadedData, normalizer: Normalizer) -> t
     """The model for `data` and the keyword arguments that rebuild it (saved in model.json)."""
     c, h, w = data.shape
     kwargs = {"in_shape": (c, h, w), "latent_dim": cfg.latent_dim, "depth": cfg.depth}
-    if cfg.arch == "conv":
+    if not is_builtin(cfg.arch):  # a user's model: --depth and --width only when given
+        kwargs.update(width=cfg.width)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    elif cfg.arch == "conv":
         kwargs["width"] = cfg.width or auto_width(c)
     elif cfg.arch == "mlp":
         kwargs["width"] = cfg.width
     deepest = max_depth(h, w)
-    if cfg.arch != "mlp" and cfg.depth is not None and cfg.depth > deepest:
+    if cfg.arch in ("conv", "basic") and cfg.depth is not None and cfg.depth > deepest:
         raise AekitError(
             f"depth {cfg.depth} is too deep for {h}x{w} images (at most {deepest}); pass a smaller --depth"
         )
@@ -152,13 +156,21 @@ def build_model(cfg: TrainConfig, data: LoadedData, normalizer: Normalizer) -> t
     model.use_normalizer(normalizer)  # models that work in pixel units too (noise, Bernoulli)
     if cfg.arch == "mlp":
         kwargs["width"] = model.width  # resolved
-    kwargs["depth"] = len(model.sizes) - 1  # resolved: the run rebuilds exactly this network
+    if is_builtin(cfg.arch):
+        kwargs["depth"] = len(model.sizes) - 1  # resolved: the run rebuilds exactly this network
     return model, kwargs
 
 
 def _meta_extra(data: LoadedData, cfg: TrainConfig) -> dict:
     """What model.json records of tables and rasters besides the network."""
     extra = {"table": {"columns": data.columns, "id_column": data.id_name}} if data.columns is not None else {}
+    if not is_builtin(cfg.arch):  # a user's model: where aekit.load finds it again (models/registry.py)
+        extra["factory"] = factory_path(cfg.arch)
+        if extra["factory"] is None:
+            data.notes.append(
+                f"model {cfg.arch!r} is defined in a script (__main__) or a function: aekit.load in another "
+                "process cannot import it; define it in a module"
+            )
     if data.raster:
         extra["raster"] = {**data.raster, "rgb_bands": cfg.rgb_bands}
     return extra

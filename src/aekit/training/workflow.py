@@ -21,6 +21,7 @@ from aekit.core.progress import console
 from aekit.core.rundir import check_out, link_latest, lock, make_run_dir, remove_if_empty, unlock
 from aekit.data import load_data
 from aekit.inference.model import Autoencoder, load
+from aekit.models.registry import AUTO, find_model, load_plugins
 from aekit.reporting.report import report_after_training
 
 
@@ -71,6 +72,7 @@ def train(
     if data is None:
         raise AekitError("no data given: pass a folder, file or array (or resume=RUN to continue a run)")
     cfg = make_config(load_yaml(config) if config else None, **options)
+    check_models(cfg)
     ctx = distributed.start(cfg.device)  # several processes under torchrun (distributed.py)
     verbose = verbose and ctx.main
     if ctx.main:
@@ -108,6 +110,14 @@ def _writes_of(run_dir: Path, ctx):
         return
     with tempfile.TemporaryDirectory(prefix=f"aekit-rank{ctx.rank}-") as tmp:
         yield Path(tmp)
+
+
+def check_models(cfg: TrainConfig) -> None:
+    """The --plugin modules imported and --arch found among the registered models, before any data
+    is read: a one-line error listing the registered names otherwise."""
+    load_plugins(cfg.plugins)
+    if cfg.arch != AUTO:
+        find_model(cfg.arch)
 
 
 def load_for(data: Any, cfg: TrainConfig, verbose: bool):
@@ -163,6 +173,7 @@ def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any,
     saved = load_yaml(run_dir / "config.yaml")
     source = saved.pop("data", None)
     cfg = make_config(saved, **options)
+    check_models(cfg)
     state = load_state(run_dir)
     if state["epoch"] >= cfg.epochs:
         raise AekitError(
