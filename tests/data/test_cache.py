@@ -102,3 +102,52 @@ def test_large_entry_stays_memory_mapped(tmp_path):
 def test_default_cache_dir_honours_env(tmp_path, monkeypatch):
     monkeypatch.setenv("AEKIT_CACHE_DIR", str(tmp_path / "x"))
     assert default_cache_dir() == tmp_path / "x"
+
+
+def flip_byte(path, at: int) -> None:
+    """Corrupt one byte of the array data of the .npy file `path` (`at` bytes into the data)."""
+    header = len(path.read_bytes()) - np.load(path, mmap_mode="r").nbytes
+    with open(path, "r+b") as f:
+        f.seek(header + at)
+        byte = f.read(1)
+        f.seek(header + at)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("limit", [None, 0], ids=["in memory", "memory-mapped"])
+def test_a_corrupt_cache_entry_is_detected_and_rebuilt(rgb_folder, tmp_path, capsys, limit):
+    import aekit.data.cache as cache_mod
+
+    cache = tmp_path / "cache"
+    first = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    (entry,) = entries(cache)
+    flip_byte(cache / entry / "data.npy", 1234)
+    capsys.readouterr()
+    again = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False, in_memory_limit=limit)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is corrupt: data.npy does not match its checksum (MB 0-16)" in err, err
+    assert err.endswith("rebuilding it") and not any("reused" in n for n in again.notes)
+    np.testing.assert_array_equal(np.asarray(again.array), first.array)  # decoded again, never the bad bytes
+    assert entries(cache) == [entry]
+    calls = []
+    real = cache_mod._crcs
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cache_mod, "_crcs", lambda a: calls.append(1) or real(a))
+        for _ in range(3):  # checked on the first read in a process, trusted afterwards
+            read_images_cached(rgb_folder, cache_dir=cache, show_progress=False, in_memory_limit=limit)
+    assert len(calls) == 1
+
+
+def test_a_cache_entry_without_checksums_or_with_another_shape_is_rebuilt(rgb_folder, tmp_path, capsys):
+    import json
+
+    cache = tmp_path / "cache"
+    read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    (entry,) = entries(cache)
+    index = json.loads((cache / entry / "index.json").read_text())
+    index["checksums"]["data.npy"]["shape"][0] += 1
+    (cache / entry / "index.json").write_text(json.dumps(index))
+    capsys.readouterr()
+    again = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    assert "is not the array it was built with; rebuilding it" in capsys.readouterr().err
+    assert not any("reused" in n for n in again.notes) and len(again) == 20

@@ -204,6 +204,23 @@ def test_raster_cache_keeps_native_type_and_is_keyed_by_options(tmp_path):
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
 
 
+def test_a_corrupt_raster_cache_entry_is_detected_and_rebuilt(tmp_path, capsys):
+    from tests.data.test_cache import flip_byte
+
+    tile_folder(tmp_path / "t", n=3, c=4, size=16, nodata=0)
+    cache = tmp_path / "cache"
+    first = load_data(tmp_path / "t", raster=RasterOptions(), cache_dir=cache, show_progress=False)
+    (entry,) = [p for p in cache.iterdir() if p.is_dir()]
+    assert (entry / "mask.npy").is_file()
+    flip_byte(entry / "mask.npy", 100)
+    capsys.readouterr()
+    again = load_data(tmp_path / "t", raster=RasterOptions(), cache_dir=cache, show_progress=False)
+    err = capsys.readouterr().err
+    assert "is corrupt: mask.npy does not match its checksum" in err and "rebuilding it" in err
+    assert not any("reused" in n for n in again.notes)
+    assert np.array_equal(again.array, first.array) and np.array_equal(again.mask, first.mask)
+
+
 @pytest.mark.parametrize(
     "case,needles",
     [

@@ -12,6 +12,12 @@ is decoded into memory and written out once; a larger one is decoded straight in
 map. A full disk (or any error writing the cache) keeps the decoded set in memory with a note.
 Later reads hold entries that fit in memory in memory; larger ones stay memory-mapped and
 batches are read from the map.
+
+Integrity: index.json records a CRC-32 of every 16 MB of each array's data, with its shape and
+type, computed when the entry is built. The first read of an entry in a process checks them (one
+sequential pass; later reads in the same process trust it); a mismatch (flipped bits, a truncated
+or overwritten file) prints one line and the entry is rebuilt, never used. A CRC detects
+corruption, not tampering: whoever can write the cache can write its index too.
 """
 
 from __future__ import annotations
@@ -21,16 +27,19 @@ import json
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import PIL
 
+from aekit.core.progress import console
 from aekit.data.base import LoadedData, Skipped
 from aekit.data.images import pyspng, read_images, scan, shared_empty
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: index.json holds the checksums of the arrays
+CHECK_CHUNK = 16 << 20  # bytes of array data per CRC-32
 STALE_SECONDS = 24 * 3600  # unfinished builds older than this are removed
 DECODED = "decoded into memory"
 
@@ -117,15 +126,58 @@ def read_images_cached(
     if (entry / "index.json").is_file():
         try:
             return _load(entry, limit)
+        except CorruptEntry as e:
+            console.print(f"{e}; rebuilding it", style="yellow", markup=False, soft_wrap=True)
+            shutil.rmtree(entry, ignore_errors=True)
         except (OSError, ValueError, KeyError):
             shutil.rmtree(entry, ignore_errors=True)  # unreadable entry: rebuild it
     return _build(root, files, others, listing, base, key, options, show_progress, limit)
+
+
+class CorruptEntry(ValueError):
+    """A cache entry whose data do not match the checksums written when it was built."""
+
+
+_verified: set[tuple[str, float]] = set()  # entries checked by this process: (folder, time built)
+
+
+def checksums(path: Path) -> dict:
+    """The shape, type and CRC-32 of every CHECK_CHUNK bytes of the data of the .npy file `path`."""
+    a = np.load(path, mmap_mode="r")
+    return {"shape": list(a.shape), "dtype": a.dtype.str, "crc32": _crcs(a)}
+
+
+def _crcs(a: np.ndarray) -> list[int]:
+    flat = a.reshape(-1).view(np.uint8)  # the file's data bytes, in order (C-contiguous .npy)
+    return [zlib.crc32(flat[i : i + CHECK_CHUNK]) for i in range(0, len(flat), CHECK_CHUNK)]
+
+
+def verify(entry: Path, index: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Check `arrays` (the entry's .npy files, memory-mapped whole) against the checksums in its
+    index, once per entry and process; raises CorruptEntry naming the file and the bytes that differ."""
+    key = (str(entry), index.get("created", 0.0))
+    if key in _verified:
+        return
+    sums = index.get("checksums")
+    if not isinstance(sums, dict):
+        raise CorruptEntry(f"the cache entry {entry} has no checksums")
+    for name, a in arrays.items():
+        want = sums.get(name)
+        if not isinstance(want, dict) or want.get("shape") != list(a.shape) or want.get("dtype") != a.dtype.str:
+            raise CorruptEntry(f"the cache entry {entry} is corrupt: {name} is not the array it was built with")
+        got = _crcs(a)
+        if got != want.get("crc32"):
+            bad = next((i for i, (g, w) in enumerate(zip(got, want["crc32"])) if g != w), len(got))
+            at = f"MB {bad * (CHECK_CHUNK >> 20)}-{(bad + 1) * (CHECK_CHUNK >> 20)}"
+            raise CorruptEntry(f"the cache entry {entry} is corrupt: {name} does not match its checksum ({at})")
+    _verified.add(key)
 
 
 def _load(entry: Path, limit: int) -> LoadedData:
     index = json.loads((entry / "index.json").read_text())
     n = index["n_valid"]
     mapped = np.load(entry / "data.npy", mmap_mode="r")
+    verify(entry, index, {"data.npy": mapped})
     if mapped.nbytes <= limit:
         array = np.array(mapped[:n])  # one sequential read into memory
         where = "in memory"
@@ -204,6 +256,7 @@ def write_entry(
     nothing is left behind, `data` (already in memory, `how`) gets a note, and the answer is False."""
     try:
         save_arrays(tmp, arrays)
+        index = {**index, "checksums": {name: checksums(tmp / name) for name, a in arrays.items() if a is not None}}
         (tmp / "index.json").write_text(json.dumps(index))
         finish_entry(tmp, entry)
         return True

@@ -4,7 +4,8 @@ An entry is `<cache_dir>/<key>/` with `data.npy` (N, C, H, W in the stored type,
 `mask.npy` (N, 1, H, W bool, True = valid) and `index.json`. The key is a fingerprint of the raster
 files (paths, sizes, modification times), the raster options (bands, patch size, stride, nodata,
 grid or random patches and their seed), the cache format and the rasterio/GDAL versions. Builds are
-atomic and a failing disk falls back to reading into memory, as for images (cache.py).
+atomic, checked by checksums on first read, and a failing disk falls back to reading into memory, as
+for images (cache.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from aekit.core.progress import console
 from aekit.data.base import LoadedData, Skipped
 from aekit.data.cache import (
+    CorruptEntry,
     default_cache_dir,
     entry_allocator,
     index_of,
@@ -25,11 +28,12 @@ from aekit.data.cache import (
     memory_limit,
     not_cached,
     start_entry,
+    verify,
     write_entry,
 )
 from aekit.data.rasters import RasterOptions, options_key, rasterio_module, read_rasters, scan_rasters
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: index.json holds the checksums of the arrays
 READ = "read into memory"
 
 
@@ -65,6 +69,9 @@ def read_rasters_cached(
     if (entry / "index.json").is_file():
         try:
             return _load(entry, limit)
+        except CorruptEntry as e:
+            console.print(f"{e}; rebuilding it", style="yellow", markup=False, soft_wrap=True)
+            shutil.rmtree(entry, ignore_errors=True)
         except (OSError, ValueError, KeyError):
             shutil.rmtree(entry, ignore_errors=True)
     read = dict(opts=opts, grid=grid, show_progress=show_progress, listing=(files, others))
@@ -94,6 +101,8 @@ def _load(entry: Path, limit: int) -> LoadedData:
     index = json.loads((entry / "index.json").read_text())
     n = index["n_valid"]
     mapped = np.load(entry / "data.npy", mmap_mode="r")
+    names = ["data.npy", "mask.npy"] if index["has_mask"] else ["data.npy"]
+    verify(entry, index, {name: np.load(entry / name, mmap_mode="r") for name in names})
     in_memory = mapped.nbytes <= limit
     mode = "r" if in_memory else "c"
 
