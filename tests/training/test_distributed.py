@@ -57,6 +57,37 @@ def test_two_gloo_processes_match_one_process_and_resume(tmp_path):
     assert json.loads((two / "summary.json").read_text())["world_size"] == 2
 
 
+def test_a_mid_epoch_checkpoint_resumes_on_two_processes(tmp_path, monkeypatch):
+    """The state of a mid-epoch checkpoint holds the loss sums of all ranks: rank 0 goes on with
+    them, the others from zero, so a run stopped after one (here on one process, at step 7 of 8,
+    checkpoint at step 6) resumed on two processes ends as the run that never stopped."""
+    import aekit.training.fit
+
+    folder = tmp_path / "imgs"
+    write_pngs(folder, smooth_images(71, 16, 16, 3, seed=7))  # 64 training items: 4 steps an epoch
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(["train", str(folder), *ARGS, "--epochs", "2", "--out", str(ref)]) == 0
+    real, calls = aekit.training.fit.train_step, []
+
+    def stop_at_step_7(*a, **k):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(aekit.training.fit, "train_step", stop_at_step_7)
+    argv = ["train", str(folder), *ARGS, "--epochs", "2", "--checkpoint-every", "6", "--out", str(run)]
+    assert main(argv) == 130
+    monkeypatch.setattr(aekit.training.fit, "train_step", real)
+    assert torch.load(run / "state.pt", weights_only=True)["partial"]["next"] == 32
+    assert main(["train", "--resume", str(run), "--devices", "2", "--quiet"]) == 0
+    a, b = metrics(ref), metrics(run)
+    assert len(a) == len(b) == 2
+    for ra, rb in zip(a, b):
+        for k in COMPARED:
+            assert rb[k] == pytest.approx(ra[k], rel=1e-5), k
+
+
 def test_devices_must_divide_the_global_batch(tmp_path, capsys):
     assert main(["train", str(tmp_path), "--devices", "3", "--batch-size", "16"]) == 2
     assert "multiple of --devices 3" in capsys.readouterr().err
@@ -112,3 +143,48 @@ def test_a_sweep_under_torchrun_trains_each_trial_on_both_ranks(tmp_path):
     for trial in (out / "trials").iterdir():
         assert json.loads((trial / "summary.json").read_text())["world_size"] == 2
     assert (out / "best").resolve().parent == (out / "trials").resolve()
+
+
+def test_a_wait_is_reported_every_interval_and_only_while_it_lasts(capsys):
+    import time
+
+    with distributed.waiting(lambda s: f"waiting {s:.1f}", every=0.05):
+        time.sleep(0.32)
+    time.sleep(0.15)
+    lines = capsys.readouterr().err.splitlines()
+    assert 4 <= len(lines) <= 7 and all(line.startswith("aekit: waiting 0.") for line in lines), lines
+    with distributed.waiting(lambda s: "never", every=0.05):
+        pass  # a wait that ends at once says nothing
+    with distributed.waiting(lambda s: "not this process", report=False, every=0.01):
+        time.sleep(0.05)
+    time.sleep(0.1)
+    assert capsys.readouterr().err == ""
+
+
+def test_rank_0_says_it_waits_while_its_peer_never_starts(tmp_path):
+    """A world of 2 where only rank 0 starts: it waits to join, saying so, until it is stopped."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    code = "import aekit.core.distributed as d; d.WAIT_REPORT_S = 0.5; d.start('cpu')"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    limit = threading.Timer(30, proc.kill)  # a silent wait fails the test instead of hanging it
+    limit.start()
+    try:
+        lines = [proc.stderr.readline().strip() for _ in range(2)]
+        assert proc.poll() is None  # still waiting for rank 1
+    finally:
+        limit.cancel()
+        proc.kill()
+        proc.wait()
+    want = f"aekit: rank 0 of 2: waiting for the others to join at 127.0.0.1:{port}; started "
+    assert len(lines) == 2 and all(line.startswith(want) for line in lines), lines
+    assert "is every machine of the job running it?" in lines[0]

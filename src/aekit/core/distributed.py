@@ -15,11 +15,19 @@ Only rank 0 writes the run folder; the other ranks write into a temporary folder
 at the end. The decode cache is built by local rank 0 of each machine while the others wait, then
 read by all. `torchrun ... -m aekit encode|score` shares the items out the same way
 (`shard_rows`), gathers the results and rank 0 writes the one merged output.
+
+A process that waits long for the others (to join the process group, or at the barrier around
+reading the data) says so every WAIT_REPORT_S seconds, one process per machine, so a job whose
+peer never started is not silent.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -28,6 +36,8 @@ import torch.distributed as dist
 
 from aekit.core.errors import AekitError
 from aekit.core.launch import launched
+
+WAIT_REPORT_S = 20.0  # a process waiting this long for the others says so, and again every as long
 
 
 @dataclass(frozen=True)
@@ -57,10 +67,44 @@ def start(device: str = "auto") -> Context:
         return Context()
     if not dist.is_initialized():
         use_cuda = device.split(":")[0] in ("auto", "cuda") and torch.cuda.is_available()
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if use_cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+            torch.cuda.set_device(local_rank)
+        world, rank = os.environ.get("WORLD_SIZE", "?"), os.environ.get("RANK", "?")
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+
+        def joining(seconds: float) -> str:
+            return (
+                f"rank {rank} of {world}: waiting for the others to join at {where}; started {seconds:.0f} s ago "
+                "(is every machine of the job running it?)"
+            )
+
+        with waiting(joining, local_rank == 0):
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return context()
+
+
+@contextmanager
+def waiting(message: Callable[[float], str], report: bool = True, every: float | None = None):
+    """While the block runs (e.g. a wait for other processes), print `message(seconds so far)` to
+    stderr every `every` seconds (WAIT_REPORT_S), from a thread that ends with the block."""
+    if not report:
+        yield
+        return
+    every = WAIT_REPORT_S if every is None else every
+    done, t0 = threading.Event(), time.monotonic()
+
+    def report_until_done() -> None:
+        while not done.wait(every):
+            print(f"aekit: {message(time.monotonic() - t0)}", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=report_until_done, name="aekit-waiting", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def stop() -> None:
@@ -152,9 +196,13 @@ def map_rows(fn, n: int, empty, ctx: Context):
 def local_rank_first(ctx: Context):
     """Local rank 0 goes first (e.g. builds the decode cache), the other ranks after it."""
     if ctx.active and ctx.local_rank != 0:
-        dist.barrier()
+        with waiting(
+            lambda s: f"rank {ctx.rank}: waiting {s:.0f} s for local rank 0 to read the data", ctx.local_rank == 1
+        ):
+            dist.barrier()
     try:
         yield
     finally:
         if ctx.active and ctx.local_rank == 0:
-            dist.barrier()
+            with waiting(lambda s: f"rank {ctx.rank}: waiting {s:.0f} s for the other processes to read the data"):
+                dist.barrier()
