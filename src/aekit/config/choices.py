@@ -16,3 +16,4 @@ TABLE_METRICS = ("mse", "mae")  # SSIM means nothing for a table row
 EXPORT_FORMATS = {"onnx": (".onnx",), "torchscript": (".pt", ".ts")}  # format: file extensions
 EXPORT_PARTS = ("full", "encoder", "decoder")
 SEARCHES = ("grid", "random", "tpe")  # sweeps
+LOGGERS = ("tensorboard", "mlflow")  # --log: experiment logging, file-based (training/loggers.py)

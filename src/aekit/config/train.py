@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from aekit.config.choices import AUGMENTS, DEVICES, LAYOUTS, MODELS, NOISES, PRECISIONS, RECON_LOSSES
+from aekit.config.choices import AUGMENTS, DEVICES, LAYOUTS, LOGGERS, MODELS, NOISES, PRECISIONS, RECON_LOSSES
 from aekit.config.fields import check_choices, opt
 from aekit.core.errors import AekitError
 
@@ -167,6 +167,18 @@ class TrainConfig:
     )
     cache_dir: str | None = opt(None, "where decoded images are cached (default: $AEKIT_CACHE_DIR or ~/.cache/aekit)")
     no_cache: bool = opt(False, "decode into memory only; neither read nor write the cache")
+    log: str | None = opt(
+        None,
+        "log the config, per-epoch metrics and reconstruction grids to files, no server needed: tensorboard "
+        "(RUN/tensorboard; pip install 'aekit[tensorboard]') or mlflow (local store RUN/mlruns; "
+        "pip install 'aekit[mlflow]')",
+        choices=LOGGERS,
+    )
+    log_dir: str | None = opt(
+        None,
+        "with --log: tensorboard writes LOG_DIR/<run name>, mlflow uses LOG_DIR as its store (default: in the run)",
+        metavar="LOG_DIR",
+    )
 
     def __post_init__(self) -> None:
         for name in ("beta", "kl_warmup_epochs", "free_bits"):
@@ -178,6 +190,10 @@ class TrainConfig:
             raise AekitError(f"arch must be a model name (see `aekit models`), got {self.arch!r}")  # checked: training
         self.plugins = [self.plugins] if isinstance(self.plugins, str) else list(self.plugins or [])
         self.plugins = [m.strip() for p in self.plugins for m in str(p).split(",") if m.strip()]
+        if self.log_dir is not None:
+            if self.log is None:
+                raise AekitError("--log-dir is where --log writes: pass --log tensorboard or --log mlflow too")
+            self.log_dir = str(self.log_dir)
         check_choices(dataclasses.fields(self), vars(self))
         if self.latent_dim is not None:
             _positive("latent_dim", self.latent_dim, int)

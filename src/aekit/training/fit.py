@@ -27,6 +27,7 @@ from aekit.models.checkpoint import save_model
 from aekit.training.artefacts import finish
 from aekit.training.console import print_start
 from aekit.training.defaults import budget_spent, total_steps
+from aekit.training.loggers import open_logger
 from aekit.training.setup import Setup, prepare
 from aekit.training.state import save_state
 from aekit.training.step import lr_at, make_optimizer, param_groups, train_step, weights_finite
@@ -145,6 +146,7 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
     cfg = s.cfg
     if verbose:
         print_start(data, cfg, s.compute, s.n_params, len(s.train_idx), len(s.val_idx), run_dir)
+    log = open_logger(s, run_dir, resumed=resume is not None)  # --log tensorboard|mlflow, rank 0 (loggers.py)
     opt = make_optimizer(param_groups(s.model), cfg.lr, cfg.weight_decay)
     if resume is None:  # epoch 0 is the untrained model (for conv and mlp, exactly PCA): kept unless improved on
         val0 = validate(s)
@@ -183,6 +185,8 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
             val = validate(s)
             row = metrics_row(epoch, sums, seen, val, lr, time.perf_counter() - t_start, train_seconds)
             loop.rows.append(row)
+            if log is not None:
+                log.epoch(row, data)
             loop.epoch = epoch
             if loop.keep_if_best(s.model, val, epoch):
                 save_model(run_dir, s.model, s.meta)
@@ -213,7 +217,10 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
     finally:
         if progress:
             progress.stop()
-    return finish(s, data, loop.rows, loop.best, loop.best_state, loop.stopped, run_dir, t_start, verbose)
+    summary = finish(s, data, loop.rows, loop.best, loop.best_state, loop.stopped, run_dir, t_start, verbose)
+    if log is not None:
+        log.end(summary, run_dir)
+    return summary
 
 
 def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: int, progress, task, every=None):

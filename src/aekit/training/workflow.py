@@ -23,6 +23,7 @@ from aekit.data import load_data
 from aekit.inference.model import Autoencoder, load
 from aekit.models.registry import AUTO, find_model, load_plugins
 from aekit.reporting.report import report_after_training
+from aekit.training.loggers import check_logger
 
 
 @dataclass
@@ -113,8 +114,9 @@ def _writes_of(run_dir: Path, ctx):
 
 
 def check_models(cfg: TrainConfig) -> None:
-    """The --plugin modules imported and --arch found among the registered models, before any data
-    is read: a one-line error listing the registered names otherwise."""
+    """The --plugin modules imported and --arch found among the registered models, and --log's
+    package installed, before any data is read: one-line errors otherwise."""
+    check_logger(cfg)
     load_plugins(cfg.plugins)
     if cfg.arch != AUTO:
         find_model(cfg.arch)
