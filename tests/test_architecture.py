@@ -24,6 +24,7 @@ LAYERS = {
     "training": 7,
     "sweeps": 8,
     "api": 9,
+    "detector": 9,
     "cli": 10,
     "__main__": 11,
 }

@@ -8,6 +8,7 @@ recon = model.reconstruct(images)   # same layout and dtype as `images`
 aekit.report(run.path)              # RUN/report.html (training writes it too)
 aekit.export(run.path, "model.onnx")  # one file that runs without aekit (ONNX or TorchScript)
 res = aekit.sweep("my_images", latent_dim=[8, 16, 32], out="sweep")  # one run per size, best first
+det = aekit.AutoencoderDetector(contamination=0.05).fit(X)  # scikit-learn/PyOD style: det.predict(X_new)
 aekit.register_model("my_ae")(MyAE)   # your own nn.Module: aekit.train(..., arch="my_ae")
 """
 
@@ -28,7 +29,7 @@ API = (
     "sweep",
     "register_model",
 )
-__all__ = ["__version__", *API]
+__all__ = ["__version__", *API, "AutoencoderDetector"]
 
 
 def __getattr__(name: str):
@@ -37,4 +38,8 @@ def __getattr__(name: str):
         from aekit import api
 
         return getattr(api, name)
+    if name == "AutoencoderDetector":  # the scikit-learn / PyOD style estimator (aekit/detector.py)
+        from aekit.detector import AutoencoderDetector
+
+        return AutoencoderDetector
     raise AttributeError(f"module 'aekit' has no attribute {name!r}")

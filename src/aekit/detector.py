@@ -1,0 +1,284 @@
+"""`aekit.AutoencoderDetector`: an anomaly detector with the scikit-learn / PyOD interface.
+
+    det = AutoencoderDetector(contamination=0.05, max_steps=1000).fit(X_train)   # X: (N, F) rows
+    det.decision_function(X)   # anomaly scores: HIGHER = MORE ANOMALOUS (PyOD convention)
+    det.predict(X)             # 0 normal, 1 outlier (PyOD convention)
+    det.score_samples(X)       # -decision_function(X): higher = more normal (scikit-learn convention)
+
+Fitting trains an autoencoder with `aekit.train` on X (an MLP for 2-D arrays: tables; the conv
+models for image arrays N,H,W / N,H,W,C / N,C,H,W) and keeps it in memory; the score of an item
+is its reconstruction error, as `aekit score` computes it (`metric`). `threshold_` is the
+(1 - contamination) quantile of the training items' scores, as in PyOD.
+
+scikit-learn is not needed: with it installed the class is a `sklearn.base.BaseEstimator` (clone,
+pipelines, grid search); without it, `get_params` and `set_params` work the same way.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aekit.config.train import TrainConfig
+from aekit.core.errors import AekitError
+
+# TrainConfig options that make no sense for an in-memory array, or that set the run's own
+# threshold rule (the detector has `contamination` and `threshold_` instead)
+NOT_OPTIONS = (
+    "contamination",
+    "threshold_percentile",
+    "cache_dir",
+    "no_cache",
+    "columns",
+    "id_column",
+    "extensions",
+    "bands",
+    "patch_size",
+    "stride",
+    "nodata",
+    "rgb_bands",
+)
+OWN = ("latent_dim", "contamination", "max_steps", "seed", "device", "metric", "out", "verbose")
+TRAIN_OPTIONS = tuple(
+    f for f in TrainConfig.__dataclass_fields__ if f not in NOT_OPTIONS and f not in OWN
+)  # keyword parameters, default None: aekit's default
+
+
+class _Params:
+    """get_params / set_params as scikit-learn defines them, for when it is not installed."""
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any):
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"Invalid parameter {key!r} for estimator {type(self).__name__}; valid: {valid}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if v != _defaults().get(k)}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+
+try:
+    from sklearn.base import BaseEstimator as _Base
+    from sklearn.exceptions import NotFittedError
+except ImportError:  # aekit does not need scikit-learn
+    _Base = _Params
+
+    class NotFittedError(ValueError, AttributeError):
+        """A method that needs a fitted detector was called before `fit`."""
+
+
+class AutoencoderDetector(_Base):
+    """Anomaly detector: an autoencoder trained on (mostly) normal data; an item's score is its
+    reconstruction error.
+
+    Sign convention (as PyOD): `decision_function(X)` and `decision_scores_` are anomaly scores,
+    higher = more anomalous; `predict(X)` is 1 for outliers (score above `threshold_`) and 0 for
+    normal items. `score_samples(X)` is `-decision_function(X)`, scikit-learn's convention (higher
+    = more normal, as IsolationForest.score_samples).
+
+    Parameters
+    ----------
+    latent_dim : size of the code (default: aekit's, a quarter of the columns for tables, 2 to 64).
+    contamination : expected fraction of outliers in the training data, in (0, 0.5]: `threshold_`
+        is the (1 - contamination) quantile of the training scores (default 0.1).
+    max_steps : optimisation steps (default: aekit's budget, 3000 steps or 10 minutes).
+    seed : random seed of the split, initialisation and batch order (default 0): refitting on the
+        same data gives the same model.
+    device : "auto", "cpu", "cuda", "cuda:N" or "mps".
+    metric : the score, "mse" (default) or "mae"; images also "ssim" (1 - SSIM).
+    out : a new folder for the training run (kept: `aekit report`, `aekit.load` work on it);
+        default None, a temporary folder removed after `fit` (the model stays in memory).
+    verbose : print aekit's progress while fitting (default False).
+    **options : any other `aekit train` option (epochs, max_time, lr, weight_decay, depth,
+        width, batch_size, model, arch, ...); None means aekit's default.
+
+    Attributes (after `fit`)
+    ------------------------
+    decision_scores_ : scores of the training items. threshold_ : the outlier threshold.
+    labels_ : 0/1 of the training items. n_features_in_ : columns (or values per image).
+    model_ : the trained `aekit.Autoencoder`. run_path_ : the run folder (None when temporary).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int | None = None,
+        contamination: float = 0.1,
+        *,
+        max_steps: int | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        metric: str = "mse",
+        out: str | Path | None = None,
+        verbose: bool = False,
+        **options: Any,
+    ) -> None:
+        unknown = sorted(set(options) - set(TRAIN_OPTIONS))
+        if unknown:
+            raise TypeError(f"AutoencoderDetector got unknown option(s) {', '.join(unknown)}")
+        self.latent_dim = latent_dim
+        self.contamination = contamination
+        self.max_steps = max_steps
+        self.seed = seed
+        self.device = device
+        self.metric = metric
+        self.out = out
+        self.verbose = verbose
+        for name in TRAIN_OPTIONS:
+            setattr(self, name, options.get(name))
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> AutoencoderDetector:
+        """Train on X (rows (N, F), or images); `y` is ignored (unsupervised)."""
+        from aekit.inference.model import load
+        from aekit.training.workflow import train
+
+        if not (isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5):
+            raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination!r}")
+        x = self._check_X(X, reset=True)
+        options = {name: getattr(self, name) for name in TRAIN_OPTIONS if getattr(self, name) is not None}
+        options.update(latent_dim=self.latent_dim, max_steps=self.max_steps, seed=self.seed, device=self.device)
+        with tempfile.TemporaryDirectory(prefix="aekit-detector-") as tmp:
+            out = Path(self.out) if self.out is not None else Path(tmp) / "run"
+            try:
+                run = train(x, out=out, verbose=bool(self.verbose), no_cache=True, **options)
+                self.model_ = load(run.path, device=self.device)
+                self.run_path_ = run.path if self.out is not None else None
+                self.decision_scores_ = self._score(x)
+            except AekitError as e:  # scikit-learn's convention for bad input and options
+                raise ValueError(str(e)) from None
+        self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit on X and return its labels (0 normal, 1 outlier): `labels_`."""
+        return self.fit(X).labels_
+
+    # -- scoring ----------------------------------------------------------------------------
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Anomaly score of each item of X, float64 (N,): its reconstruction error; HIGHER = MORE
+        ANOMALOUS (PyOD's convention; see `score_samples` for scikit-learn's)."""
+        self._check_fitted()
+        return self._score(self._check_X(X, reset=False))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 for outliers (score above `threshold_`), 0 for normal items (PyOD's convention)."""
+        return (self.decision_function(X) > self.threshold_).astype(int)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """`-decision_function(X)`: scikit-learn's convention, higher = more normal."""
+        return -self.decision_function(X)
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(self.model_.score(x, metric=self.metric), np.float64)
+        except AekitError as e:
+            raise ValueError(str(e)) from None
+
+    # -- input checks -----------------------------------------------------------------------
+    def _check_X(self, X: Any, reset: bool) -> np.ndarray:
+        """X as a numeric array: 2-D rows, or 3-D/4-D images; the errors scikit-learn users expect."""
+        name = type(self).__name__
+        if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+            raise TypeError(f"{name} does not take sparse input; pass a dense array, e.g. X.toarray()")
+        names = getattr(X, "columns", None)
+        if hasattr(X, "detach"):  # a torch tensor
+            X = X.detach().cpu().numpy()
+        arr = np.asarray(X)
+        if arr.dtype.kind == "c":
+            raise ValueError("Complex data not supported")
+        if arr.dtype.kind not in "biuf":
+            arr = arr.astype(np.float64)  # numbers held as objects; anything else raises here
+        if arr.ndim < 2:
+            raise ValueError(
+                f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data with X.reshape(-1, 1) for one "
+                "feature or X.reshape(1, -1) for one sample"
+            )
+        if arr.ndim > 4:
+            raise ValueError(f"expected rows (N, F) or images (N, H, W[, C]), got an array of shape {arr.shape}")
+        if arr.shape[0] == 0:
+            raise ValueError(f"Found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
+        if arr.ndim == 2 and arr.shape[1] == 0:
+            raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            what = "NaN" if np.isnan(arr).any() else "infinity or a value too large"
+            raise ValueError(f"Input X contains {what}; {name} does not take missing values: drop or fill them")
+        if arr.ndim == 2:
+            arr = arr.astype(np.float32)
+        features = int(np.prod(arr.shape[1:]))
+        str_names = names is not None and all(isinstance(c, str) for c in names)
+        if reset:
+            self.n_features_in_ = features
+            self._shape = arr.shape[1:]
+            if str_names:
+                self.feature_names_in_ = np.asarray(list(names), dtype=object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            return arr
+        if arr.shape[1:] != self._shape:
+            if arr.ndim == 2 and len(self._shape) == 1:
+                raise ValueError(
+                    f"X has {arr.shape[1]} features, but {name} is expecting {self.n_features_in_} features as input."
+                )
+            raise ValueError(f"X has items of shape {arr.shape[1:]}, but {name} was fitted on {self._shape}.")
+        self._check_names(names if str_names else None)
+        return arr
+
+    def _check_names(self, names: Any) -> None:
+        import warnings
+
+        fitted = getattr(self, "feature_names_in_", None)
+        name = type(self).__name__
+        if fitted is None and names is not None:
+            warnings.warn(
+                f"X has feature names, but {name} was fitted without feature names", UserWarning, stacklevel=4
+            )
+        elif fitted is not None and names is None:
+            warnings.warn(
+                f"X does not have valid feature names, but {name} was fitted with feature names",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif fitted is not None and list(names) != list(fitted):
+            raise ValueError("The feature names should match those that were passed during fit.")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments first."
+            )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+
+def _signature() -> inspect.Signature:
+    """__init__'s signature with every training option as a keyword parameter (default None), so
+    that `get_params`, `set_params`, `clone` and `help` see them all."""
+    sig = inspect.signature(AutoencoderDetector.__init__)
+    params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in TRAIN_OPTIONS]
+    return sig.replace(parameters=params)
+
+
+SIGNATURE = _signature()
+AutoencoderDetector.__init__.__signature__ = SIGNATURE
+
+
+def _defaults() -> dict[str, Any]:
+    return {p.name: p.default for p in SIGNATURE.parameters.values() if p.name != "self"}
