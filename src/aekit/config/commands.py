@@ -117,7 +117,12 @@ class ScoreOptions(UseOptions):
     output: str | None = opt(
         None, "output .csv or .parquet (rasters: also .tif or DIR)", short="-o", required=True, metavar="FILE"
     )
-    metric: str = opt("mse", "mse (default), mae, or ssim (1 - SSIM: structural dissimilarity)", choices=METRICS)
+    metric: str = opt(
+        "mse",
+        "mse (default), mae, ssim (1 - SSIM: structural dissimilarity), or mse+latent (MSE plus the code's distance "
+        "from the training codes, each over its training mean)",
+        choices=METRICS,
+    )
     threshold: float | None = opt(None, "flag items whose score exceeds VALUE", metavar="VALUE")
     threshold_percentile: float | None = opt(
         None, "threshold at this percentile of the run's validation errors (training default: 99)", metavar="P"
@@ -158,7 +163,7 @@ class EvaluateOptions(UseOptions):
         "images: DATA's sub-folders of normal items, e.g. good; items in other folders are anomalous",
         metavar="NAME,NAME",
     )
-    metric: str = opt("mse", "anomaly score: mse (default), mae, or ssim (images)", choices=METRICS)
+    metric: str = opt("mse", "anomaly score: mse (default), mae, ssim (images), or mse+latent", choices=METRICS)
     threshold: float | None = opt(
         None, "precision, recall and F1 at this score (default: the threshold stored with the run)", metavar="VALUE"
     )

@@ -17,6 +17,7 @@ METRIC_WORDS = {
     "mse": "reconstruction MSE",
     "mae": "mean absolute reconstruction error",
     "ssim": "structural dissimilarity (1 - SSIM)",
+    "mse+latent": "reconstruction MSE plus latent distance (each over its training mean)",
 }
 
 

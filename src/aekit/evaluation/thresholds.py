@@ -24,7 +24,12 @@ from aekit.evaluation.item_errors import METRIC_WORDS
 VALIDATION_FILE = "validation_scores.csv"
 
 
-VALIDATION_COLUMNS = {"mse": "score", "mae": "mae", "ssim": "one_minus_ssim"}  # metric -> column
+VALIDATION_COLUMNS = {
+    "mse": "score",
+    "mae": "mae",
+    "ssim": "one_minus_ssim",
+    "mse+latent": "mse_plus_latent",
+}  # metric -> column
 
 
 def threshold_from(

@@ -14,6 +14,8 @@ import torch
 
 from aekit.data.kind import DataKind
 from aekit.evaluation.item_errors import item_errors
+from aekit.evaluation.latent_score import METRIC as LATENT_METRIC
+from aekit.evaluation.latent_score import combined
 from aekit.evaluation.metrics import Metrics, squared_error, verdict
 from aekit.models.base import loss_fn
 from aekit.models.pca import PCA
@@ -78,22 +80,36 @@ class FinalPass:
 
 @torch.no_grad()
 def final_pass(
-    model, normalizer, pca: PCA, x_all, idx, device, batch_size: int, kind: DataKind, m_all=None, scores=True
+    model,
+    normalizer,
+    pca: PCA,
+    x_all,
+    idx,
+    device,
+    batch_size: int,
+    kind: DataKind,
+    m_all=None,
+    scores=True,
+    latent_stats: dict | None = None,
 ) -> FinalPass:
     """One pass over items `idx` for everything a run reports at its end: the metrics of the model
     and of PCA with the same number of components, per-item errors under every score metric
-    (unless not `scores`), and latent statistics."""
+    (unless not `scores`; mse+latent needs `latent_stats`), and latent statistics."""
     image_metrics = not kind.table
     ae, lin = Metrics(image_metrics), Metrics(image_metrics)
     cpu_norm = copy.deepcopy(normalizer).cpu()  # PCA runs on the CPU; .cpu() on a module moves it in place
-    errors: dict[str, list] = {m: [] for m in (kind.metrics if scores else ())}
+    metrics = [m for m in (kind.metrics if scores else ()) if m != LATENT_METRIC or latent_stats is not None]
+    errors: dict[str, list] = {m: [] for m in metrics}
     zs, kls = [], []
     model.eval()
     for _, xb, mb in batches(x_all, m_all, idx, batch_size, device):
         out = model(normalizer.normalize(xb))
         recon, target = kind.measured(normalizer, out.recon, xb)
         for m in errors:
-            errors[m].append(item_errors(recon, target, m, mb).cpu())
+            if m != LATENT_METRIC:
+                errors[m].append(item_errors(recon, target, m, mb).cpu())
+        if LATENT_METRIC in errors:
+            errors[LATENT_METRIC].append(combined(errors["mse"][-1], out.z, latent_stats))
         zs.append(out.z.float().cpu())
         if "kl" in out.stats:  # models with a posterior report each dimension's KL
             kls.append(out.stats["kl"].float().cpu())

@@ -195,24 +195,33 @@ class Autoencoder:
         self, x: Any, *, metric: str = "mse", batch_size: int = 256, layout: str | None = None, mask: Any = None
     ) -> np.ndarray:
         """Per-item anomaly score (N,): reconstruction error in [0, 1] pixel units (`metric` mse,
-        mae or ssim = 1 - SSIM); table rows: in standardised units (mse or mae). Compare with
+        mae or ssim = 1 - SSIM); table rows: in standardised units (mse or mae); mse+latent adds the
+        distance of the code from the training codes (evaluation/latent_score.py). Compare with
         `threshold` (set at training time). `mask` (N, 1, H, W), True where valid, leaves nodata
         pixels out (rasters)."""
         from aekit.config.choices import METRICS, TABLE_METRICS
         from aekit.evaluation.item_errors import item_errors
+        from aekit.evaluation.latent_score import METRIC as LATENT_METRIC
+        from aekit.evaluation.latent_score import combined
 
         allowed = METRICS if self.columns is None else TABLE_METRICS
         if metric not in allowed:
             raise AekitError(f"unknown metric {metric!r} for this model; choose one of {', '.join(allowed)}")
+        stats = self.meta.get("latent_score")
+        if metric == LATENT_METRIC and not stats:
+            raise AekitError("this run has no latent statistics (trained by an older aekit): score it by --metric mse")
         arr, lay = self._as_array(x, layout)
         factor = self._unit_factor(arr)
 
         def errors(b: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
             xn = self.normalizer.normalize(b)
-            recon = self.model(xn).recon
+            out = self.model(xn)
+            base = "mse" if metric == LATENT_METRIC else metric
             if self.columns is not None:  # tables: standardised units, as in training
-                return item_errors(recon, xn, metric)
-            return item_errors(self.normalizer.to_unit(recon, clamp=self.scale > 1), b / self.scale, metric, m)
+                e = item_errors(out.recon, xn, base)
+            else:
+                e = item_errors(self.normalizer.to_unit(out.recon, clamp=self.scale > 1), b / self.scale, base, m)
+            return combined(e, out.z, stats).to(e.device) if metric == LATENT_METRIC else e
 
         if mask is None:
             return self._batched(errors, arr, lay, factor, batch_size).cpu().numpy().astype(np.float64)

@@ -19,6 +19,7 @@ from aekit.core.progress import console
 from aekit.core.rundir import write_json
 from aekit.data.base import LoadedData
 from aekit.evaluation.compare import comparison_table, say_verdict
+from aekit.evaluation.latent_score import latent_statistics
 from aekit.evaluation.thresholds import threshold_from, write_validation_scores
 from aekit.evaluation.validation import FinalPass, final_pass, reconstruct_measured
 from aekit.training.console import print_end
@@ -45,7 +46,12 @@ def finish(
     s.model.load_state_dict(best_state)
     recon_picture(s, data, run_dir / "recon.png")
     loss_plot(rows, run_dir / "loss.png")
-    res = final_pass(s.model, s.normalizer, s.pca, s.x_all, s.eval_idx, s.device, s.cfg.batch_size * 4, s.kind, s.m_all)
+    batch = s.cfg.batch_size * 4
+    stats = latent_statistics(s.model, s.normalizer, s.x_all, s.train_idx, s.device, batch, s.kind, s.m_all)
+    s.meta["latent_score"] = stats
+    res = final_pass(
+        s.model, s.normalizer, s.pca, s.x_all, s.eval_idx, s.device, batch, s.kind, s.m_all, latent_stats=stats
+    )
     write_validation_scores(run_dir, [data.ids[i] for i in s.eval_idx.tolist()], res.errors)
     whose = f"the {len(s.eval_idx)} {'validation' if len(s.val_idx) else 'training'} items"
     rules = {
