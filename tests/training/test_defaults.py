@@ -62,3 +62,15 @@ def test_patience_stops_a_run_that_no_longer_improves(tmp_path):
     s = run.summary
     assert s["stopped"].startswith("stopped early: no better validation loss in 3 epochs")
     assert s["epochs_run"] == s["best_epoch"] + 3 < 40
+
+
+@pytest.mark.parametrize(("shape", "latent"), [((1, 8, 8), 16), ((3, 8, 8), 48), ((1, 28, 28), 64), ((3, 64, 64), 64)])
+def test_image_latent_never_exceeds_a_quarter_of_the_values(shape, latent):
+    """64 numbers for an 8x8 gray image would be no bottleneck at all (the model copies its input)."""
+    from types import SimpleNamespace
+
+    from aekit.training.defaults import resolve_for_data
+
+    data = SimpleNamespace(columns=None, shape=shape, array=np.zeros((10, *shape), np.uint8), scale=255.0, mask=None)
+    assert resolve_for_data(TrainConfig(), data, n_train=100).latent_dim == latent
+    assert resolve_for_data(TrainConfig(latent_dim=5), data, n_train=100).latent_dim == 5

@@ -54,7 +54,9 @@ class TrainConfig:
         append=True,
     )
     latent_dim: int | None = opt(
-        None, "size of the latent code (embedding); default 64 for images, a quarter of the columns for tables (2-64)"
+        None,
+        "size of the latent code (embedding); default 64 for images (a quarter of the values for images of fewer "
+        "than 256 values), a quarter of the columns for tables (2-64)",
     )
     depth: int | None = opt(
         None, "conv: number of stride-2 stages, default from the image size; mlp: hidden layers (default 2)"

@@ -35,7 +35,9 @@ def resolve_for_data(cfg: TrainConfig, data: LoadedData, n_train: int) -> TrainC
     tabular = data.columns is not None
     if tabular:
         cfg = replace(cfg, augment="none", precision="fp32" if cfg.precision == "auto" else cfg.precision)
-    latent = cfg.latent_dim or (auto_latent_dim(data.shape[0]) if tabular else IMAGE_LATENT_DIM)
+    latent = cfg.latent_dim or (
+        auto_latent_dim(data.shape[0]) if tabular else min(IMAGE_LATENT_DIM, auto_latent_dim(math.prod(data.shape)))
+    )
     cfg = replace(cfg, **budget(cfg, n_train, tabular))
     return replace(cfg, arch=resolve_arch(cfg, data), latent_dim=latent)
 
