@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 import aekit
 from aekit.cli.main import main
 from aekit.core.errors import AekitError
-from aekit.data import load_data
+from aekit.data import load_data, tables
 from aekit.training.defaults import default_epochs
 from aekit.training.setup import split_indices
 
@@ -46,8 +47,19 @@ def table():
     return low_rank_table()
 
 
+@pytest.fixture(params=["pyarrow", "stdlib"])
+def csv_reader(request, monkeypatch) -> str:
+    """A CSV test runs twice: with pyarrow.csv, and with pyarrow hidden (the stdlib csv reader)."""
+    if request.param == "pyarrow":
+        pytest.importorskip("pyarrow.csv")
+    else:
+        for name in ("pyarrow", "pyarrow.csv"):
+            monkeypatch.setitem(sys.modules, name, None)  # `import pyarrow` raises ImportError
+    return request.param
+
+
 @pytest.fixture
-def table_csv(tmp_path, table) -> Path:
+def table_csv(tmp_path, table, csv_reader) -> Path:
     return write_csv(tmp_path / "table.csv", *table)
 
 
@@ -144,7 +156,7 @@ def test_columns_selects_in_order_and_statistics_come_from_training_rows(tmp_pat
     assert aekit.load(run).encode(x[:, [3, 1, 7]]).shape == (N, 2)
 
 
-def test_identifier_and_skipped_columns(tmp_path, table):
+def test_identifier_and_skipped_columns(tmp_path, table, csv_reader):
     ids, x, colours = table
     p = write_csv(tmp_path / "t.csv", ids, x, colours)
     data = load_data(p)
@@ -167,7 +179,7 @@ def test_identifier_and_skipped_columns(tmp_path, table):
     assert data.id_name == "c0" and "c0" not in data.columns and data.ids[0] == f"{x[0, 0]:.9g}"
 
 
-def test_semicolon_csv_with_an_unnamed_index_column(tmp_path, table):
+def test_semicolon_csv_with_an_unnamed_index_column(tmp_path, table, csv_reader):
     _, x, _ = table
     p = tmp_path / "pandas.csv"
     lines = [";" + ";".join(COLUMNS[:4])] + [f"{i};" + ";".join(f"{v:.6g}" for v in row[:4]) for i, row in enumerate(x)]
@@ -304,7 +316,7 @@ def _bad_inputs(tmp_path: Path, table) -> dict:
         "missing file",
     ],
 )
-def test_bad_tables_are_one_line_errors(tmp_path, capsys, table, case):
+def test_bad_tables_are_one_line_errors(tmp_path, capsys, table, case, csv_reader):
     argv, needles = _bad_inputs(tmp_path, table)[case]
     data = Path(argv[1])
     before = data.read_bytes() if data.is_file() else None
@@ -316,3 +328,49 @@ def test_bad_tables_are_one_line_errors(tmp_path, capsys, table, case):
     assert not (tmp_path / "run").exists()  # nothing left behind
     if before is not None:
         assert data.read_bytes() == before  # the user's data is never modified
+
+
+ODD_CSVS = {  # file: (text, whether pyarrow reads it; else the stdlib reader does, and says what is wrong)
+    "bom.csv": ("\ufeffid,a,b\nx1,1,2\nx2,3,4\n", True),
+    "spaces.csv": ("id, a ,b\n x1 , 1.5, 2\nx2,3 ,4\n", True),
+    "missing.csv": ("a,b,c\n1,na,N/a\n2,NULL,none\n3,4,-NaN\n", True),
+    "all_missing.csv": ("a,b\nNA,1\nNA,2\n", True),
+    "bool_and_date.csv": ("a,b,c\ntrue,1,2024-01-01\nfalse,2,2024-01-02\n", True),
+    "zero_padded_ids.csv": ("sample_id,a\n007,1\n014,2\n", True),
+    "ints_as_ids.csv": ("k,a\n5,1.0\n1e-05,2\n", True),
+    "inf.csv": ("a,b\ninf,1\n2,1e500\n", True),
+    "quoted.csv": ('name,a\n"x\ny",1\n"z,w",2\n', True),
+    "underscore.csv": ("a,b\n1_000,2\n3,4\n", True),
+    "huge_ints.csv": ("a,b\n123456789012345678901234567890,9007199254740993\n1,2\n", True),
+    "mixed.csv": ("a,b\n1,x\n2,3\n", True),
+    "ragged.csv": ("a,b\n1,2\n3\n", False),
+    "empty.csv": ("", False),
+    "header_only.csv": ("a,b\n", False),
+    "duplicates.csv": ("a,a\n1,2\n", False),
+    "one_column.csv": ("a\n1\n  \n2\n", False),
+}
+
+
+@pytest.mark.parametrize("name", [*ODD_CSVS, "latin1.csv"])
+def test_csv_readers_agree_on_odd_files(tmp_path, name):
+    """pyarrow.csv and the stdlib reader give the same columns, values, identifiers and errors."""
+    pytest.importorskip("pyarrow.csv")
+    path = tmp_path / name
+    if name == "latin1.csv":
+        path.write_bytes(b"a,b\n1,\xe9\n")
+        by_arrow = False
+    else:
+        text, by_arrow = ODD_CSVS[name]
+        path.write_text(text, encoding="utf-8")
+    assert (tables._read_csv_arrow(path) is not None) == by_arrow
+
+    def read(reader):
+        try:
+            cols = reader(path)
+            data = tables.table_data(cols, source=str(path), columns=None, id_column=None, prefer_id=None, name=name)
+        except AekitError as e:
+            return str(e)
+        cells = [c.cells() for c in cols]
+        return data.array.tobytes(), data.ids, data.columns, data.id_name, data.notes, cells
+
+    assert read(tables.read_csv) == read(tables.read_csv_stdlib)
