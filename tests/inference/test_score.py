@@ -49,7 +49,7 @@ def test_threshold_is_the_percentile_of_the_stored_validation_errors(run):
     assert t["metric"] == "mse" and t["rule"] == "percentile" and t["percentile"] == 99.0
     assert t["value"] == pytest.approx(np.percentile(errors, 99), rel=1e-5)
     assert "99th percentile" in t["explanation"] and f"{t['value']:.6g}" in t["explanation"]
-    assert set(t["by_metric"]) == {"mae", "ssim"}
+    assert set(t["by_metric"]) == {"mae", "ssim", "mse+latent"}
     ssim = np.array([float(r["one_minus_ssim"]) for r in rows])
     assert t["by_metric"]["ssim"]["value"] == pytest.approx(np.percentile(ssim, 99), rel=1e-5)
 

@@ -21,6 +21,7 @@ from aekit.data.kind import DataKind
 from aekit.evaluation.item_errors import item_errors
 
 METRIC = "mse+latent"
+LATENT_UNITS = "each term 1 for a typical training item"
 MAX_ITEMS = 20000  # training items the statistics are taken from (a fixed spread-out subset beyond that)
 RIDGE = 1e-6  # added to the covariance's diagonal, relative to its mean variance
 

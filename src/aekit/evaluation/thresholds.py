@@ -20,6 +20,8 @@ from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write
 from aekit.data.kind import PIXELS, DataKind
 from aekit.evaluation.item_errors import METRIC_WORDS
+from aekit.evaluation.latent_score import LATENT_UNITS
+from aekit.evaluation.latent_score import METRIC as LATENT_METRIC
 
 VALIDATION_FILE = "validation_scores.csv"
 
@@ -43,6 +45,7 @@ def threshold_from(
 ) -> dict:
     """The threshold of `errors` by percentile or contamination, with a sentence explaining it;
     `of` says whose errors these are (e.g. "the 60 validation items"), `units` their units."""
+    units = LATENT_UNITS if metric == LATENT_METRIC else units
     check_rule(percentile, contamination)
     errors = np.asarray(errors, dtype=np.float64)
     errors = errors[np.isfinite(errors)]
@@ -145,7 +148,8 @@ def choose_threshold(
             "percentile": None,
             "contamination": None,
             "n": None,
-            "explanation": f"an item is anomalous when its {METRIC_WORDS[metric]} ({units}) "
+            "explanation": f"an item is anomalous when its {METRIC_WORDS[metric]} "
+            f"({LATENT_UNITS if metric == LATENT_METRIC else units}) "
             f"exceeds {threshold:.6g}, the value given on the command line",
         }
     if contamination is not None:
