@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import io
+import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +138,33 @@ def messy_folder(tmp_path: Path) -> Path:
     (root / ".DS_Store").write_bytes(b"\x00\x01")
     Image.fromarray(rgb[3]).save(root / ".hidden" / "ignored.png")
     return root
+
+
+def tree_digest(*roots: Path) -> dict[str, str]:
+    """Every entry under `roots` (a root may be a file): files by the sha256 of their bytes, links
+    by their target, anything else (folders, FIFOs) by what it is; nothing is opened but files."""
+    out = {}
+    for root in map(Path, roots):
+        paths = [root] if not root.is_dir() or root.is_symlink() else []
+        for dirpath, dirnames, filenames in os.walk(root):
+            paths += [Path(dirpath, name) for name in sorted(dirnames + filenames)]
+        for p in paths:
+            if p.is_symlink():
+                out[str(p)] = "link:" + os.readlink(p)
+            elif p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+            else:
+                out[str(p)] = "folder" if p.is_dir() else ("missing" if not os.path.lexists(p) else "other")
+    return out
+
+
+@contextmanager
+def unchanged(*roots: Path):
+    """Assert that the block leaves every file under `roots` as it was (sha256 before and after),
+    and adds or removes nothing there: the user's input data is never modified."""
+    before = tree_digest(*roots)
+    yield
+    after = tree_digest(*roots)
+    assert after == before, {
+        k: (before.get(k), after.get(k)) for k in before.keys() | after.keys() if before.get(k) != after.get(k)
+    }

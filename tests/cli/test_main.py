@@ -8,7 +8,7 @@ import pytest
 
 from aekit.cli.main import main
 from aekit.inference.encode import training_precision
-from tests.conftest import FAST
+from tests.conftest import FAST, unchanged
 
 
 def test_train_messy_folder_reports_skipped(messy_folder, tmp_path, capsys):
@@ -192,10 +192,11 @@ CASES = [
 def test_bad_input_is_one_line_exit_2(case, tmp_path, rgb_run, capsys):
     rgb_folder, run = rgb_run
     argv, needle = bad_inputs(tmp_path, rgb_folder, run)[case]
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse errors
-        code = e.code
+    with unchanged(rgb_folder, run):  # the data and the session's run are never written
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse errors
+            code = e.code
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1, err

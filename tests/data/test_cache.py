@@ -8,7 +8,7 @@ from PIL import Image
 import aekit.data.images as images_mod
 from aekit.data.cache import default_cache_dir, read_images_cached
 from aekit.data.images import read_images
-from tests.conftest import smooth_images, write_pngs
+from tests.conftest import smooth_images, tree_digest, unchanged, write_pngs
 
 
 def entries(cache):
@@ -63,11 +63,13 @@ def test_killed_build_is_never_used(rgb_folder, tmp_path, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(images_mod, "_decode_span", dies_midway)
+    before = tree_digest(rgb_folder)
     with pytest.raises(KeyboardInterrupt):
         read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
     assert entries(cache) == []
     monkeypatch.setattr(images_mod, "_decode_span", real)
     data = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    assert tree_digest(rgb_folder) == before
     np.testing.assert_array_equal(data.array, read_images(rgb_folder, show_progress=False).array)
 
 
@@ -77,7 +79,8 @@ def test_leftover_partial_entry_without_index_is_ignored(rgb_folder, tmp_path):
     (entry,) = [cache / e for e in entries(cache)]
     (entry / "index.json").unlink()  # as if the build had died before finishing
     (entry / "data.npy").write_bytes(b"garbage")
-    data = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    with unchanged(rgb_folder):
+        data = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
     np.testing.assert_array_equal(data.array, read_images(rgb_folder, show_progress=False).array)
 
 
@@ -86,7 +89,8 @@ def test_disk_full_falls_back_to_memory(rgb_folder, tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", full)
-    data = read_images_cached(rgb_folder, cache_dir=tmp_path / "cache", show_progress=False)
+    with unchanged(rgb_folder):
+        data = read_images_cached(rgb_folder, cache_dir=tmp_path / "cache", show_progress=False)
     assert len(data) == 20 and any("No space left" in n for n in data.notes)
     assert entries(tmp_path / "cache") == []
 
@@ -123,7 +127,8 @@ def test_a_corrupt_cache_entry_is_detected_and_rebuilt(rgb_folder, tmp_path, cap
     (entry,) = entries(cache)
     flip_byte(cache / entry / "data.npy", 1234)
     capsys.readouterr()
-    again = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False, in_memory_limit=limit)
+    with unchanged(rgb_folder):
+        again = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False, in_memory_limit=limit)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is corrupt: data.npy does not match its checksum (MB 0-16)" in err, err
     assert err.endswith("rebuilding it") and not any("reused" in n for n in again.notes)
@@ -148,6 +153,7 @@ def test_a_cache_entry_without_checksums_or_with_another_shape_is_rebuilt(rgb_fo
     index["checksums"]["data.npy"]["shape"][0] += 1
     (cache / entry / "index.json").write_text(json.dumps(index))
     capsys.readouterr()
-    again = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    with unchanged(rgb_folder):
+        again = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
     assert "is not the array it was built with; rebuilding it" in capsys.readouterr().err
     assert not any("reused" in n for n in again.notes) and len(again) == 20

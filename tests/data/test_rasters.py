@@ -16,7 +16,7 @@ from aekit.data import load_data
 from aekit.data.normalize import channel_stats
 from aekit.data.rasters import MAX_NODATA, RasterOptions, fill_patch, read_rasters, use_rasterio
 from aekit.models.base import AEOutput, mse_terms
-from tests.conftest import FAST
+from tests.conftest import FAST, unchanged
 from tests.rasters import smooth_bands, tile_folder, write_raster
 
 
@@ -214,7 +214,8 @@ def test_a_corrupt_raster_cache_entry_is_detected_and_rebuilt(tmp_path, capsys):
     assert (entry / "mask.npy").is_file()
     flip_byte(entry / "mask.npy", 100)
     capsys.readouterr()
-    again = load_data(tmp_path / "t", raster=RasterOptions(), cache_dir=cache, show_progress=False)
+    with unchanged(tmp_path / "t"):
+        again = load_data(tmp_path / "t", raster=RasterOptions(), cache_dir=cache, show_progress=False)
     err = capsys.readouterr().err
     assert "is corrupt: mask.npy does not match its checksum" in err and "rebuilding it" in err
     assert not any("reused" in n for n in again.notes)
@@ -238,7 +239,8 @@ def test_bad_rasters_give_one_clear_line(tmp_path, capsys, case, needles):
         "crs": dict(arr=smooth_bands(3, 16, 16), crs="EPSG:4326"),
     }[case]
     write_raster(folder / "b.tif", other.pop("arr"), **other)
-    assert main(["train", str(folder), *FAST, "--out", str(tmp_path / "run")]) == 2
+    with unchanged(folder):
+        assert main(["train", str(folder), *FAST, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     for needle in needles:

@@ -8,7 +8,7 @@ import torch
 
 from aekit.cli.main import main
 from aekit.core import distributed
-from tests.conftest import smooth_images, write_pngs
+from tests.conftest import smooth_images, tree_digest, write_pngs
 
 ARGS = ["--batch-size", "16", "--latent-dim", "4", "--width", "8", "--precision", "fp32", "--quiet"]
 COMPARED = ("train_loss", "val_loss", "val_mse", "lr")
@@ -65,7 +65,7 @@ def test_a_mid_epoch_checkpoint_resumes_on_two_processes(tmp_path, monkeypatch):
 
     folder = tmp_path / "imgs"
     write_pngs(folder, smooth_images(71, 16, 16, 3, seed=7))  # 64 training items: 4 steps an epoch
-    ref, run = tmp_path / "ref", tmp_path / "run"
+    ref, run, before = tmp_path / "ref", tmp_path / "run", tree_digest(folder)
     assert main(["train", str(folder), *ARGS, "--epochs", "2", "--out", str(ref)]) == 0
     real, calls = aekit.training.fit.train_step, []
 
@@ -81,6 +81,7 @@ def test_a_mid_epoch_checkpoint_resumes_on_two_processes(tmp_path, monkeypatch):
     monkeypatch.setattr(aekit.training.fit, "train_step", real)
     assert torch.load(run / "state.pt", weights_only=True)["partial"]["next"] == 32
     assert main(["train", "--resume", str(run), "--devices", "2", "--quiet"]) == 0
+    assert tree_digest(folder) == before
     a, b = metrics(ref), metrics(run)
     assert len(a) == len(b) == 2
     for ra, rb in zip(a, b):
@@ -99,7 +100,9 @@ def test_the_time_budget_stops_all_ranks_together(tmp_path):
     run = tmp_path / "run"
     argv = ["train", str(folder), *ARGS, "--epochs", "100000", "--max-time", "3", "--patience", "0", "--devices", "2"]
     argv += ["--out", str(run)]
+    before = tree_digest(folder)
     assert main(argv) == 0  # a rank left waiting in a collective would hang here
+    assert tree_digest(folder) == before
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stopped"] == "time budget of 3 s spent" and summary["world_size"] == 2
 

@@ -48,6 +48,7 @@ def folder(tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_metrics(folder, tmp_path):
+    before = digest(folder)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, "-m", "aekit", "train", str(folder), *ARGS]
     subprocess.run([*cmd, "--out", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
@@ -69,6 +70,7 @@ def test_killed_run_resumes_to_the_same_metrics(folder, tmp_path):
         for k in COMPARED:
             assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-9), (a["epoch"], k)
     assert aekit.load(run).encode(np.zeros((1, 16, 16, 3), np.uint8)).shape == (1, 6)
+    assert digest(folder) == before
 
 
 def test_killed_after_a_mid_epoch_checkpoint_resumes_at_that_step(tmp_path, capsys):
@@ -77,6 +79,7 @@ def test_killed_after_a_mid_epoch_checkpoint_resumes_at_that_step(tmp_path, caps
     and ends with the steps and metrics of a run never stopped (no item seen twice or skipped)."""
     folder = tmp_path / "imgs"
     write_pngs(folder, smooth_images(160, 16, 16, 3, seed=5))
+    before = digest(folder)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     args = [str(folder), "--epochs", "2", *ARGS[2:]]
     run = tmp_path / "killed"
@@ -104,7 +107,7 @@ def test_killed_after_a_mid_epoch_checkpoint_resumes_at_that_step(tmp_path, caps
             assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-9), (a["epoch"], k)
     final = torch.load(run / "state.pt", weights_only=True)
     assert final["step"] == torch.load(tmp_path / "ref" / "state.pt", weights_only=True)["step"] == 2 * 9
-    assert final["partial"] is None
+    assert final["partial"] is None and digest(folder) == before
 
 
 def test_sigterm_stops_like_ctrl_c_with_exit_143(folder, tmp_path):
@@ -138,14 +141,14 @@ def test_ctrl_c_keeps_the_run_and_says_how_to_resume(folder, tmp_path, monkeypat
         return real(*a, **k)
 
     monkeypatch.setattr(aekit.training.fit, "train_step", interrupt_in_epoch_two)
-    run = tmp_path / "run"
+    run, before = tmp_path / "run", digest(folder)
     assert main(["train", str(folder), *ARGS[:-1], "--out", str(run)]) == 130
     err = capsys.readouterr().err
     assert f"aekit train --resume {run}" in err
     assert len(metrics(run)) == 1 and (run / "model.safetensors").is_file()
     monkeypatch.setattr(aekit.training.fit, "train_step", real)
     assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0
-    assert [r["epoch"] for r in metrics(run)] == [1, 2, 3]
+    assert [r["epoch"] for r in metrics(run)] == [1, 2, 3] and digest(folder) == before
 
 
 def test_a_torchrun_restart_goes_on_with_the_run_of_the_same_command(folder, tmp_path, monkeypatch, capsys):
@@ -159,7 +162,7 @@ def test_a_torchrun_restart_goes_on_with_the_run_of_the_same_command(folder, tmp
         return real(*a, **k)
 
     monkeypatch.setattr(aekit.training.fit, "train_step", crash_in_epoch_two)
-    run = tmp_path / "run"
+    run, before = tmp_path / "run", digest(folder)
     argv = ["train", str(folder), "--epochs", "3", *ARGS[2:-1], "--out", str(run)]
     assert main(argv) == 130 and len(metrics(run)) == 1
     monkeypatch.setattr(aekit.training.fit, "train_step", real)
@@ -168,11 +171,11 @@ def test_a_torchrun_restart_goes_on_with_the_run_of_the_same_command(folder, tmp
     capsys.readouterr()
     assert main(argv) == 0
     assert "torchrun restart 1: going on with" in capsys.readouterr().err
-    assert [r["epoch"] for r in metrics(run)] == [1, 2, 3]
+    assert [r["epoch"] for r in metrics(run)] == [1, 2, 3] and digest(folder) == before
 
 
 def test_resume_refuses_changes_and_finished_runs(folder, tmp_path, capsys):
-    run = tmp_path / "run"
+    run, before = tmp_path / "run", digest(folder)
     assert main(["train", str(folder), "--epochs", "1", "--latent-dim", "4", "--quiet", "--out", str(run)]) == 0
     for argv, needle in [
         (["--resume", str(run)], "already trained all 1 epochs"),
@@ -183,6 +186,7 @@ def test_resume_refuses_changes_and_finished_runs(folder, tmp_path, capsys):
         assert main(["train", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, err
+    assert digest(folder) == before
 
 
 class Evil:
@@ -191,14 +195,14 @@ class Evil:
 
 
 def test_a_state_file_that_would_run_code_is_refused(folder, tmp_path, capsys, monkeypatch):
-    run = tmp_path / "run"
+    run, before = tmp_path / "run", digest(folder)
     assert main(["train", str(folder), "--epochs", "1", "--latent-dim", "4", "--quiet", "--out", str(run)]) == 0
     torch.save({"format": 1, "epoch": 0, "payload": Evil()}, run / "state.pt")
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "refusing to load" in err and "run code" in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "pwned").exists() and digest(folder) == before
 
 
 def test_train_step_skips_non_finite_steps_without_touching_the_weights():
@@ -220,7 +224,9 @@ def test_repeated_non_finite_steps_stop_the_run_with_the_likely_cause(folder, tm
         return {"loss": torch.tensor(float("nan")), "skipped": True}
 
     monkeypatch.setattr(aekit.training.fit, "train_step", always_nan)
+    before = digest(folder)
     run = aekit.train(folder, epochs=3, latent_dim=4, verbose=False, out=tmp_path / "run")
+    assert digest(folder) == before
     assert run.summary["stopped"].startswith("diverged: 8 steps")
     assert "--lr too high" in run.summary["stopped"] and "extreme values" in run.summary["stopped"]
     assert run.summary["best_epoch"] == 0  # the finite starting point is what is kept
@@ -284,6 +290,8 @@ def test_a_very_large_image_is_resized_without_a_memory_blow_up(tmp_path):
         "out=sys.argv[2], no_cache=True); assert r.summary['n_images'] == 9, r.summary"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    before = digest(folder)
     subprocess.run([sys.executable, "-c", code, str(folder), str(tmp_path / "run")], check=True, env=env)
+    assert digest(folder) == before
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert peak_mb < 1500, peak_mb  # torch itself is ~400 MB; the 24-megapixel image decodes as ~70 MB

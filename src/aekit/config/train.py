@@ -185,7 +185,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("beta", "kl_warmup_epochs", "free_bits"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise AekitError(f"{name} must be a number >= 0, got {value!r}")
         parse_noise(self.noise)
         if not isinstance(self.arch, str) or not self.arch.strip():
@@ -217,7 +217,7 @@ class TrainConfig:
             raise AekitError(
                 f"patience must be a whole number of epochs >= 0 (0: never stop early), got {self.patience!r}"
             )
-        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+        if not isinstance(self.weight_decay, (int, float)) or not 0 <= self.weight_decay < math.inf:
             raise AekitError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
             raise AekitError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
@@ -323,7 +323,7 @@ def parse_every(value: str | int) -> tuple[str, float]:
 
 def _positive(name: str, value: Any, kind: type) -> None:
     ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
-    if isinstance(value, bool) or not ok_type or value <= 0:
+    if isinstance(value, bool) or not ok_type or not 0 < value < math.inf:  # NaN and Inf too
         raise AekitError(f"{name} must be a positive {kind.__name__}, got {value!r}")
 
 

@@ -8,6 +8,8 @@ units (full scale 255 for uint8, 65535 for uint16); float data is used as it is 
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,8 @@ def read_array_file(
         else:
             with np.load(path, allow_pickle=False) as npz:
                 keys = list(npz.keys())
+                if not keys:
+                    raise AekitError(f"{path} holds no array; save the images with numpy.savez(path, images=x)")
                 key = keys[0] if len(keys) == 1 else next((k for k in NPZ_KEYS if k in keys), None)
                 if key is None:
                     raise AekitError(
@@ -118,7 +122,11 @@ def read_array_file(
                     )
                 arr = npz[key]
     except ValueError as e:
+        if "pickle" not in str(e) and "Python objects" not in str(e):  # a truncated or foreign file
+            raise AekitError(f"cannot read {path}: truncated or not a {path.suffix} file ({e})") from None
         raise AekitError(f"cannot read {path} without unpickling ({e}); save a plain numeric array") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:  # a .npz that is not a whole zip file
+        raise AekitError(f"cannot read {path}: truncated or not a {path.suffix} file ({e})") from None
     except OSError as e:
         raise AekitError(f"cannot read {path}: {e}") from None
     if arr.ndim == 2:  # a table: N rows, F columns

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -54,6 +55,7 @@ def load_model(run: str | Path) -> tuple[nn.Module, Normalizer, dict]:
         meta = json.loads((run_dir / "model.json").read_text())
         norm = meta["normalization"]
         find_model(meta["arch"], meta.get("factory"))  # a user's model: imported from where model.json says
+        check_shapes(run_dir, meta)  # before any memory is taken for the network model.json describes
         model = create_model(meta["arch"], **meta["model_kwargs"])
         normalizer = Normalizer(norm["scale"], norm["mean"], norm["std"])
     except (json.JSONDecodeError, KeyError, TypeError) as e:
@@ -77,6 +79,28 @@ def load_model(run: str | Path) -> tuple[nn.Module, Normalizer, dict]:
         )
     model.eval()
     return model, normalizer, meta
+
+
+def check_shapes(run_dir: Path, meta: dict) -> None:
+    """The network of model.json built on the meta device (no memory) against the shapes in the
+    weights file's header: a changed model.json is a one-line error, never a huge allocation. A model
+    that cannot be built on the meta device, or an unreadable file, is left to the full load."""
+    try:
+        with torch.device("meta"):
+            built = create_model(meta["arch"], **meta["model_kwargs"]).state_dict()
+        with safe_open(str(run_dir / "model.safetensors"), "pt") as f:
+            stored = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (KeyError, TypeError):
+        raise
+    except Exception:
+        return
+    for name, t in built.items():
+        if name in stored and list(t.shape) != stored[name]:
+            raise AekitError(
+                f"weights in {run_dir} do not fit the architecture in model.json (size mismatch for {name}: "
+                f"{stored[name]} in the weights, {list(t.shape)} in model.json); the run folder was changed after "
+                "training: restore it or train again"
+            )
 
 
 def save_pca(run_dir: Path, pca: PCA) -> None:
