@@ -110,6 +110,20 @@ def test_killed_after_a_mid_epoch_checkpoint_resumes_at_that_step(tmp_path, caps
     assert final["partial"] is None and digest(folder) == before
 
 
+def test_checkpoints_are_due_every_n_steps_or_once_the_time_has_passed():
+    from aekit.core.distributed import Context
+    from aekit.training.fit import Checkpoints
+
+    cpu, one = torch.device("cpu"), Context()
+    steps = Checkpoints("3", save=None)
+    assert [steps.due(step, 0.0, cpu, one) for step in range(1, 8)] == [False, False, True, False, False, True, False]
+    timed = Checkpoints("10s", save=None)
+    timed.saved(100.0)  # the last save (the end of an epoch counts too)
+    assert not timed.due(1, 109.9, cpu, one) and timed.due(2, 110.0, cpu, one)
+    timed.saved(110.0)
+    assert not timed.due(3, 115.0, cpu, one) and Checkpoints("2m", save=None).every == 120.0
+
+
 def test_sigterm_stops_like_ctrl_c_with_exit_143(folder, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     run = tmp_path / "run"
