@@ -11,7 +11,8 @@ complete, so a killed build is never used. A set that fits in memory (half the R
 is decoded into memory and written out once; a larger one is decoded straight into its memory
 map. A full disk (or any error writing the cache) keeps the decoded set in memory with a note.
 Later reads hold entries that fit in memory in memory; larger ones stay memory-mapped and
-batches are read from the map.
+batches are read from the map. With several processes per machine (torchrun) every process maps
+the entry, never copies it: one decoded copy per machine, in the page cache, shared (memory_limit).
 
 Integrity: index.json records a CRC-32 of every 16 MB of each array's data, with its shape and
 type, computed when the entry is built. The first read of an entry in a process checks them (one
@@ -54,11 +55,24 @@ def default_cache_dir() -> Path:
 
 
 def memory_limit() -> int:
-    """Bytes of decoded data held in memory rather than memory-mapped: half the physical RAM."""
+    """Bytes of decoded data a process holds in memory rather than memory-mapped: half the physical
+    RAM for one process; 0 with several processes per machine (torchrun's LOCAL_WORLD_SIZE), which
+    then all map the one file: the page cache holds a single copy that they share read-only, where
+    8 private copies could exhaust the RAM on data far smaller than it."""
+    if local_processes() > 1:
+        return 0
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except (ValueError, OSError, AttributeError):
         return 4 << 30
+
+
+def local_processes() -> int:
+    """The processes of this run on this machine: torchrun's LOCAL_WORLD_SIZE, else 1."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
 
 
 def index_of(data: LoadedData, **extra) -> dict:
@@ -181,8 +195,8 @@ def _load(entry: Path, limit: int) -> LoadedData:
     if mapped.nbytes <= limit:
         array = np.array(mapped[:n])  # one sequential read into memory
         where = "in memory"
-    else:
-        array = np.load(entry / "data.npy", mmap_mode="c")[:n]  # copy-on-write map: bounded memory
+    else:  # copy-on-write map: bounded memory; nothing writes it, so its pages stay the page cache's
+        array = np.load(entry / "data.npy", mmap_mode="c")[:n]  # one copy, shared by every process mapping it
         where = "memory-mapped"
     return LoadedData(
         array=array,

@@ -79,8 +79,7 @@ def train(
     if ctx.main:
         check_out(out)
     t0 = time.perf_counter()
-    with distributed.local_rank_first(ctx):  # one rank per machine builds the decode cache
-        dataset = load_for(data, cfg, verbose)
+    dataset = read_data(data, cfg, verbose, ctx)
     if dataset.columns is None and (cfg.columns or cfg.id_column):
         flag = "--columns" if cfg.columns else "--id-column"
         raise AekitError(f"{flag} applies to tables (.csv, .parquet, 2-D arrays); {dataset.source} holds images")
@@ -120,6 +119,13 @@ def check_models(cfg: TrainConfig) -> None:
     load_plugins(cfg.plugins)
     if cfg.arch != AUTO:
         find_model(cfg.arch)
+
+
+def read_data(data: Any, cfg: TrainConfig, verbose: bool, ctx: distributed.Context):
+    """DATA as this process trains on it. Under torchrun one process per machine builds the decode
+    cache while the others wait, then they map it: one copy per machine (data/cache.py)."""
+    with distributed.local_rank_first(ctx):
+        return load_for(data, cfg, verbose)
 
 
 def load_for(data: Any, cfg: TrainConfig, verbose: bool):
@@ -196,8 +202,7 @@ def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any,
     if ctx.main:
         lock(run_dir)  # two resumes of one run would write the same files
     try:
-        with distributed.local_rank_first(ctx):
-            dataset = load_for(data, cfg, verbose)
+        dataset = read_data(data, cfg, verbose, ctx)
         with _writes_of(run_dir, ctx) as write_dir:
             summary = fit(dataset, cfg, write_dir, verbose=verbose, resume=state)
         if ctx.main:
