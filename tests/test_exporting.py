@@ -265,3 +265,19 @@ def test_exposing_export_does_not_import_torch():
     code = "import sys, aekit, aekit.cli.main; assert 'export' in aekit.__all__; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_table_models_sidecar_gives_the_threshold_of_the_exported_mse_score(tmp_path):
+    """A table run's default score is mse+latent; the exported model outputs the MSE, so its sidecar
+    carries the MSE's threshold, and the exported score equals Autoencoder.score(metric="mse")."""
+    rows = np.random.default_rng(0).normal(size=(120, 6)).astype(np.float32)
+    run = aekit.train(rows, out=tmp_path / "run", epochs=1, latent_dim=2, verbose=False).path
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["threshold"]["metric"] == "mse+latent"
+    aekit.export(run, tmp_path / "m.onnx")
+    side = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert side["threshold"]["metric"] == "mse"
+    assert side["threshold"]["value"] == meta["threshold"]["by_metric"]["mse"]["value"]
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    _, score = session.run(None, {session.get_inputs()[0].name: rows[:5, :, None, None]})
+    np.testing.assert_allclose(score, aekit.load(run).score(rows[:5], metric="mse"), rtol=1e-4, atol=1e-6)

@@ -100,7 +100,8 @@ class AutoencoderDetector(_Base):
     seed : random seed of the split, initialisation and batch order (default 0): refitting on the
         same data gives the same model.
     device : "auto", "cpu", "cuda", "cuda:N" or "mps".
-    metric : the score, "mse" (default) or "mae"; images also "ssim" (1 - SSIM).
+    metric : the score: "mse", "mae" or "mse+latent"; images also "ssim" (1 - SSIM); default (None): the
+        run's, "mse+latent" for tables and "mse" for images (as `aekit score`).
     out : a new folder for the training run (kept: `aekit report`, `aekit.load` work on it);
         default None, a temporary folder removed after `fit` (the model stays in memory).
     verbose : print aekit's progress while fitting (default False).
@@ -122,7 +123,7 @@ class AutoencoderDetector(_Base):
         max_steps: int | None = None,
         seed: int = 0,
         device: str = "auto",
-        metric: str = "mse",
+        metric: str | None = None,
         out: str | Path | None = None,
         verbose: bool = False,
         **options: Any,

@@ -31,6 +31,7 @@ from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, check_creatable, check_output_file, resolve_run, write_json
 from aekit.data.normalize import Normalizer
 from aekit.evaluation.item_errors import item_errors
+from aekit.evaluation.thresholds import stored_threshold
 from aekit.models.checkpoint import load_model
 from aekit.version import __version__
 
@@ -48,9 +49,17 @@ class Exportable(nn.Module):
     encoder: images (N, C, H, W) -> latent (N, latent_dim)
     decoder: latent (N, latent_dim) -> images (N, C, H, W)"""
 
-    def __init__(self, model: nn.Module, normalizer: Normalizer, part: str, shape: tuple[int, int, int], latent: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        normalizer: Normalizer,
+        part: str,
+        shape: tuple[int, int, int],
+        latent: int,
+        table: bool = False,
+    ):
         super().__init__()
-        self.model, self.normalizer, self.part = model, normalizer, part
+        self.model, self.normalizer, self.part, self.table = model, normalizer, part, table
         self.shape, self.latent_dim = shape, latent
         self.scale = float(normalizer.scale)
         self.clamp = self.scale > 1  # integer images cannot leave [0, scale]
@@ -68,8 +77,11 @@ class Exportable(nn.Module):
             return self.model.encode(n.normalize(x))  # (N, latent)
         if self.part == "decoder":
             return n.to_unit(self.model.decode(x), clamp=self.clamp) * n.scale  # (N, C, H, W)
-        unit = n.to_unit(self.model(n.normalize(x)).recon, clamp=self.clamp)  # (N, C, H, W) in [0, 1] units
-        score = item_errors(unit, x / n.scale, "mse")  # (N,) as Autoencoder.score and the threshold
+        xn = n.normalize(x)
+        recon = self.model(xn).recon
+        unit = n.to_unit(recon, clamp=self.clamp)  # (N, C, H, W) in [0, 1] units
+        # (N,) as Autoencoder.score(metric="mse") and its threshold: tables in standardised units
+        score = item_errors(recon, xn, "mse") if self.table else item_errors(unit, x / n.scale, "mse")
         return unit * n.scale, score
 
 
@@ -118,7 +130,8 @@ def export(run: str | Path, output: str | Path, format: str = "onnx", part: str 
     model, normalizer, meta = load_model(run_dir)  # on the CPU, in eval mode
     shape = (meta["input"]["channels"], meta["input"]["height"], meta["input"]["width"])
     # no gradients: a traced model would otherwise hand its users outputs that require grad
-    module = Exportable(model, normalizer, part, shape, meta["latent_dim"]).eval().requires_grad_(False)
+    module = Exportable(model, normalizer, part, shape, meta["latent_dim"], table=bool(meta.get("table")))
+    module = module.eval().requires_grad_(False)
     example = module.example(EXAMPLE_BATCH)
     with _quiet(), torch.no_grad():
         if format == "onnx":
@@ -251,6 +264,8 @@ def describe(meta: dict, run_dir: Path, path: Path, fmt: str, part: str, opset: 
     code = {"dtype": "float32", "shape": ["N", latent], "units": "latent codes, as aekit encode writes them"}
     clamped = f", clamped to [0, {norm['scale']:g}]" if float(norm["scale"]) > 1 else ""
     threshold = meta.get("threshold")
+    if threshold and threshold.get("metric") != "mse":  # tables: the exported score is the MSE, not the run's default
+        threshold = stored_threshold(meta, "mse")
     above = f"above {threshold['value']:.6g} (threshold.value)" if threshold else "above a threshold of your choice"
     if part == "full":
         inputs = [{"name": "images", **image}]

@@ -38,13 +38,16 @@ def test_catches_rows_far_out_along_the_manifold_that_the_mse_misses(tmp_path):
     run = aekit.train(train, out=tmp_path / "run", max_steps=300, verbose=False, no_cache=True, seed=0)
     model = aekit.load(run.path)
     test, labels = np.concatenate([normal, far]), np.r_[np.zeros(100), np.ones(100)]
-    by_mse = auroc(labels, model.score(test))
+    by_mse = auroc(labels, model.score(test, metric="mse"))
     by_both = auroc(labels, model.score(test, metric="mse+latent"))
     assert by_both > 0.95 and by_both > by_mse + 0.1, (by_mse, by_both)
+    assert model.score_metric == "mse+latent"  # the default score of a table model
+    np.testing.assert_array_equal(model.score(test), model.score(test, metric="mse+latent"))
     meta = json.loads((run.path / "model.json").read_text())
     assert meta["latent_score"]["n"] > 500  # the training rows (90% of 600)
-    rule = meta["threshold"]["by_metric"]["mse+latent"]
-    assert rule["value"] > 1.0 and "latent distance" in rule["explanation"]
+    rule = meta["threshold"]  # the primary threshold is the default score's; the MSE's is kept beside it
+    assert rule["metric"] == "mse+latent" and rule["value"] > 1.0 and "latent distance" in rule["explanation"]
+    assert model.threshold == rule["value"] and set(rule["by_metric"]) == {"mse", "mae"}
     assert "mse_plus_latent" in (run.path / "validation_scores.csv").read_text().splitlines()[0]
 
 

@@ -117,10 +117,10 @@ class ScoreOptions(UseOptions):
     output: str | None = opt(
         None, "output .csv or .parquet (rasters: also .tif or DIR)", short="-o", required=True, metavar="FILE"
     )
-    metric: str = opt(
-        "mse",
-        "mse (default), mae, ssim (1 - SSIM: structural dissimilarity), or mse+latent (MSE plus the code's distance "
-        "from the training codes, each over its training mean)",
+    metric: str | None = opt(
+        None,
+        "mse, mae, ssim (1 - SSIM: structural dissimilarity), or mse+latent (MSE plus the code's distance from the "
+        "training codes, each over its training mean); default: the run's, mse for images, mse+latent for tables",
         choices=METRICS,
     )
     threshold: float | None = opt(None, "flag items whose score exceeds VALUE", metavar="VALUE")
@@ -163,7 +163,9 @@ class EvaluateOptions(UseOptions):
         "images: DATA's sub-folders of normal items, e.g. good; items in other folders are anomalous",
         metavar="NAME,NAME",
     )
-    metric: str = opt("mse", "anomaly score: mse (default), mae, ssim (images), or mse+latent", choices=METRICS)
+    metric: str | None = opt(
+        None, "anomaly score: mse, mae, ssim (images) or mse+latent (default: as aekit score)", choices=METRICS
+    )
     threshold: float | None = opt(
         None, "precision, recall and F1 at this score (default: the threshold stored with the run)", metavar="VALUE"
     )

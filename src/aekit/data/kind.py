@@ -59,6 +59,13 @@ class DataKind:
         return TABLE_METRICS if self.table else METRICS
 
     @property
+    def default_metric(self) -> str:
+        """The anomaly score a run of this kind uses unless told otherwise: tables also measure how far
+        a row's code lies from the training codes (mse+latent), images their reconstruction error
+        alone (benchmarks/anomaly.py: each wins on its kind)."""
+        return "mse+latent" if self.table else "mse"
+
+    @property
     def item(self) -> str:
         """What one item is called in progress lines."""
         return "rows" if self.table else "img"

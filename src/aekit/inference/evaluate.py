@@ -37,7 +37,7 @@ def evaluate(
     label_column: str | None = None,
     normal_folders: str | list[str] | None = None,
     labels: Any = None,
-    metric: str = "mse",
+    metric: str | None = None,
     threshold: float | None = None,
     batch_size: int = 256,
     device: str = "auto",
@@ -119,7 +119,7 @@ def evaluate_detection(
     label_column: str | None = None,
     normal_folders: str | list[str] | None = None,
     labels: Any = None,
-    metric: str = "mse",
+    metric: str | None = None,
     threshold: float | None = None,
     **options: Any,
 ) -> dict:
@@ -177,7 +177,7 @@ def evaluate_detection(
     rule = scored[0].threshold
     result = {
         "run": str(run_dir),
-        "metric": metric,
+        "metric": scored[0].summary["metric"],
         **described,
         **detection_metrics(y, scores, rule["value"]),
         "threshold": rule,

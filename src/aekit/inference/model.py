@@ -192,11 +192,18 @@ class Autoencoder:
         return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
 
     def score(
-        self, x: Any, *, metric: str = "mse", batch_size: int = 256, layout: str | None = None, mask: Any = None
+        self,
+        x: Any,
+        *,
+        metric: str | None = None,
+        batch_size: int = 256,
+        layout: str | None = None,
+        mask: Any = None,
     ) -> np.ndarray:
         """Per-item anomaly score (N,): reconstruction error in [0, 1] pixel units (`metric` mse,
         mae or ssim = 1 - SSIM); table rows: in standardised units (mse or mae); mse+latent adds the
-        distance of the code from the training codes (evaluation/latent_score.py). Compare with
+        distance of the code from the training codes (evaluation/latent_score.py). Default: the run's
+        `score_metric` (mse+latent for tables, mse for images). Compare with
         `threshold` (set at training time). `mask` (N, 1, H, W), True where valid, leaves nodata
         pixels out (rasters)."""
         from aekit.config.choices import METRICS, TABLE_METRICS
@@ -205,6 +212,7 @@ class Autoencoder:
         from aekit.evaluation.latent_score import combined
 
         allowed = METRICS if self.columns is None else TABLE_METRICS
+        metric = metric or self.score_metric
         if metric not in allowed:
             raise AekitError(f"unknown metric {metric!r} for this model; choose one of {', '.join(allowed)}")
         stats = self.meta.get("latent_score")
@@ -236,9 +244,14 @@ class Autoencoder:
         return torch.cat(out).numpy().astype(np.float64)
 
     @property
+    def score_metric(self) -> str:
+        """The run's default anomaly score: mse+latent for tables, mse for images (and older runs)."""
+        return self.meta.get("score_metric", "mse")
+
+    @property
     def threshold(self) -> float | None:
-        """The anomaly threshold on the MSE score fixed at training time (None for older runs);
-        `threshold_info` says how it was set."""
+        """The anomaly threshold on the default score (`score_metric`) fixed at training time (None
+        for older runs); `threshold_info` says how it was set."""
         t = self.meta.get("threshold")
         return float(t["value"]) if t else None
 

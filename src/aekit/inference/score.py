@@ -77,7 +77,7 @@ def score_to_file(
     data: Any,
     output: str | Path | None = None,
     *,
-    metric: str = "mse",
+    metric: str | None = None,
     threshold: float | None = None,
     threshold_percentile: float | None = None,
     contamination: float | None = None,
@@ -106,6 +106,7 @@ def score_to_file(
     out = _check_score_args(metric, output, batch_size, threshold_percentile, contamination)
     run_dir = resolve_run(run)
     ctx, model = load_on_rank(run_dir, device, precision)  # under torchrun each rank scores its share
+    metric = metric or model.score_metric
     verbose = verbose and ctx.main
     if model.columns is not None and metric not in TABLE_METRICS:
         raise AekitError(f"metric {metric} is for images; score table rows by {' or '.join(TABLE_METRICS)}")
@@ -131,7 +132,7 @@ def score_to_file(
 
 
 def _check_score_args(
-    metric: str,
+    metric: str | None,
     output: str | Path | None,
     batch_size: int,
     threshold_percentile: float | None,
@@ -140,7 +141,7 @@ def _check_score_args(
     """Fail on bad arguments before any work; the checked output path (None: no output)."""
     from aekit.inference.model import check_batch_size
 
-    if metric not in METRICS:
+    if metric is not None and metric not in METRICS:
         raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     out = check_score_output(output) if output is not None else None
     check_batch_size(batch_size)

@@ -60,9 +60,11 @@ def finish(
         )
         for m, e in res.errors.items()
     }
-    s.meta["threshold"] = {**rules["mse"], "by_metric": {m: r for m, r in rules.items() if m != "mse"}}
+    primary = s.kind.default_metric if s.kind.default_metric in rules else "mse"
+    s.meta["score_metric"] = primary
+    s.meta["threshold"] = {**rules[primary], "by_metric": {m: r for m, r in rules.items() if m != primary}}
     write_json(run_dir / "model.json", s.meta)
-    summary = make_summary(s, data, res, rows, best, stopped, rules["mse"], t_start)
+    summary = make_summary(s, data, res, rows, best, stopped, rules[primary], t_start)
     write_json(run_dir / "summary.json", summary)
     if verbose:
         print_end(summary, run_dir)
