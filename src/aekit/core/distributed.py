@@ -13,7 +13,7 @@ gloo on CPU) and gives each rank its device. The trainer then
 
 Only rank 0 writes the run folder; the other ranks write into a temporary folder that is removed
 at the end. The decode cache is built by local rank 0 of each machine while the others wait, then
-read by all. `torchrun ... -m aekit encode|score` shares the items out the same way
+mapped by all; an image folder is listed by rank 0 alone and read in node shards (data/shards.py). `torchrun ... -m aekit encode|score` shares the items out the same way
 (`shard_rows`), gathers the results and rank 0 writes the one merged output.
 
 A process that waits long for the others (to join the process group, or at the barrier around
@@ -45,6 +45,9 @@ class Context:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    local_world: int = 1  # processes on this machine (torchrun's LOCAL_WORLD_SIZE)
+    node: int = 0  # this machine's index among the job's (torchrun's GROUP_RANK)
+    nodes: int = 1  # machines in the job
 
     @property
     def main(self) -> bool:
@@ -58,7 +61,18 @@ class Context:
 def context() -> Context:
     if not (dist.is_available() and dist.is_initialized()):
         return Context()
-    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    local_world = _env_int("LOCAL_WORLD_SIZE", world)
+    nodes = _env_int("GROUP_WORLD_SIZE", max(1, world // max(local_world, 1)))
+    node = _env_int("GROUP_RANK", rank // max(local_world, 1))
+    return Context(rank, world, _env_int("LOCAL_RANK", 0), local_world, node, nodes)
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return default
 
 
 def start(device: str = "auto") -> Context:
@@ -166,6 +180,20 @@ def broadcast(value, ctx: Context):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.active:
+        dist.barrier()
+
+
+def gather(value, ctx: Context) -> list:
+    """Every rank's value (any picklable object), in rank order, on every rank."""
+    if not ctx.active:
+        return [value]
+    out = [None] * ctx.world
+    dist.all_gather_object(out, value)
+    return out
 
 
 def shard_rows(n: int, ctx: Context) -> slice:

@@ -43,6 +43,7 @@ class LoadedData:
     id_name: str | None = "path"  # what `ids` are (a column name in encode's output); None: row numbers
     mask: np.ndarray | None = None  # (N, 1, H, W) bool, True = valid; None when every pixel is valid
     raster: dict | None = None  # rasters only: bands, nodata, patch size, CRS... (see data/rasters.py)
+    shard: dict | None = None  # a folder read in node shards under torchrun: node, nodes, files... (data/shards.py)
 
     def __len__(self) -> int:
         return len(self.array)

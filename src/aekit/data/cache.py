@@ -29,7 +29,9 @@ import os
 import shutil
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,7 @@ from aekit.data.images import pyspng, read_images, scan, shared_empty
 CACHE_VERSION = 2  # 2: index.json holds the checksums of the arrays
 CHECK_CHUNK = 16 << 20  # bytes of array data per CRC-32
 STALE_SECONDS = 24 * 3600  # unfinished builds older than this are removed
+SIZES_KEPT = 64  # an entry's index keeps this many of its most common image sizes (data/shards.py)
 DECODED = "decoded into memory"
 
 
@@ -90,12 +93,39 @@ def index_of(data: LoadedData, **extra) -> dict:
     }
 
 
-def listing_digest(files: list[Path], others: list[Skipped]) -> str:
-    """Digest of the file list with sizes and modification times (one stat per file)."""
+@dataclass
+class Listing:
+    """A folder's image files in sorted order with their sizes and modification times (one stat
+    each), and the other files found beside them: what a cache key is made from. Under torchrun
+    rank 0 alone takes it and sends it to the other processes (data/shards.py)."""
+
+    files: list[Path]
+    others: list[Skipped]
+    stats: list[tuple[int, int]]  # (size in bytes, modification time in ns) of each file
+
+    def part(self, node: int, nodes: int) -> Listing:
+        """The files of machine `node` of `nodes`: every nodes-th file of the sorted listing from
+        the node-th on (strided, so that each machine gets a like mix of the folders)."""
+        return Listing(self.files[node::nodes], self.others, self.stats[node::nodes])
+
+
+def take_listing(root: str | Path, extensions: list[str] | tuple[str, ...] = ()) -> Listing:
+    """The Listing of the image files under `root` (images.scan, then one stat per file)."""
+    files, others = scan(root, extensions)
+    return Listing(files, others, [_size_and_time(f) for f in files])
+
+
+def _size_and_time(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def listing_digest(files: list[Path], others: list[Skipped], stats: list[tuple[int, int]] | None = None) -> str:
+    """Digest of the file list with sizes and modification times (`stats`, else one stat per file)."""
     h = hashlib.sha256()
-    for f in files:
-        st = f.stat()
-        h.update(os.fsencode(f) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())  # any bytes a name holds
+    for i, f in enumerate(files):
+        size, mtime = stats[i] if stats is not None else _size_and_time(f)
+        h.update(os.fsencode(f) + f"\0{size}\0{mtime}\n".encode())  # any bytes a name holds
     for s in others:
         h.update(b"other\0" + os.fsencode(s.path) + b"\n")
     return h.hexdigest()
@@ -119,10 +149,21 @@ def read_images_cached(
     high: bool | None = None,
     show_progress: bool = True,
     in_memory_limit: int | None = None,
+    listing: Listing | None = None,
+    shard: tuple[int, int] | None = None,
+    verified: bool = False,
 ) -> LoadedData:
-    """`read_images` through the cache: decode on the first call, reuse afterwards."""
+    """`read_images` through the cache: decode on the first call, reuse afterwards.
+
+    `listing` is the folder's Listing when the caller has it (no file is then listed or stat'ed
+    here). `shard=(node, nodes)` reads only that machine's part of it (Listing.part) into an entry
+    of its own, and records in `data.shard` what data/shards.py needs. `verified`: the entry was
+    checked by another process of this machine just now; trust it."""
     root = Path(root)
-    files, others = scan(root, extensions)
+    whole = listing or take_listing(root, extensions)
+    node, nodes = shard or (0, 1)
+    mine = whole.part(node, nodes) if nodes > 1 else whole
+    files, others = mine.files, mine.others
     options = {
         "channels": channels,
         "image_size": list(image_size) if image_size is not None else None,
@@ -130,22 +171,34 @@ def read_images_cached(
         "high": high,
     }
     base = Path(cache_dir) if cache_dir else default_cache_dir()
-    listing = listing_digest(files, others)
+    listing = listing_digest(files, others, mine.stats)
+    if nodes > 1:  # the files alone say which they are; the shard's own entry says it too
+        listing += f"\nnode shard {node} of {nodes}, strided by file"
     key = fingerprint(root, listing, options)
     entry = base / key
     limit = memory_limit() if in_memory_limit is None else in_memory_limit
     alias = base / f"{key}.alias"
     if not entry.is_dir() and alias.is_file():  # same data and resolved options as an existing entry
         entry = base / alias.read_text().strip()
+    data, sizes = None, Counter()
     if (entry / "index.json").is_file():
         try:
-            return _load(entry, limit)
+            data, index = _load(entry, limit, check=not verified)
+            sizes = Counter({(h, w): n for h, w, n in index.get("sizes", [])})
         except CorruptEntry as e:
             console.print(f"{e}; rebuilding it", style="yellow", markup=False, soft_wrap=True)
             shutil.rmtree(entry, ignore_errors=True)
         except (OSError, ValueError, KeyError):
             shutil.rmtree(entry, ignore_errors=True)  # unreadable entry: rebuild it
-    return _build(root, files, others, listing, base, key, options, show_progress, limit)
+    if data is None:
+        data = _build(root, files, others, listing, base, key, options, show_progress, limit, sizes)
+    if shard is not None:
+        data.shard = {"node": node, "nodes": nodes, "files": len(whole.files), "sizes": _top_sizes(sizes)}
+    return data
+
+
+def _top_sizes(sizes: Counter) -> list[list[int]]:
+    return [[h, w, n] for (h, w), n in sizes.most_common(SIZES_KEPT)]
 
 
 class CorruptEntry(ValueError):
@@ -187,18 +240,19 @@ def verify(entry: Path, index: dict, arrays: dict[str, np.ndarray]) -> None:
     _verified.add(key)
 
 
-def _load(entry: Path, limit: int) -> LoadedData:
+def _load(entry: Path, limit: int, check: bool = True) -> tuple[LoadedData, dict]:
     index = json.loads((entry / "index.json").read_text())
     n = index["n_valid"]
     mapped = np.load(entry / "data.npy", mmap_mode="r")
-    verify(entry, index, {"data.npy": mapped})
+    if check:
+        verify(entry, index, {"data.npy": mapped})
     if mapped.nbytes <= limit:
         array = np.array(mapped[:n])  # one sequential read into memory
         where = "in memory"
     else:  # copy-on-write map: bounded memory; nothing writes it, so its pages stay the page cache's
         array = np.load(entry / "data.npy", mmap_mode="c")[:n]  # one copy, shared by every process mapping it
         where = "memory-mapped"
-    return LoadedData(
+    data = LoadedData(
         array=array,
         ids=index["ids"],
         scale=index["scale"],
@@ -207,6 +261,7 @@ def _load(entry: Path, limit: int) -> LoadedData:
         n_found=index["n_found"],
         notes=[*index["notes"], f"decoded images reused from the cache ({where}): {entry}"],
     )
+    return data, index
 
 
 def start_entry(base: Path, key: str) -> Path:
@@ -294,11 +349,12 @@ def finish_entry(tmp: Path, entry: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _build(root, files, others, listing, base, key, options, show_progress, limit) -> LoadedData:
+def _build(root, files, others, listing, base, key, options, show_progress, limit, sizes: Counter) -> LoadedData:
+    """Decode `files` into a new entry `key` (counting their image sizes into `sizes`)."""
     try:
         tmp = start_entry(base, key)
     except OSError as e:
-        return _uncached(root, files, others, options, show_progress, e)
+        return _uncached(root, files, others, options, show_progress, e, sizes)
     allocate = entry_allocator(tmp, limit)
     try:
         data = read_images(
@@ -307,17 +363,23 @@ def _build(root, files, others, listing, base, key, options, show_progress, limi
             show_progress=show_progress,
             listing=(files, others),
             allocate=lambda shape, dtype: allocate(shape, dtype, "data.npy"),
+            sizes=sizes,
         )
     except OSError as e:  # no room for the memory map of a large set
         shutil.rmtree(tmp, ignore_errors=True)
-        return _uncached(root, files, others, options, show_progress, e)
+        sizes.clear()
+        return _uncached(root, files, others, options, show_progress, e, sizes)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if not write_entry(tmp, base / key, data, {"data.npy": data.array}, index_of(data), DECODED):
+    index = index_of(data, sizes=_top_sizes(sizes))
+    if not write_entry(tmp, base / key, data, {"data.npy": data.array}, index, DECODED):
         return data
     data.notes.append(f"decoded images cached in {base / key}")
-    _write_alias(base, key, fingerprint(root, listing, _resolved(data, options)))
+    resolved = _resolved(data, options)
+    _write_alias(base, key, fingerprint(root, listing, resolved))
+    # a resume passes the run's channels and size with 16-bit left to the data (config.yaml): the same entry
+    _write_alias(base, key, fingerprint(root, listing, {**resolved, "high": options["high"]}))
     return data
 
 
@@ -338,12 +400,13 @@ def _write_alias(base: Path, key: str, resolved_key: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _uncached(root, files, others, options, show_progress, error) -> LoadedData:
+def _uncached(root, files, others, options, show_progress, error, sizes: Counter | None = None) -> LoadedData:
     data = read_images(
         root,
         **options,
         show_progress=show_progress,
         listing=(files, others),
+        sizes=sizes,
     )
     data.notes.append(not_cached(error, DECODED))
     return data

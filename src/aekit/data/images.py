@@ -260,11 +260,14 @@ def read_images(
     show_progress: bool = True,
     listing: tuple[list[Path], list[Skipped]] | None = None,
     allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty,
+    sizes: Counter | None = None,
 ) -> LoadedData:
     """Decode every image under `root` into one (N, C, H, W) array; see the module policy.
 
-    `listing` is `scan(root, extensions)` when the caller already has it; `allocate(shape, dtype)`
-    makes the output array (a memory map for the cache). Rows past `len(ids)` are unused."""
+    `listing` is `scan(root, extensions)` when the caller already has it (or a part of it);
+    `allocate(shape, dtype)` makes the output array (a memory map for the cache). Rows past
+    `len(ids)` are unused. `sizes`, when given, counts the (H, W) of every readable file (what the
+    default image size is chosen from, data/shards.py merges them across machines)."""
     root = Path(root)
     if channels is not None and channels not in (1, 3, 4):
         raise AekitError(f"channels must be 1, 3 or 4 for image files, got {channels}; use 1 gray, 3 RGB, 4 RGBA")
@@ -292,6 +295,8 @@ def read_images(
             f"(first: {skipped[-1].path}: {skipped[-1].reason})"
         )
     final, notes = _plan([probes[i] for i in good], user)
+    if sizes is not None:
+        sizes.update(probes[i].size for i in good)
     failed = {}
     if final != plan:  # the sample missed what the folder holds: decode under the right plan
         del array  # (a memory map is made again at the same path)

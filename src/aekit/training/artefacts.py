@@ -106,13 +106,16 @@ def make_summary(
         val_on = "validation split"
     else:
         val_on = "training data (val_fraction is 0)" if cfg.val_fraction == 0 else "training data (too few items)"
+    if s.shards:  # each machine holds its own items; rank 0 measures those of machine 0
+        val_on = f"{val_on} of machine 0's shard ({len(s.eval_idx)} items; metrics.csv: every machine's)"
     return {
         "aekit_version": __version__,
         "data": data.source,
         "n_found": data.n_found,
-        "n_images": len(data),
-        "n_train": len(s.train_idx),
-        "n_val": len(s.val_idx),
+        "n_images": s.n_train + s.n_val if s.shards else len(data),
+        "n_train": s.n_train,
+        "n_val": s.n_val,
+        **({"node_shards": s.shards.describe(data.shard)} if s.shards else {}),
         "channels": c,
         "image_size": [h, w],
         "model": cfg.model,

@@ -145,7 +145,7 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
     s = prepare(data, cfg, run_dir)
     cfg = s.cfg
     if verbose:
-        print_start(data, cfg, s.compute, s.n_params, len(s.train_idx), len(s.val_idx), run_dir)
+        print_start(data, cfg, s.compute, s.n_params, s.n_train, s.n_val, run_dir)
     log = open_logger(s, run_dir, resumed=resume is not None)  # --log tensorboard|mlflow, rank 0 (loggers.py)
     opt = make_optimizer(param_groups(s.model), cfg.lr, cfg.weight_decay)
     if resume is None:  # epoch 0 is the untrained model (for conv and mlp, exactly PCA): kept unless improved on
@@ -155,11 +155,16 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
                     "mse": val0["mse"]}, best_state)  # fmt: skip
         save_model(run_dir, s.model, s.meta)
     else:
+        if resume.get("data_machines", 1) != data_machines(s):  # the split of the data would change
+            raise AekitError(
+                f"the run read its image folder in node shards on {resume.get('data_machines', 1)} machine(s) "
+                f"(RUN/shards.json) and this resume on {data_machines(s)}: resume it on as many machines"
+            )
         loop = Loop.restore(resume, s.model, opt, s.device)
         t_start = time.perf_counter() - resume["elapsed"]  # the time budget counts what was spent
-        if loop.partial is not None and len(loop.partial["order"]) != len(s.train_idx):
+        if loop.partial is not None and len(loop.partial["order"]) != s.epoch_length:
             raise AekitError(
-                f"the data hold {len(s.train_idx)} training items where the run's checkpoint has "
+                f"the data hold {s.epoch_length} training items where the run's checkpoint has "
                 f"{len(loop.partial['order'])}: resume with the run's own data"
             )
         where = f"after epoch {loop.epoch} of {cfg.epochs}"
@@ -167,14 +172,14 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
             where = f"inside epoch {loop.epoch + 1} of {cfg.epochs}, after step {loop.step}"
         if verbose:
             console.print(f"resuming {where} (best so far: epoch {loop.best['epoch']})")
-    steps = total_steps(cfg, len(s.train_idx))
+    steps = total_steps(cfg, s.epoch_items)
     progress = make_progress() if verbose else None
     task = progress.add_task("training", total=steps, info="") if progress else None
     if progress:
         progress.start()
 
     def save(now: float) -> None:  # atomically: a crash from here on resumes from this point
-        save_state(run_dir, loop.state(s.model, opt, now - t_start, s.device))
+        save_state(run_dir, {**loop.state(s.model, opt, now - t_start, s.device), "data_machines": data_machines(s)})
 
     every = None if cfg.checkpoint_every is None else Checkpoints(cfg.checkpoint_every, save)
     try:
@@ -231,17 +236,21 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: in
     cfg, ctx, device = s.cfg, s.ctx, s.device
     resumed, loop.partial = loop.partial, None
     t0, last_draw = time.perf_counter() - (resumed or {}).get("seconds", 0.0), 0.0
+    step_items = s.shards.node_batch if s.shards else cfg.batch_size  # of `order` per step
     if resumed is None:
         sums: dict[str, torch.Tensor] = {}
         seen, start, lr = 0, 0, 0.0
-        order = s.train_idx[torch.randperm(len(s.train_idx), generator=loop.gen)]
+        order, seed = epoch_order(s, loop.gen)
     else:  # the sums saved are those of all ranks: rank 0 goes on with them, the others from zero
         order, start, seen, lr = resumed["order"], resumed["next"], resumed["seen"], resumed["lr"]
+        seed = resumed.get("seed")
+        if s.shards:  # rank 0's order was saved: each machine makes its own again from the epoch's seed
+            order = s.shards.order(s.train_idx, seed)
         sums = {k: v.to(device) for k, v in resumed["sums"].items()}
         if ctx.active and not ctx.main:
             sums, seen = {k: torch.zeros_like(v) for k, v in sums.items()}, 0
     agree = (lambda finite: not distributed.any_rank(not finite, device, ctx)) if ctx.active else None  # skip together
-    for i in range(start, len(order), cfg.batch_size):
+    for i in range(start, len(order), step_items):
         frac = budget_spent(cfg, loop.step, steps, time.perf_counter() - t_start)
         lr = lr_at(frac, cfg.lr)
         for group in opt.param_groups:
@@ -270,11 +279,12 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: in
         if cfg.max_steps and loop.step >= cfg.max_steps:  # the same step on every rank
             loop.stopped = f"completed the budget of {cfg.max_steps} steps"
             break
-        if every is not None and i + cfg.batch_size < len(order) and every.due(loop.step, now, device, ctx):
+        if every is not None and i + step_items < len(order) and every.due(loop.step, now, device, ctx):
             all_sums, all_seen = over_ranks(sums, seen, device, ctx)
             loop.partial = {
                 "order": order.cpu(),
-                "next": i + cfg.batch_size,
+                **({"seed": seed} if seed is not None else {}),
+                "next": i + step_items,
                 "sums": {k: v.detach().float().cpu() for k, v in all_sums.items()},
                 "seen": all_seen,
                 "lr": lr,
@@ -287,6 +297,21 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: in
         torch.cuda.synchronize()
     sums, seen = over_ranks(sums, seen, device, ctx)  # metrics describe the whole data
     return sums, seen, lr
+
+
+def epoch_order(s: Setup, gen: torch.Generator) -> tuple[torch.Tensor, int | None]:
+    """The epoch's order of the training items, drawn from `gen`; with node shards each machine's
+    order of its own items from a seed drawn from `gen` (the same draws on every process, so that
+    `gen`, saved by rank 0, resumes every machine), and that seed."""
+    if s.shards is None:
+        return s.train_idx[torch.randperm(len(s.train_idx), generator=gen)], None
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    return s.shards.order(s.train_idx, seed), seed
+
+
+def data_machines(s: Setup) -> int:
+    """The machines whose shards of the data the run trains on (1 unless node shards)."""
+    return s.shards.nodes if s.shards else 1
 
 
 def over_ranks(sums: dict[str, torch.Tensor], seen: int, device: torch.device, ctx) -> tuple[dict, int]:
@@ -303,9 +328,12 @@ def over_ranks(sums: dict[str, torch.Tensor], seen: int, device: torch.device, c
 def batch_on_device(s: Setup, order: torch.Tensor, i: int, gen: torch.Generator):
     """This rank's part of the global batch order[i : i + batch_size], raw (B, C, H, W) on the
     device (e.g. uint8), with a seeded half of it mirrored left-right when augmenting; and its mask."""
-    batch = order[i : i + s.cfg.batch_size]
+    batch = order[i : i + (s.shards.node_batch if s.shards else s.cfg.batch_size)]
     flips = torch.rand(len(batch), generator=gen) < 0.5 if s.cfg.augment == "flip" else None
-    if s.ctx.active:
+    if s.shards:  # this machine's items of the global batch, cut among its processes
+        part = distributed.rank_slice(batch, distributed.Context(s.ctx.local_rank, s.ctx.local_world))
+        batch, flips = batch[part], None if flips is None else flips[part]
+    elif s.ctx.active:
         batch = distributed.pad_to_world(batch, order, s.ctx)
         if flips is not None:
             flips = torch.cat([flips, flips[: len(batch) - len(flips)]])
@@ -326,7 +354,21 @@ def batch_on_device(s: Setup, order: torch.Tensor, i: int, gen: torch.Generator)
 
 
 def validate(s: Setup) -> dict:
-    return validation_loss(s.model, s.normalizer, s.x_all, s.eval_idx, s.device, s.cfg.batch_size * 4, s.kind, s.m_all)
+    if s.shards is None:
+        return validation_loss(
+            s.model, s.normalizer, s.x_all, s.eval_idx, s.device, s.cfg.batch_size * 4, s.kind, s.m_all
+        )
+    # node shards: each process measures its share of its machine's validation items, and the means
+    # are summed over all processes weighted by their items (every item of an image has as many pixels)
+    mine = s.eval_idx[s.ctx.local_rank :: s.ctx.local_world]
+    weight = len(mine)
+    val = validation_loss(
+        s.model, s.normalizer, s.x_all, mine if weight else s.eval_idx[:1], s.device, s.cfg.batch_size * 4, s.kind
+    )
+    keys = sorted(val)
+    local = torch.tensor([*(val[k] * weight for k in keys), float(weight)], dtype=torch.float64, device=s.device)
+    total = distributed.all_sum(local, s.ctx).cpu()
+    return {k: float(total[j] / total[-1]) for j, k in enumerate(keys)}
 
 
 def metrics_row(epoch: int, sums: dict, seen: int, val: dict, lr: float, elapsed: float, train_seconds: float) -> dict:

@@ -8,6 +8,7 @@ pca.safetensors, and returns a `Setup` that the loop (fit.py) and the end of the
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from aekit.core.compute import ComputeSettings, compute_settings, cpu_has_bf16
 from aekit.core.devices import resolve_device
 from aekit.core.errors import AekitError
 from aekit.core.plots import preview_channels
-from aekit.core.rundir import write_yaml
+from aekit.core.rundir import write_json, write_yaml
 from aekit.data.base import LoadedData
 from aekit.data.kind import DataKind
 from aekit.data.normalize import Normalizer, channel_stats
@@ -57,6 +58,101 @@ class Setup:
     meta: dict  # model.json: how to rebuild the model
     n_params: int
     rgb: list[int] | None  # channels shown in previews
+    shards: NodeShards | None = None  # an image folder read in node shards (several machines)
+
+    @property
+    def n_train(self) -> int:
+        """Training items of the whole run (of every machine's shard)."""
+        return self.shards.n_train if self.shards else len(self.train_idx)
+
+    @property
+    def n_val(self) -> int:
+        return self.shards.n_val if self.shards else len(self.val_idx)
+
+    @property
+    def epoch_items(self) -> int:
+        """Items an epoch takes, for the budget: the training items, or with node shards as many
+        global batches as the largest shard needs (the smaller ones wrap round)."""
+        return self.shards.steps * self.cfg.batch_size if self.shards else len(self.train_idx)
+
+    @property
+    def epoch_length(self) -> int:
+        """The length of this process's epoch order (fit.py)."""
+        return self.shards.steps * self.shards.node_batch if self.shards else len(self.train_idx)
+
+
+SHARDS_FILE = "shards.json"
+
+
+@dataclass(frozen=True)
+class NodeShards:
+    """Training on an image folder read in node shards (data/shards.py): each machine's processes
+    draw their items from its shard only. Every step each machine takes `node_batch` items of its
+    shard (the global batch / the machines), cut into equal slices among its processes; an epoch is
+    `steps` steps for every machine, enough for the largest shard, whose order the smaller ones
+    wrap round. Each machine splits its shard into training and validation items itself; the
+    validation metrics of each epoch are summed over all machines."""
+
+    node: int
+    nodes: int
+    node_batch: int
+    steps: int
+    counts: tuple[tuple[int, int], ...]  # (training, validation) items of each machine
+
+    @property
+    def n_train(self) -> int:
+        return sum(t for t, _ in self.counts)
+
+    @property
+    def n_val(self) -> int:
+        return sum(v for _, v in self.counts)
+
+    def order(self, train_idx: torch.Tensor, seed: int) -> torch.Tensor:
+        """This machine's epoch order of its training items, from the epoch's seed (the same on
+        every process), wrapped round to `steps` batches of `node_batch`."""
+        perm = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed + self.node))
+        order = train_idx[perm]
+        length = self.steps * self.node_batch
+        return order.repeat(math.ceil(length / len(order)))[:length] if len(order) < length else order
+
+    def describe(self, shard: dict) -> dict:
+        """What RUN/shards.json and summary.json record of the split."""
+        return {
+            "rule": shard["rule"],
+            "machines": self.nodes,
+            "files": shard["files"],
+            "items": [{"machine": k, "train": t, "val": v} for k, (t, v) in enumerate(self.counts)],
+            "batch_per_machine": self.node_batch,
+            "steps_per_epoch": self.steps,
+        }
+
+
+def node_shards(data: LoadedData, cfg: TrainConfig, ctx: distributed.Context, n_train: int, n_val: int) -> NodeShards:
+    """The NodeShards of this run, from every machine's counts (exchanged)."""
+    if ctx.world != ctx.nodes * ctx.local_world:
+        raise AekitError(
+            f"{ctx.world} processes on {ctx.nodes} machines of {ctx.local_world}: node shards need as many processes "
+            "on every machine (torchrun --nproc-per-node)"
+        )
+    counts = {}
+    for node, t, v in distributed.gather((data.shard["node"], n_train, n_val), ctx):
+        counts[node] = (t, v)
+    node_batch = cfg.batch_size // ctx.nodes
+    steps = math.ceil(max(max(t for t, _ in counts.values()), 1) / node_batch)
+    return NodeShards(ctx.node, ctx.nodes, node_batch, steps, tuple(counts[k] for k in range(ctx.nodes)))
+
+
+def pooled_stats(mean: list[float], std: list[float], n: int, ctx, min_std: float) -> tuple[list[float], list[float]]:
+    """The per-channel mean and std of every machine's training items, from each machine's own
+    (weighted by its item count; one process per machine counts)."""
+    parts = [p for p in distributed.gather((n, mean, std) if ctx.local_rank == 0 else None, ctx) if p is not None]
+    w = np.array([p[0] for p in parts], np.float64)
+    m = np.array([p[1] for p in parts], np.float64)
+    sd = np.array([p[2] for p in parts], np.float64)
+    total = (w[:, None] * m).sum(0) / w.sum()
+    var = (w[:, None] * (sd**2 + m**2)).sum(0) / w.sum() - total**2
+    out = np.maximum(np.sqrt(np.maximum(var, 0.0)), np.maximum(min_std, 1e-6 * np.abs(total)))
+    return total.tolist(), out.tolist()
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,23 +175,29 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
     c, h, w = data.shape
     rgb = preview_channels(cfg.rgb_bands, data.raster["bands"] if data.raster else None, c)  # checked early
 
-    train_idx, val_idx = split_indices(len(data), cfg.val_fraction, cfg.seed)
-    cfg = resolve_for_data(cfg, data, len(train_idx))  # arch, latent size, epochs (see defaults.py)
+    sharded = ctx.active and data.shard is not None and data.shard["nodes"] > 1
+    train_idx, val_idx = split_indices(len(data), cfg.val_fraction, cfg.seed + (ctx.node if sharded else 0))
+    shards = node_shards(data, cfg, ctx, len(train_idx), len(val_idx)) if sharded else None
+    n_epoch = shards.steps * cfg.batch_size if shards else len(train_idx)
+    cfg = resolve_for_data(cfg, data, n_epoch)  # arch, latent size, epochs (see defaults.py)
     x_all = torch.from_numpy(data.array)
     if device.type == "cuda" and not isinstance(data.array, np.memmap):
         x_all = x_all.pin_memory()  # page-locked host memory: asynchronous copies to the GPU
     m_all = None if data.mask is None else torch.from_numpy(data.mask)
-    mean, std = channel_stats(
-        data.array, data.scale, train_idx.numpy(), min_std=1e-12 if kind.table else 1e-3, mask=data.mask
-    )
+    min_std = 1e-12 if kind.table else 1e-3
+    mean, std = channel_stats(data.array, data.scale, train_idx.numpy(), min_std=min_std, mask=data.mask)
+    if shards:  # every process normalises alike: the statistics of all machines' training items
+        mean, std = pooled_stats(mean, std, len(train_idx), ctx, min_std)
     normalizer = Normalizer(data.scale, mean, std).to(device)
 
     model, kwargs = build_model(cfg, data, normalizer)
-    pca = fit_pca(
-        copy.deepcopy(normalizer).cpu().normalize(x_all[train_idx[pca_rows(len(train_idx), c * h * w, cfg.seed)]]),
-        cfg.latent_dim,
-        cfg.seed,
-    )
+
+    def linear_baseline() -> PCA:
+        rows = train_idx[pca_rows(len(train_idx), c * h * w, cfg.seed)]
+        return fit_pca(copy.deepcopy(normalizer).cpu().normalize(x_all[rows]), cfg.latent_dim, cfg.seed)
+
+    # with node shards rank 0 fits it on its machine's items and sends it: every process starts alike
+    pca = distributed.broadcast(linear_baseline() if ctx.main else None, ctx) if shards else linear_baseline()
     model.init_from_pca(pca.mean, pca.components, variance=pca.variance)  # start where the linear baseline ends
     if cfg.precision == "auto" and device.type == "cpu" and cpu_has_bf16() and not ctx.active:
         batch = train_idx[: cfg.batch_size]
@@ -111,6 +213,14 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
             train_model, device_ids=[device.index] if device.type == "cuda" else None
         )
     save_pca(run_dir, pca)
+    if shards:
+        if ctx.main:
+            write_json(run_dir / SHARDS_FILE, shards.describe(data.shard))
+        data.notes.append(
+            f"node shards: machine {ctx.node} of {ctx.nodes} trains on its {len(data)} of the {data.shard['files']} "
+            f"files ({data.shard['rule']}); {shards.node_batch} items of each global batch, {shards.steps} steps an "
+            "epoch"
+        )
     resolved = {"columns": data.columns} if kind.table else {"channels": c, "image_size": [h, w]}
     cfg = replace(cfg, depth=kwargs.get("depth", cfg.depth), width=kwargs.get("width", cfg.width), **resolved)
     write_yaml(run_dir / "config.yaml", {"data": data.source, **cfg.to_dict()})
@@ -124,7 +234,7 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
     eval_idx = val_idx if len(val_idx) else train_idx  # a single image: report on what we have
     return Setup(
         cfg, kind, ctx, device, train_idx, val_idx, eval_idx, x_all, m_all, normalizer, model, train_model,
-        compute, pca, meta, n_params, rgb,
+        compute, pca, meta, n_params, rgb, shards,
     )  # fmt: skip
 
 

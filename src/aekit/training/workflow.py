@@ -123,15 +123,53 @@ def check_models(cfg: TrainConfig) -> None:
 
 def read_data(data: Any, cfg: TrainConfig, verbose: bool, ctx: distributed.Context):
     """DATA as this process trains on it. Under torchrun one process per machine builds the decode
-    cache while the others wait, then they map it: one copy per machine (data/cache.py)."""
+    cache while the others wait, then they map it: one copy per machine (data/cache.py). An image
+    folder is listed by rank 0 alone and read in node shards: each machine decodes and trains on
+    its own files only (data/shards.py)."""
+    if ctx.active and _image_folder(data, cfg, ctx):
+        from aekit.data.shards import read_folder_shared
+
+        return read_folder_shared(
+            data,
+            ctx,
+            cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
+            channels=cfg.channels,
+            image_size=cfg.image_size,
+            extensions=cfg.extensions,
+            show_progress=verbose,
+        )
     with distributed.local_rank_first(ctx):
         return load_for(data, cfg, verbose)
 
 
-def load_for(data: Any, cfg: TrainConfig, verbose: bool):
-    """Read DATA with the preprocessing options of `cfg` (through the decode cache)."""
+def _image_folder(data: Any, cfg: TrainConfig, ctx: distributed.Context) -> bool:
+    """Whether DATA is read as image files rather than rasters, decided by rank 0 alone (which
+    looks through the folder) for every rank; rank 0's error raised on every rank."""
+    from aekit.data.rasters import use_rasterio
+    from aekit.data.shards import is_image_path
+
+    if not is_image_path(data):
+        return False
+    answer: bool | str | None = None
+    if ctx.main:
+        try:
+            answer = not use_rasterio(data, raster_options(cfg))
+        except AekitError as e:
+            answer = str(e)
+    answer = distributed.broadcast(answer, ctx)
+    if isinstance(answer, str):
+        raise AekitError(answer)
+    return bool(answer)
+
+
+def raster_options(cfg: TrainConfig):
     from aekit.data.rasters import RasterOptions
 
+    return RasterOptions(cfg.bands, cfg.patch_size, cfg.stride, cfg.nodata, cfg.seed)
+
+
+def load_for(data: Any, cfg: TrainConfig, verbose: bool):
+    """Read DATA with the preprocessing options of `cfg` (through the decode cache)."""
     return load_data(
         data,
         channels=cfg.channels,
@@ -142,7 +180,7 @@ def load_for(data: Any, cfg: TrainConfig, verbose: bool):
         layout=cfg.layout,
         columns=cfg.columns,
         id_column=cfg.id_column,
-        raster=RasterOptions(cfg.bands, cfg.patch_size, cfg.stride, cfg.nodata, cfg.seed),
+        raster=raster_options(cfg),
     )
 
 
