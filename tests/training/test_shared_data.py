@@ -298,3 +298,20 @@ def test_the_plan_of_the_folder_is_merged_from_the_shards():
     assert merged_plan(parts, 4, (8, 12)) == {"channels": 4, "image_size": [8, 12], "high": True}
     big = [found(3, [128, 128], False, [[256, 256, 3]]), found(3, [100, 128], False, [[200, 256, 2]])]
     assert merged_plan(big, None, None)["image_size"] == [128, 128]  # scaled to a longest side of 128
+
+
+def test_a_run_on_node_shards_resumes_only_on_as_many_machines(tmp_path, capsys):
+    import torch
+
+    from aekit.cli.main import main
+
+    folder = tmp_path / "imgs"
+    write_pngs(folder, smooth_images(20, 8, 8, 1, seed=2))
+    run = tmp_path / "run"
+    assert main(["train", str(folder), *ARGS, "--epochs", "1", "--out", str(run)]) == 0
+    state = torch.load(run / "state.pt", weights_only=True)
+    torch.save({**state, "data_machines": 2}, run / "state.pt")  # as a run on 2 machines leaves it
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "node shards on 2 machine(s)" in err and "resume it on as many machines" in err, err
