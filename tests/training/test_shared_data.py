@@ -315,3 +315,19 @@ def test_a_run_on_node_shards_resumes_only_on_as_many_machines(tmp_path, capsys)
     assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "node shards on 2 machine(s)" in err and "resume it on as many machines" in err, err
+
+
+def test_the_listing_sent_to_the_machines_gives_each_its_part(tmp_path):
+    from aekit.data.cache import listing_digest, take_listing
+    from aekit.data.shards import pack, unpack
+
+    write_pngs(tmp_path / "a", smooth_images(5, 4, 4, 1))
+    write_pngs(tmp_path / "b" / "c", smooth_images(4, 4, 4, 1))
+    (tmp_path / "notes.txt").write_text("x")
+    whole = take_listing(tmp_path)
+    for nodes in (1, 2, 3):
+        for node in range(nodes):
+            part, total = unpack(pack(whole), node, nodes)
+            want = whole.part(node, nodes)
+            assert total == 9 and part.files == want.files and part.stats == want.stats and part.others == want.others
+            assert listing_digest(part.files, part.others, part.stats) == listing_digest(want.files, want.others)

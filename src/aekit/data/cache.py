@@ -150,19 +150,19 @@ def read_images_cached(
     show_progress: bool = True,
     in_memory_limit: int | None = None,
     listing: Listing | None = None,
-    shard: tuple[int, int] | None = None,
+    shard: tuple[int, int, int] | None = None,
     verified: bool = False,
 ) -> LoadedData:
     """`read_images` through the cache: decode on the first call, reuse afterwards.
 
     `listing` is the folder's Listing when the caller has it (no file is then listed or stat'ed
-    here). `shard=(node, nodes)` reads only that machine's part of it (Listing.part) into an entry
-    of its own, and records in `data.shard` what data/shards.py needs. `verified`: the entry was
-    checked by another process of this machine just now; trust it."""
+    here). `shard=(node, nodes, files)`: `listing` is machine `node`'s part (Listing.part) of a
+    folder of `files` image files, read into an entry of its own; `data.shard` records what
+    data/shards.py needs. `verified`: the entry was checked by another process of this machine
+    just now; trust it."""
     root = Path(root)
-    whole = listing or take_listing(root, extensions)
-    node, nodes = shard or (0, 1)
-    mine = whole.part(node, nodes) if nodes > 1 else whole
+    mine = listing or take_listing(root, extensions)
+    node, nodes, total = shard or (0, 1, len(mine.files))
     files, others = mine.files, mine.others
     options = {
         "channels": channels,
@@ -193,7 +193,7 @@ def read_images_cached(
     if data is None:
         data = _build(root, files, others, listing, base, key, options, show_progress, limit, sizes)
     if shard is not None:
-        data.shard = {"node": node, "nodes": nodes, "files": len(whole.files), "sizes": _top_sizes(sizes)}
+        data.shard = {"node": node, "nodes": nodes, "files": total, "sizes": _top_sizes(sizes)}
     return data
 
 

@@ -19,6 +19,7 @@ Training then samples each rank's items from its machine's shard only (training/
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -56,11 +57,11 @@ def read_folder_shared(
     """This machine's shard of the image folder `root` (the whole folder on one machine), read
     as the module says; `cache_dir` None decodes without the cache (each process its own)."""
     root = Path(root)
-    listing = _broadcast_listing(root, extensions, ctx)
-    shard = (ctx.node, ctx.nodes)
-    if ctx.nodes > 1 and len(listing.files) < ctx.nodes:
+    listing, total = _broadcast_listing(root, extensions, ctx)  # this machine's part, of `total` files
+    shard = (ctx.node, ctx.nodes, total)
+    if ctx.nodes > 1 and total < ctx.nodes:
         raise AekitError(
-            f"{root} holds {len(listing.files)} image files for {ctx.nodes} machines: each machine reads its own "
+            f"{root} holds {total} image files for {ctx.nodes} machines: each machine reads its own "
             "files, so there must be at least one per machine"
         )
     user = {"channels": channels, "image_size": image_size, "high": None}
@@ -85,33 +86,52 @@ def read_folder_shared(
     else:
         distributed.barrier(ctx)
     assert isinstance(data, LoadedData)
-    data.n_found = len(listing.files) + len(listing.others)  # in the whole folder
+    data.n_found = total + len(listing.others)  # in the whole folder
     data.shard = {
         "node": ctx.node,
         "nodes": ctx.nodes,
-        "files": len(listing.files),
+        "files": total,
         "others": len(listing.others),
         "rule": SPLIT_RULE,
     }
     return data
 
 
-def _broadcast_listing(root: Path, extensions: Any, ctx: distributed.Context) -> Listing:
-    """Rank 0's Listing of `root`, on every rank; its error (no image there) raised on every rank."""
-    listing: Listing | str | None = None
+def _broadcast_listing(root: Path, extensions: Any, ctx: distributed.Context) -> tuple[Listing, int]:
+    """This machine's part of rank 0's Listing of `root` (the whole of it on one machine), and the
+    number of image files in the folder; rank 0's error (no image there) raised on every rank."""
+    packed: tuple | str | None = None
     if ctx.main:
         try:
-            listing = take_listing(root, extensions)
+            packed = pack(take_listing(root, extensions))
         except AekitError as e:
-            listing = str(e)
+            packed = str(e)
     with distributed.waiting(
         lambda s: f"rank {ctx.rank}: waiting {s:.0f} s for rank 0 to list {root}", not ctx.main and ctx.local_rank == 0
     ):
-        listing = distributed.broadcast(listing, ctx)
-    if isinstance(listing, str):
-        raise AekitError(listing)
-    assert listing is not None
-    return listing
+        packed = distributed.broadcast(packed, ctx)
+    if isinstance(packed, str):
+        raise AekitError(packed)
+    assert packed is not None
+    return unpack(packed, ctx.node, ctx.nodes)
+
+
+def pack(listing: Listing) -> tuple:
+    """A Listing in a compact form to send: the paths as one string (after their common start),
+    sizes and times as arrays: about 30 bytes a file, where pickled Paths take 48 and 6 us each to
+    rebuild (4.8 MB and 0.6 s per 100k files)."""
+    names = [str(f) for f in listing.files]
+    head = os.path.commonprefix(names) if len(names) > 1 else ""
+    stats = np.array(listing.stats, np.int64).reshape(-1, 2)
+    return head, "\0".join(n[len(head) :] for n in names), stats, listing.others
+
+
+def unpack(packed: tuple, node: int, nodes: int) -> tuple[Listing, int]:
+    """Machine `node`'s part of a packed Listing (Listing.part), and how many files the whole holds."""
+    head, joined, stats, others = packed
+    names = joined.split("\0")
+    part = stats[node::nodes].tolist()
+    return Listing([Path(head + n) for n in names[node::nodes]], others, [tuple(s) for s in part]), len(names)
 
 
 def _read(root, listing, shard, plan, *, extensions, cache_dir, show_progress, verified=False) -> LoadedData:
@@ -123,10 +143,9 @@ def _read(root, listing, shard, plan, *, extensions, cache_dir, show_progress, v
         "show_progress": show_progress,
     }
     if cache_dir is None:
-        mine = listing.part(*shard) if shard[1] > 1 else listing
         sizes: Counter = Counter()
-        data = read_images(root, listing=(mine.files, mine.others), sizes=sizes, **options)
-        data.shard = {"node": shard[0], "nodes": shard[1], "files": len(listing.files)}
+        data = read_images(root, listing=(listing.files, listing.others), sizes=sizes, **options)
+        data.shard = {"node": shard[0], "nodes": shard[1], "files": shard[2]}
         data.shard["sizes"] = [[h, w, n] for (h, w), n in sizes.most_common(64)]
         return data
     base = None if cache_dir == "default" else cache_dir
