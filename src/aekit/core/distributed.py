@@ -13,8 +13,9 @@ gloo on CPU) and gives each rank its device. The trainer then
 
 Only rank 0 writes the run folder; the other ranks write into a temporary folder that is removed
 at the end. The decode cache is built by local rank 0 of each machine while the others wait, then
-mapped by all; an image folder is listed by rank 0 alone and read in node shards (data/shards.py). `torchrun ... -m aekit encode|score` shares the items out the same way
-(`shard_rows`), gathers the results and rank 0 writes the one merged output.
+mapped by all; an image folder is listed by rank 0 alone and read in node shards (data/shards.py).
+`torchrun ... -m aekit encode|score` shares the items out the same way (`shard_rows`), gathers the
+results and rank 0 writes the one merged output.
 
 A process that waits long for the others (to join the process group, or at the barrier around
 reading the data) says so every WAIT_REPORT_S seconds, one process per machine, so a job whose
