@@ -269,8 +269,14 @@ class Autoencoder:
         def run(chunk):
             return fn(chunk if layout is None else self._to_tensor(chunk, layout, factor)).float()
 
+        out = None
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=bool(amp)):
-            return torch.cat([run(data[i : i + batch_size]) for i in range(0, len(data), batch_size)])
+            for i in range(0, len(data), batch_size):
+                r = run(data[i : i + batch_size])
+                if out is None:  # one output allocated up front: no small results left between the
+                    out = r.new_empty((len(data), *r.shape[1:]))  # batches' buffers (heap fragmentation)
+                out[i : i + len(r)] = r
+        return out
 
     def _to_raw(self, recon: torch.Tensor) -> torch.Tensor:
         return self.normalizer.to_unit(recon, clamp=self.scale > 1) * self.scale
