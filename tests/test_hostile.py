@@ -555,6 +555,11 @@ FAULTS: list[tuple[str, str, str]] = [
         R + "test_ctrl_c_keeps_the_run_and_says_how_to_resume",
     ),
     (
+        "Ctrl-C typed in a terminal (a pseudo-terminal: SIGINT to the foreground process group)",
+        "exit 130, best model kept, `aekit train --resume RUN` printed",
+        R + "test_ctrl_c_typed_in_a_real_terminal_keeps_the_run_and_exits_130",
+    ),
+    (
         "a torchrun elastic restart of the same command",
         "`torchrun restart 1: going on with RUN from its last checkpoint`; the run completes",
         R + "test_a_torchrun_restart_goes_on_with_the_run_of_the_same_command",

@@ -144,6 +144,52 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(folder, tmp_path):
     assert 2 <= s["epochs_run"] < 200 and digest(folder) == before
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pseudo-terminal as on Linux")
+def test_ctrl_c_typed_in_a_real_terminal_keeps_the_run_and_exits_130(folder, tmp_path):
+    """aekit runs in a pseudo-terminal as in a shell; ^C typed into it makes the terminal driver send
+    SIGINT to the whole foreground process group (aekit and its data loader, if any)."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    def own_terminal() -> None:  # in the child: a new session whose controlling terminal is the pty
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200"}
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "aekit", "train", str(folder), *ARGS[2:-1], "--epochs", "200", "--out", str(run)]
+    before = digest(folder)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal)
+    os.close(slave)
+    out, deadline = b"", time.time() + 120
+
+    def read_some() -> bytes:
+        ready, _, _ = select.select([master], [], [], 0.05)
+        try:
+            return os.read(master, 65536) if ready else b""
+        except OSError:  # the child closed the terminal
+            return b""
+
+    while time.time() < deadline and proc.poll() is None:
+        out += read_some()
+        if (run / "metrics.csv").is_file() and len(metrics(run)) >= 2:
+            break
+    os.write(master, b"\x03")  # Ctrl-C, as typed
+    while proc.poll() is None and time.time() < deadline:
+        out += read_some()
+    out += read_some()
+    os.close(master)
+    text = out.decode(errors="replace").replace("\r", "").replace("\n", "")
+    assert proc.wait(timeout=60) == 130, text[-2000:]
+    assert f"aekit train --resume {run}" in text
+    s = json.loads((run / "summary.json").read_text())
+    assert s["stopped"].startswith("interrupted") and (run / "model.safetensors").is_file()
+    assert 2 <= s["epochs_run"] < 200 and digest(folder) == before
+
+
 def test_ctrl_c_keeps_the_run_and_says_how_to_resume(folder, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     real = aekit.training.fit.train_step
