@@ -147,6 +147,14 @@ def unlock(path: Path) -> None:
         (path / LOCK_FILE).unlink(missing_ok=True)
 
 
+def drop_inherited_locks() -> None:
+    """In a forked child (a DataLoader worker): close the lock files inherited from the run's
+    process, so that a run killed with -9 leaves its folder unlocked even while its children end."""
+    for f in _LOCKS.values():
+        f.close()
+    _LOCKS.clear()
+
+
 def link_latest(path: Path) -> None:
     """Point `<parent>/latest` at a finished run, replacing the link atomically."""
     replace_link(path.parent / "latest", path.name)

@@ -44,6 +44,7 @@ class LoadedData:
     mask: np.ndarray | None = None  # (N, 1, H, W) bool, True = valid; None when every pixel is valid
     raster: dict | None = None  # rasters only: bands, nodata, patch size, CRS... (see data/rasters.py)
     shard: dict | None = None  # a folder read in node shards under torchrun: node, nodes, files... (data/shards.py)
+    stream: dict | None = None  # tar shards read on the fly: `array` is their first sample (data/stream.py)
 
     def __len__(self) -> int:
         return len(self.array)

@@ -112,7 +112,7 @@ def make_summary(
         "aekit_version": __version__,
         "data": data.source,
         "n_found": data.n_found,
-        "n_images": s.n_train + s.n_val if s.shards else len(data),
+        "n_images": s.n_train + s.n_val if s.shards or s.stream else len(data),
         "n_train": s.n_train,
         "n_val": s.n_val,
         **({"node_shards": s.shards.describe(data.shard)} if s.shards else {}),

@@ -185,7 +185,8 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
     try:
         for epoch in range(loop.epoch + 1, cfg.epochs + 1):
             t_epoch = time.perf_counter() - (loop.partial or {}).get("seconds", 0.0)
-            sums, seen, lr = train_epoch(s, opt, loop, epoch, t_start, steps, progress, task, every)
+            run_epoch = stream_epoch if s.stream else train_epoch
+            sums, seen, lr = run_epoch(s, opt, loop, epoch, t_start, steps, progress, task, every)
             train_seconds = time.perf_counter() - t_epoch
             val = validate(s)
             row = metrics_row(epoch, sums, seen, val, lr, time.perf_counter() - t_start, train_seconds)
@@ -296,6 +297,101 @@ def train_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: in
     if device.type == "cuda":
         torch.cuda.synchronize()
     sums, seen = over_ranks(sums, seen, device, ctx)  # metrics describe the whole data
+    return sums, seen, lr
+
+
+def stream_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: int, progress, task, every=None):
+    """train_epoch for tar shards streamed (data/stream.py): one pass over all shards in an order
+    drawn from the epoch's seed, batches decoded by DataLoader workers. A mid-epoch checkpoint holds
+    the seed and the batches done; a resume reads the epoch again from its start in the same order
+    and leaves out those batches (read and decoded again, not trained on)."""
+    from aekit.data.base import Skipped
+    from aekit.data.stream import epoch_batches
+
+    cfg, ctx, device = s.cfg, s.ctx, s.device
+    resumed, loop.partial = loop.partial, None
+    t0, last_draw = time.perf_counter() - (resumed or {}).get("seconds", 0.0), 0.0
+    if resumed is None:
+        sums: dict[str, torch.Tensor] = {}
+        seen, done, lr = 0, 0, 0.0
+        seed = int(torch.randint(0, 2**62, (1,), generator=loop.gen))
+    else:
+        seed, done, seen, lr = resumed["seed"], resumed["next"], resumed["seen"], resumed["lr"]
+        sums = {k: v.to(device) for k, v in resumed["sums"].items()}
+        if ctx.active and not ctx.main:
+            sums, seen = {k: torch.zeros_like(v) for k, v in sums.items()}, 0
+    known = {k.path for k in s.stream["skipped"]}
+    batches = epoch_batches(s.stream, cfg.batch_size // ctx.world, seed, s.stream["exclude"], ctx.rank, ctx.world)
+    agree = (lambda finite: not distributed.any_rank(not finite, device, ctx)) if ctx.active else None
+    b = 0
+    while True:
+        xb, bad = next(batches, (None, None))
+        for key, reason in bad or ():
+            if key not in known:
+                known.add(key)
+                s.stream["skipped"].append(Skipped(key, reason))
+        ended = xb is None and bad is None
+        if ctx.active and distributed.any_rank(ended, device, ctx):
+            break  # every rank ends the epoch at the same step
+        if ended:
+            break
+        if xb is None or len(xb) == 0:
+            continue
+        b += 1
+        if b <= done:  # trained on before the checkpoint this run resumed from
+            continue
+        frac = budget_spent(cfg, loop.step, steps, time.perf_counter() - t_start)
+        lr = lr_at(frac, cfg.lr)
+        for group in opt.param_groups:
+            group["lr"] = lr * loop.lr_factor * group["lr_scale"]
+        if cfg.augment == "flip":
+            flips = torch.rand(len(xb), generator=loop.gen) < 0.5
+            xb = xb.float() if xb.dtype != torch.uint8 else xb.clone()
+            xb[flips] = xb[flips].flip(-1)
+        xb = xb.to(device, non_blocking=True)
+        if s.compute.channels_last:
+            xb = xb.to(dtype=torch.float32, memory_format=torch.channels_last)
+        xn = s.normalizer.normalize(xb)
+        frac_epoch = epoch - 1 + min(seen / max(s.n_train, 1), 0.999)
+        terms = train_step(s.train_model, opt, xn, s.compute, epoch=frac_epoch, agree=agree)
+        if terms.pop("skipped", False):
+            loop.bad_steps, loop.lr_factor = loop.bad_steps + 1, loop.lr_factor * 0.5
+            if loop.bad_steps >= MAX_BAD_STEPS:
+                loop.stopped = DIVERGED.format(n=loop.bad_steps, lr=cfg.lr * loop.lr_factor)
+                break
+        else:
+            for k, v in terms.items():
+                sums[k] = sums[k] + v * len(xb) if k in sums else v * len(xb)
+            seen += len(xb)
+        loop.step += 1
+        now = time.perf_counter()
+        if progress and now - last_draw > 0.25:
+            done_frac = budget_spent(cfg, loop.step, steps, now - t_start) * steps
+            progress.update(task, completed=done_frac, description=f"epoch {epoch}/{cfg.epochs}")
+            last_draw = now
+        if cfg.max_time and distributed.any_rank(now - t_start >= cfg.max_time, device, ctx):
+            loop.stopped = f"time budget of {cfg.max_time:g} s spent"
+            break
+        if cfg.max_steps and loop.step >= cfg.max_steps:
+            loop.stopped = f"completed the budget of {cfg.max_steps} steps"
+            break
+        if every is not None and every.due(loop.step, now, device, ctx):
+            all_sums, all_seen = over_ranks(sums, seen, device, ctx)
+            loop.partial = {
+                "order": torch.zeros(0, dtype=torch.long),  # no item order: the seed and the batches done
+                "seed": seed,
+                "next": b,
+                "sums": {k: v.detach().float().cpu() for k, v in all_sums.items()},
+                "seen": all_seen,
+                "lr": lr,
+                "seconds": now - t0,
+            }
+            every.save(now)
+            every.saved(now)
+            loop.partial = None
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    sums, seen = over_ranks(sums, seen, device, ctx)
     return sums, seen, lr
 
 

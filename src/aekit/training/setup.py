@@ -59,10 +59,13 @@ class Setup:
     n_params: int
     rgb: list[int] | None  # channels shown in previews
     shards: NodeShards | None = None  # an image folder read in node shards (several machines)
+    stream: dict | None = None  # tar shards streamed (data/stream.py): x_all is their first sample
 
     @property
     def n_train(self) -> int:
         """Training items of the whole run (of every machine's shard)."""
+        if self.stream:
+            return self.stream["n_train"]
         return self.shards.n_train if self.shards else len(self.train_idx)
 
     @property
@@ -73,11 +76,15 @@ class Setup:
     def epoch_items(self) -> int:
         """Items an epoch takes, for the budget: the training items, or with node shards as many
         global batches as the largest shard needs (the smaller ones wrap round)."""
+        if self.stream:
+            return self.stream["n_train"]
         return self.shards.steps * self.cfg.batch_size if self.shards else len(self.train_idx)
 
     @property
     def epoch_length(self) -> int:
-        """The length of this process's epoch order (fit.py)."""
+        """The length of this process's epoch order (fit.py); none when streaming."""
+        if self.stream:
+            return 0
         return self.shards.steps * self.shards.node_batch if self.shards else len(self.train_idx)
 
 
@@ -179,6 +186,11 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
     train_idx, val_idx = split_indices(len(data), cfg.val_fraction, cfg.seed + (ctx.node if sharded else 0))
     shards = node_shards(data, cfg, ctx, len(train_idx), len(val_idx)) if sharded else None
     n_epoch = shards.steps * cfg.batch_size if shards else len(train_idx)
+    stream = None
+    if data.stream:  # the training items: all but the validation items of the first sample (an estimate)
+        n_epoch = max(data.stream["estimate"] - len(val_idx), 1)
+        stream = {**data.stream, "n_train": n_epoch, "exclude": [data.ids[i] for i in val_idx.tolist()]}
+        stream["skipped"] = data.skipped  # the epochs add what they could not use
     cfg = resolve_for_data(cfg, data, n_epoch)  # arch, latent size, epochs (see defaults.py)
     x_all = torch.from_numpy(data.array)
     if device.type == "cuda" and not isinstance(data.array, np.memmap):
@@ -234,7 +246,7 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
     eval_idx = val_idx if len(val_idx) else train_idx  # a single image: report on what we have
     return Setup(
         cfg, kind, ctx, device, train_idx, val_idx, eval_idx, x_all, m_all, normalizer, model, train_model,
-        compute, pca, meta, n_params, rgb, shards,
+        compute, pca, meta, n_params, rgb, shards, stream,
     )  # fmt: skip
 
 

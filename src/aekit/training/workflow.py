@@ -125,7 +125,12 @@ def read_data(data: Any, cfg: TrainConfig, verbose: bool, ctx: distributed.Conte
     """DATA as this process trains on it. Under torchrun one process per machine builds the decode
     cache while the others wait, then they map it: one copy per machine (data/cache.py). An image
     folder is listed by rank 0 alone and read in node shards: each machine decodes and trains on
-    its own files only (data/shards.py)."""
+    its own files only (data/shards.py). Tar shards are streamed: every process reads their first
+    sample here, and training decodes the rest on the fly (data/stream.py)."""
+    from aekit.data.stream import is_stream_source, read_stream
+
+    if is_stream_source(data):
+        return read_stream(data, channels=cfg.channels, image_size=cfg.image_size, show_progress=verbose)
     if ctx.active and _image_folder(data, cfg, ctx):
         from aekit.data.shards import read_folder_shared
 
@@ -196,6 +201,12 @@ def elastic_restart() -> int:
         return 0
 
 
+def _stream_url(source: str) -> bool:
+    from aekit.data.stream import is_stream_source
+
+    return "://" in source or is_stream_source(source)
+
+
 def _resumable(options: dict) -> dict:
     return {k: v for k, v in options.items() if k in RESUMABLE_OPTIONS}
 
@@ -232,7 +243,7 @@ def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any,
             f"{state['step']}) to train longer"
         )
     if data is None:
-        if not source or not Path(source).exists():
+        if not source or not (Path(source).exists() or _stream_url(source)):
             raise AekitError(f"the run's data ({source}) is not a path that exists here; pass DATA with --resume")
         data = source
     ctx = distributed.start(cfg.device)
