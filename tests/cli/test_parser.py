@@ -44,7 +44,7 @@ def test_parsed_arguments_become_the_options_dataclass():
     o = command_options(args)
     assert isinstance(o, c.ScoreOptions)
     assert (o.run, o.data, o.output, o.cache_dir, o.verbose, o.metric, o.worst) == (
-        "runs/x", "imgs", "s.csv", None, False, "mse", 16
+        "runs/x", "imgs", "s.csv", None, False, None, 16  # metric None: the run's default score
     )  # fmt: skip
     o = command_options(build_parser().parse_args(["encode", "r", "d", "-o", "z.npy", "--cache-dir", "/c"]))
     assert (o.cache_dir, o.verbose, o.precision) == ("/c", True, "auto")

@@ -206,7 +206,8 @@ def test_score_and_reconstruct_keep_row_ids(tmp_path, table, table_csv):
     run = tmp_path / "run"
     assert main(["train", str(table_csv), *FAST, "--out", str(run)]) == 0
     t = json.loads((run / "model.json").read_text())["threshold"]
-    assert "standardised units" in t["explanation"] and set(t["by_metric"]) == {"mae", "mse+latent"}  # no SSIM for rows
+    assert t["metric"] == "mse+latent" and set(t["by_metric"]) == {"mse", "mae"}  # tables: no SSIM
+    assert "standardised units" in t["by_metric"]["mse"]["explanation"]
     with open(run / "validation_scores.csv") as f:
         assert next(csv.reader(f)) == ["id", "score", "mae", "mse_plus_latent"]
     odd = x[:40].copy()
