@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -101,3 +102,20 @@ def test_an_empty_tar_is_one_line_exit_2(tmp_path, capsys):
     assert main(["train", str(tmp_path / "empty.tar"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no readable image sample" in err and "Traceback" not in err
+
+
+def test_two_gloo_processes_stream_disjoint_shards_and_end_each_epoch_together(tmp_path):
+    """5 shards on 2 ranks (3 and 2 a rank each epoch, each rank a different count of batches), a
+    corrupt member in one: the run ends every epoch on both ranks at the same step (no hang)."""
+    write_pngs(tmp_path / "imgs", smooth_images(100, 16, 16, 3, seed=5))
+    shards = tmp_path / "shards"
+    write_shards(tmp_path / "imgs", shards, per_shard=20)
+    with tarfile.open(shards / "data-000004.tar", "a") as tar:
+        info = tarfile.TarInfo("zzz.png")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    run = tmp_path / "run"
+    assert main(["train", str(shards), *ARGS, "--epochs", "2", "--devices", "2", "--out", str(run)]) == 0
+    s = json.loads((run / "summary.json").read_text())
+    assert s["world_size"] == 2 and s["epochs_run"] == 2 and s["n_val"] == 10
+    assert [k["path"] for k in s["skipped"]] == ["data-000004.tar/zzz"]

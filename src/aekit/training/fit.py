@@ -323,20 +323,24 @@ def stream_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: i
     known = {k.path for k in s.stream["skipped"]}
     batches = epoch_batches(s.stream, cfg.batch_size // ctx.world, seed, s.stream["exclude"], ctx.rank, ctx.world)
     agree = (lambda finite: not distributed.any_rank(not finite, device, ctx)) if ctx.active else None
+
+    def pull() -> torch.Tensor | None:  # the next batch; None at the end of this rank's part
+        while True:
+            xb, bad = next(batches, (None, None))
+            for key, reason in bad or ():
+                if key not in known:
+                    known.add(key)
+                    s.stream["skipped"].append(Skipped(key, reason))
+            if xb is not None and len(xb):
+                return xb
+            if bad is None:
+                return None
+
     b = 0
     while True:
-        xb, bad = next(batches, (None, None))
-        for key, reason in bad or ():
-            if key not in known:
-                known.add(key)
-                s.stream["skipped"].append(Skipped(key, reason))
-        ended = xb is None and bad is None
-        if ctx.active and distributed.any_rank(ended, device, ctx):
-            break  # every rank ends the epoch at the same step
-        if ended:
-            break
-        if xb is None or len(xb) == 0:
-            continue
+        xb = pull()
+        if distributed.any_rank(xb is None, device, ctx):
+            break  # every rank ends the epoch at the same step, when the first runs out
         b += 1
         if b <= done:  # trained on before the checkpoint this run resumed from
             continue
