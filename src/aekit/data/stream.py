@@ -245,6 +245,30 @@ def read_stream(
     return data
 
 
+def read_batches(
+    spec, *, channels: int, size: tuple[int, int], high: bool, batch: int, skipped: list[Skipped], rank=0, world=1
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Every sample of tar shards `spec` under a trained model's plan, in shard order, as batches
+    of (ids, (B, C, H, W) uint8 or uint16): what `aekit encode` and `score` read from shards, one
+    batch in memory at a time. Under torchrun rank r reads shards r, r + world, ...; unreadable
+    samples and shards are appended to `skipped`."""
+    plan = _Plan(channels, (int(size[0]), int(size[1])), bool(high))
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    for url in expand_shards(str(spec))[rank::world]:
+        for key, data in shard_samples(url, skipped):
+            try:
+                rows.append(decode_bytes(data, plan))
+                ids.append(key)
+            except ValueError as e:
+                skipped.append(Skipped(key, str(e)))
+            if len(rows) == batch:
+                yield ids, np.stack(rows)
+                ids, rows = [], []
+    if rows:
+        yield ids, np.stack(rows)
+
+
 class ShardStream(torch.utils.data.IterableDataset):
     """The training items of tar shards as batches: an iterable dataset for a DataLoader with
     `batch_size=None`. Each epoch the shards are put in a seeded order, dealt out to the ranks

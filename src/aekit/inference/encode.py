@@ -10,7 +10,9 @@ import numpy as np
 from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.data import LoadedData, Skipped, load_data
+from aekit.data.stream import is_stream_source
 from aekit.inference.model import Autoencoder, check_batch_size, load
+from aekit.inference.streamed import stream_pass, wants_stream
 from aekit.inference.vectors import check_output, write_vectors
 
 
@@ -28,6 +30,11 @@ def read_for_model(
     a cached folder stays memory-mapped (one pass over it needs no copy in memory). A table model
     reads the columns it was trained on, rows keyed by `id_column` (default: the training's
     identifier column when DATA has it)."""
+    if is_stream_source(data):  # encode and score read tar shards before they get here (streamed.py)
+        raise AekitError(
+            f"{data} holds tar shards: aekit train, encode and score read them; for this command extract "
+            "them into a folder (tar -xf) or pass a folder of images"
+        )
     c, h, w = model.input_shape
     high = model.meta["input"]["dtype"] == "uint16"
     table = model.columns is not None
@@ -88,6 +95,16 @@ def encode_items(
     if precision == "auto":
         precision = training_precision(run)
     ctx, model = load_on_rank(run, device, precision)  # under torchrun each rank encodes its share
+    if wants_stream(model, data):  # tar shards: read on the fly, one batch at a time
+        got = stream_pass(
+            model,
+            data,
+            lambda x: model.encode(x, layout="NCHW", batch_size=batch_size),
+            batch_size=batch_size,
+            ctx=ctx,
+            verbose=verbose and ctx.main,
+        )
+        return got.ids, got.values, got.skipped, got.id_name
     with distributed.local_rank_first(ctx):
         items = read_for_model(
             model, data, verbose=verbose and ctx.main, cache_dir=cache_dir, layout=layout, id_column=id_column

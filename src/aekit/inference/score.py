@@ -98,6 +98,7 @@ def score_to_file(
     from aekit.inference.encode import load_on_rank, read_for_model
     from aekit.inference.model import load
     from aekit.inference.raster_outputs import raster_outputs, wants_error_maps
+    from aekit.inference.streamed import stream_pass, wants_stream
 
     if wants_error_maps(data, output):
         model = load(run, device=device, precision=precision)
@@ -110,9 +111,23 @@ def score_to_file(
     verbose = verbose and ctx.main
     if model.columns is not None and metric not in TABLE_METRICS:
         raise AekitError(f"metric {metric} is for images; score table rows by {' or '.join(TABLE_METRICS)}")
-    with distributed.local_rank_first(ctx):
-        items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
-    scores = _score_items(model, items, metric, batch_size, ctx)
+    if wants_stream(model, data):  # tar shards: read on the fly, one batch at a time
+        items = stream_pass(
+            model,
+            data,
+            lambda x: model.score(x, metric=metric, layout="NCHW", batch_size=batch_size),
+            batch_size=batch_size,
+            ctx=ctx,
+            verbose=verbose,
+            keep=max(0, worst) if out is not None else 0,
+        )
+        scores = items.values
+    else:
+        with distributed.local_rank_first(ctx):
+            items = read_for_model(
+                model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column
+            )
+        scores = _score_items(model, items, metric, batch_size, ctx)
     rule = choose_threshold(
         run_dir,
         model.meta,
@@ -195,24 +210,35 @@ def _write_outputs(
         )
 
 
+def _worst(items: Any, scores: np.ndarray, worst: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(raw pixels, nodata mask or None) of the `worst` highest-scoring items, worst first."""
+    from aekit.inference.streamed import Streamed
+
+    if isinstance(items, Streamed):  # kept while the shards were read
+        return (items.top_x if items.top_x is not None else np.zeros((0, 1, 1, 1), np.uint8)), None
+    top = np.argsort(-scores, kind="stable")[: max(0, worst)]
+    sel = np.sort(top)  # read in file order (memory-mapped data), show worst first
+    rank = np.argsort(-scores[sel], kind="stable")
+    mask = None if items.mask is None else np.asarray(items.mask[sel])[rank]
+    return np.asarray(items.array[sel])[rank], mask
+
+
 def _write_worst_grid(grid: Path, model: Any, items: Any, scores: np.ndarray, worst: int, batch_size: int) -> int:
     """A PNG of the `worst` items (originals above reconstructions), worst first; tables get no
     picture. Returns how many items it shows (0: no file written)."""
     from aekit.core.plots import preview_channels, recon_grid
 
-    top = np.argsort(-scores, kind="stable")[: max(0, worst) if model.columns is None else 0]  # tables: no picture
-    if not len(top):
+    if model.columns is not None or worst <= 0:  # tables: no picture
         return 0
-    sel = np.sort(top)  # read in file order (memory-mapped data), show worst first
-    x = np.asarray(items.array[sel])
-    rank = np.argsort(-scores[sel], kind="stable")
-    recon = model.reconstruct(x[rank], layout="NCHW", batch_size=batch_size)
+    x, mask = _worst(items, scores, worst)
+    if not len(x):
+        return 0
+    recon = model.reconstruct(x, layout="NCHW", batch_size=batch_size)
     scale = model.scale
     raster = model.meta.get("raster")
     view = {}
     if raster:  # the run's RGB bands, stretched; nodata in black
-        mask = None if items.mask is None else np.asarray(items.mask[sel])[rank]
         view = {"rgb": preview_channels(raster.get("rgb_bands"), raster["bands"], x.shape[1]), "stretch": True}
         view["mask"] = mask
-    recon_grid(x[rank].astype(np.float32) / scale, np.asarray(recon, np.float32) / scale, grid, **view)
-    return len(top)
+    recon_grid(x.astype(np.float32) / scale, np.asarray(recon, np.float32) / scale, grid, **view)
+    return len(x)
