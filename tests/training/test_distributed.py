@@ -191,3 +191,20 @@ def test_rank_0_says_it_waits_while_its_peer_never_starts(tmp_path):
     want = f"aekit: rank 0 of 2: waiting for the others to join at 127.0.0.1:{port}; started "
     assert len(lines) == 2 and all(line.startswith(want) for line in lines), lines
     assert "is every machine of the job running it?" in lines[0]
+
+
+def test_a_resume_that_cannot_go_on_is_one_line_before_torchrun_starts(tmp_path, capsys, monkeypatch):
+    import aekit.cli.commands
+
+    folder = tmp_path / "imgs"
+    write_pngs(folder, smooth_images(20, 16, 16, 1, seed=7))
+    run = tmp_path / "run"
+    assert main(["train", str(folder), *ARGS, "--epochs", "1", "--out", str(run)]) == 0
+    started = []
+    monkeypatch.setattr(aekit.cli.commands, "launch", lambda *a: started.append(a) or 0)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--devices", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already trained all 1 epochs" in err and not started
+    assert main(["train", "--resume", str(run), "--devices", "2", "--epochs", "2", "--quiet"]) == 0
+    assert len(started) == 1  # a resume that can go on is launched

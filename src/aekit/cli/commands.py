@@ -21,6 +21,10 @@ def cmd_train(o: c.TrainOptions, args: argparse.Namespace) -> int:
 
     o.check(args.batch_size, launched())
     if o.devices is not None and o.devices > 1 and not launched():
+        if o.resume:  # a run that cannot go on says so once, before torchrun starts N processes
+            from aekit.training.workflow import check_resume
+
+            check_resume(o.resume, o.data, config=o.config, out=o.out, **train_options(args))
         return launch(o.devices, args.argv)
     run = train(o.data, out=o.out, config=o.config, verbose=o.verbose, resume=o.resume, **train_options(args))
     if int(os.environ.get("RANK", "0")) == 0:

@@ -211,9 +211,10 @@ def _resumable(options: dict) -> dict:
     return {k: v for k, v in options.items() if k in RESUMABLE_OPTIONS}
 
 
-def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any, **options: Any) -> Run:
-    """Continue RUN from its state.pt (see state.py) with its own configuration."""
-    from aekit.training.fit import fit
+def check_resume(run: str | Path, data: Any = None, *, config: Any = None, out: Any = None, **options: Any):
+    """What `--resume RUN` would go on with, (config, state, data): or the one-line error saying why
+    it cannot (not a run, changed options, nothing left to train, data missing). `aekit train
+    --devices N --resume RUN` calls it before starting torchrun, so the error is said once."""
     from aekit.training.state import load_state
 
     run_dir = Path(run)
@@ -246,6 +247,15 @@ def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any,
         if not source or not (Path(source).exists() or _stream_url(source)):
             raise AekitError(f"the run's data ({source}) is not a path that exists here; pass DATA with --resume")
         data = source
+    return cfg, state, data
+
+
+def _resume(run: str | Path, data: Any, *, verbose: bool, config: Any, out: Any, **options: Any) -> Run:
+    """Continue RUN from its state.pt (see state.py) with its own configuration."""
+    from aekit.training.fit import fit
+
+    run_dir = Path(run)
+    cfg, state, data = check_resume(run, data, config=config, out=out, **options)
     ctx = distributed.start(cfg.device)
     verbose = verbose and ctx.main
     if ctx.main:
