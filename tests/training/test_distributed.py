@@ -208,3 +208,59 @@ def test_a_resume_that_cannot_go_on_is_one_line_before_torchrun_starts(tmp_path,
     assert len(err.splitlines()) == 1 and "already trained all 1 epochs" in err and not started
     assert main(["train", "--resume", str(run), "--devices", "2", "--epochs", "2", "--quiet"]) == 0
     assert len(started) == 1  # a resume that can go on is launched
+
+
+def test_the_ranks_stop_when_torchrun_is_killed(tmp_path):
+    """torchrun starts its workers in sessions of their own: with its agent killed by -9 they used to
+    train on unseen. Now each asked the kernel for a SIGTERM at the agent's death and stops as on
+    Ctrl-C: the best model is kept and the state saved."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.training.test_streaming import descendants
+
+    folder = tmp_path / "imgs"
+    write_pngs(folder, smooth_images(71, 16, 16, 3, seed=7))
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = ["train", str(folder), *ARGS, "--epochs", "100000", "--devices", "2", "--out", str(run)]
+    proc = subprocess.Popen([sys.executable, "-m", "aekit", *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "state.pt").is_file():  # the ranks are training
+            time.sleep(0.05)
+        tree = descendants(proc.pid)
+        agent = next(p for p, parent in tree.items() if parent == proc.pid)
+        ranks = [p for p, parent in tree.items() if parent == agent]
+        assert len(ranks) == 2
+        os.kill(agent, signal.SIGKILL)
+        deadline = time.time() + 60
+        while time.time() < deadline and any(alive(p) for p in ranks):
+            time.sleep(0.05)
+        assert not any(alive(p) for p in ranks)
+    finally:
+        for p in [*descendants(proc.pid), proc.pid]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+    # without the agent (it holds the job's store) the end of run cannot be agreed: no summary, but
+    # the best model and the last state are there, and the run goes on from them
+    step = torch.load(run / "state.pt", weights_only=True)["step"]
+    assert step >= 4 and (run / "model.safetensors").is_file()
+    assert main(["train", "--resume", str(run), "--devices", "2", "--max-steps", str(step + 8), "--quiet"]) == 0
+    assert torch.load(run / "state.pt", weights_only=True)["step"] == step + 8
+
+
+def alive(pid: int) -> bool:
+    """A running process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

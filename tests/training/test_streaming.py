@@ -121,8 +121,8 @@ def test_two_gloo_processes_stream_disjoint_shards_and_end_each_epoch_together(t
     assert [k["path"] for k in s["skipped"]] == ["data-000004.tar/zzz"]
 
 
-def kill_tree(pid: int) -> None:
-    """SIGKILL pid's descendants (found in /proc), then pid."""
+def descendants(pid: int) -> dict[int, int]:
+    """{pid: parent pid} of every process below pid, from /proc."""
     parent = {}
     for stat in os.listdir("/proc"):
         if stat.isdigit():
@@ -135,7 +135,12 @@ def kill_tree(pid: int) -> None:
     while grew:
         more = {p for p, pp in parent.items() if pp in tree} - tree
         tree, grew = tree | more, bool(more)
-    for p in sorted(tree - {pid}) + [pid]:
+    return {p: parent[p] for p in tree - {pid}}
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL pid's descendants, then pid."""
+    for p in sorted(descendants(pid)) + [pid]:
         try:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:

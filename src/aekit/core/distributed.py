@@ -81,6 +81,7 @@ def start(device: str = "auto") -> Context:
     if not launched():
         return Context()
     if not dist.is_initialized():
+        stop_with_launcher()
         use_cuda = device.split(":")[0] in ("auto", "cuda") and torch.cuda.is_available()
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if use_cuda:
@@ -97,6 +98,25 @@ def start(device: str = "auto") -> Context:
         with waiting(joining, local_rank == 0):
             dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return context()
+
+
+def stop_with_launcher() -> None:
+    """Linux: ask the kernel for a SIGTERM when the process that started this one (torchrun's agent)
+    dies. torchrun starts its workers in sessions of their own, so an agent killed with -9 left them
+    training on, unseen; now they stop as on Ctrl-C (best model kept, state saved, exit 143)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        parent = os.getppid()
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: nothing to ask for
+        return
+    if os.getppid() != parent:  # the agent died before the request
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextmanager

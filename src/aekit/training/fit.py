@@ -215,11 +215,12 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
         loop.stopped = TERMINATED if isinstance(e, Terminated) else INTERRUPTED
         if progress:
             progress.stop()
-        console.print(
-            "[yellow]interrupted: the best model so far is kept; go on from the last checkpoint with "
-            f"[bold]aekit train --resume {run_dir}[/bold][/yellow]",
-            soft_wrap=True,
-        )
+        if s.ctx.main:  # the other ranks write to a folder of their own
+            console.print(
+                "[yellow]interrupted: the best model so far is kept; go on from the last checkpoint with "
+                f"[bold]aekit train --resume {run_dir}[/bold][/yellow]",
+                soft_wrap=True,
+            )
     finally:
         if progress:
             progress.stop()
