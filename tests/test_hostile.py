@@ -651,6 +651,27 @@ FAULTS: list[tuple[str, str, str]] = [
         D + "test_array_files.py::test_bad_arrays_are_one_line_errors",
     ),
     (
+        "tar shards given to aekit reconstruct or evaluate (they read folders and files)",
+        "exit 2, one line: `... holds tar shards ... extract them into a folder (tar -xf) ...`",
+        "tests/inference/test_streamed.py::test_commands_that_need_a_folder_say_so_for_shards",
+    ),
+    (
+        "tar shards with no readable image sample given to aekit encode",
+        "exit 2, one line: `no readable image sample in ...`; no output written",
+        "tests/inference/test_streamed.py::test_shards_with_no_readable_sample_are_one_line_exit_2",
+    ),
+    (
+        "torchrun killed with -9 while its processes train",
+        "the processes get SIGTERM from the kernel and stop as on Ctrl-C: best model and state kept; "
+        "`--resume` goes on",
+        "tests/training/test_distributed.py::test_the_ranks_stop_when_torchrun_is_killed",
+    ),
+    (
+        "`aekit train --devices 2 --resume RUN` on a run with nothing left to train",
+        "exit 2, one line, before torchrun starts any process; the run unchanged",
+        "tests/training/test_distributed.py::test_a_resume_that_cannot_go_on_is_one_line_before_torchrun_starts",
+    ),
+    (
         "rasters with other band counts, data types or CRS than the first",
         "exit 2: the file, what differs and the GDAL command that fixes it",
         D + "test_rasters.py::test_bad_rasters_give_one_clear_line",

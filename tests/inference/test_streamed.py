@@ -13,7 +13,7 @@ import pytest
 from aekit.cli.main import main
 from aekit.data.stream import write_shards
 from aekit.inference.streamed import _highest
-from tests.conftest import smooth_images, write_pngs
+from tests.conftest import smooth_images, tree_digest, write_pngs
 
 ARGS = ["--latent-dim", "4", "--width", "8", "--batch-size", "16", "--seed", "3", "--precision", "fp32", "--quiet"]
 
@@ -102,15 +102,17 @@ def test_highest_merges_pairs_and_leaves_out_empty_ones():
 
 def test_shards_with_no_readable_sample_are_one_line_exit_2(trained, tmp_path, capsys):
     run, _, _ = trained
-    with tarfile.open(tmp_path / "bad.tar", "w") as tar:
+    (tmp_path / "bad").mkdir()
+    with tarfile.open(tmp_path / "bad" / "bad.tar", "w") as tar:
         info = tarfile.TarInfo("a.png")
         info.size = 3
         tar.addfile(info, io.BytesIO(b"bad"))
+    before = tree_digest(tmp_path / "bad")
     capsys.readouterr()
-    assert main(["encode", str(run), str(tmp_path / "bad.tar"), "-o", str(tmp_path / "z.csv"), "--quiet"]) == 2
+    assert main(["encode", str(run), str(tmp_path / "bad" / "bad.tar"), "-o", str(tmp_path / "z.csv"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no readable image sample" in err and "Traceback" not in err
-    assert not (tmp_path / "z.csv").exists()
+    assert not (tmp_path / "z.csv").exists() and tree_digest(tmp_path / "bad") == before
 
 
 def test_two_gloo_processes_encode_shards_into_one_output(trained, tmp_path):
@@ -131,8 +133,10 @@ def test_two_gloo_processes_encode_shards_into_one_output(trained, tmp_path):
 
 def test_commands_that_need_a_folder_say_so_for_shards(trained, tmp_path, capsys):
     run, _, shards = trained
+    before = tree_digest(shards)
     capsys.readouterr()
-    assert main(["reconstruct", str(run), str(shards), "-o", str(tmp_path / "r"), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "holds tar shards" in err and "tar -xf" in err
-    assert not (tmp_path / "r").exists()
+    for cmd in (["reconstruct", str(run), str(shards), "-o", str(tmp_path / "r")], ["evaluate", str(run), str(shards)]):
+        assert main([*cmd, "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "holds tar shards" in err and "tar -xf" in err
+    assert not (tmp_path / "r").exists() and tree_digest(shards) == before

@@ -200,12 +200,14 @@ def test_a_resume_that_cannot_go_on_is_one_line_before_torchrun_starts(tmp_path,
     write_pngs(folder, smooth_images(20, 16, 16, 1, seed=7))
     run = tmp_path / "run"
     assert main(["train", str(folder), *ARGS, "--epochs", "1", "--out", str(run)]) == 0
+    before = tree_digest(run)
     started = []
     monkeypatch.setattr(aekit.cli.commands, "launch", lambda *a: started.append(a) or 0)
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--devices", "2", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "already trained all 1 epochs" in err and not started
+    assert tree_digest(run) == before  # the run is left as it was
     assert main(["train", "--resume", str(run), "--devices", "2", "--epochs", "2", "--quiet"]) == 0
     assert len(started) == 1  # a resume that can go on is launched
 
@@ -224,6 +226,7 @@ def test_the_ranks_stop_when_torchrun_is_killed(tmp_path):
 
     folder = tmp_path / "imgs"
     write_pngs(folder, smooth_images(71, 16, 16, 3, seed=7))
+    before = tree_digest(folder)
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     argv = ["train", str(folder), *ARGS, "--epochs", "100000", "--devices", "2", "--out", str(run)]
@@ -254,7 +257,7 @@ def test_the_ranks_stop_when_torchrun_is_killed(tmp_path):
     step = torch.load(run / "state.pt", weights_only=True)["step"]
     assert step >= 4 and (run / "model.safetensors").is_file()
     assert main(["train", "--resume", str(run), "--devices", "2", "--max-steps", str(step + 8), "--quiet"]) == 0
-    assert torch.load(run / "state.pt", weights_only=True)["step"] == step + 8
+    assert torch.load(run / "state.pt", weights_only=True)["step"] == step + 8 and tree_digest(folder) == before
 
 
 def alive(pid: int) -> bool:
