@@ -252,7 +252,6 @@ def test_the_ranks_stop_when_torchrun_is_killed(tmp_path):
             except ProcessLookupError:
                 pass
         proc.wait()
-    # without the agent (it holds the job's store) the end of run cannot be agreed: no summary, but
     # the best model and the last state are there, and the run goes on from them
     step = torch.load(run / "state.pt", weights_only=True)["step"]
     assert step >= 4 and (run / "model.safetensors").is_file()

@@ -355,3 +355,26 @@ def test_a_very_large_image_is_resized_without_a_memory_blow_up(tmp_path):
     assert digest(folder) == before
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert peak_mb < 1500, peak_mb  # torch itself is ~400 MB; the 24-megapixel image decodes as ~70 MB
+
+
+def test_a_second_sigterm_while_stopping_changes_nothing():
+    """A dying parent can send its children two SIGTERMs (seen with torchrun killed by -9): the
+    first stops the run, the second must not interrupt the clean stop (saving, the summary)."""
+    import signal as sig
+
+    from aekit.core.signals import Terminated, sigterm_as_interrupt
+
+    stopped, second = False, None
+    with sigterm_as_interrupt():
+        try:
+            os.kill(os.getpid(), sig.SIGTERM)
+            time.sleep(1)  # the handler raises here
+        except Terminated:
+            stopped = True
+            try:
+                os.kill(os.getpid(), sig.SIGTERM)  # the second, during the clean stop
+                time.sleep(0.05)
+                second = "ignored"
+            except Terminated:
+                second = "raised again"
+    assert stopped and second == "ignored"

@@ -25,7 +25,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
+    stopping = []
+
     def terminate(signum, frame):
+        if stopping:  # already stopping cleanly: a repeat (a dying parent can send two) changes nothing
+            return
+        stopping.append(signum)
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, terminate)
