@@ -8,6 +8,7 @@ import inspect
 import io
 import os
 import re
+import signal
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -168,3 +169,41 @@ def unchanged(*roots: Path):
     assert after == before, {
         k: (before.get(k), after.get(k)) for k in before.keys() | after.keys() if before.get(k) != after.get(k)
     }
+
+
+# -- processes started by a test (torchrun and its ranks) ----------------------------------------
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """{pid: parent pid} of every process below pid, from /proc."""
+    parent = {}
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                text = open(f"/proc/{stat}/stat").read()
+            except OSError:
+                continue
+            parent[int(stat)] = int(text.rsplit(")", 1)[1].split()[1])
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, pp in parent.items() if pp in tree} - tree
+        tree, grew = tree | more, bool(more)
+    return {p: parent[p] for p in tree - {pid}}
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL pid's descendants, then pid."""
+    for p in sorted(descendants(pid)) + [pid]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def alive(pid: int) -> bool:
+    """A running process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

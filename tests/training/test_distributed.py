@@ -8,7 +8,7 @@ import torch
 
 from aekit.cli.main import main
 from aekit.core import distributed
-from tests.conftest import smooth_images, tree_digest, write_pngs
+from tests.conftest import alive, descendants, smooth_images, tree_digest, write_pngs
 
 ARGS = ["--batch-size", "16", "--latent-dim", "4", "--width", "8", "--precision", "fp32", "--quiet"]
 COMPARED = ("train_loss", "val_loss", "val_mse", "lr")
@@ -222,8 +222,6 @@ def test_the_ranks_stop_when_torchrun_is_killed(tmp_path):
     import sys
     import time
 
-    from tests.training.test_streaming import descendants
-
     folder = tmp_path / "imgs"
     write_pngs(folder, smooth_images(71, 16, 16, 3, seed=7))
     before = tree_digest(folder)
@@ -257,12 +255,3 @@ def test_the_ranks_stop_when_torchrun_is_killed(tmp_path):
     assert step >= 4 and (run / "model.safetensors").is_file()
     assert main(["train", "--resume", str(run), "--devices", "2", "--max-steps", str(step + 8), "--quiet"]) == 0
     assert torch.load(run / "state.pt", weights_only=True)["step"] == step + 8 and tree_digest(folder) == before
-
-
-def alive(pid: int) -> bool:
-    """A running process (not gone, not a zombie waiting to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

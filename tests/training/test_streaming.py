@@ -17,7 +17,7 @@ import torch
 import aekit
 from aekit.cli.main import main
 from aekit.data.stream import write_shards
-from tests.conftest import smooth_images, write_pngs
+from tests.conftest import kill_tree, smooth_images, write_pngs
 
 ARGS = ["--latent-dim", "4", "--width", "8", "--batch-size", "16", "--seed", "3", "--precision", "fp32", "--quiet"]
 COMPARED = ("epoch", "train_loss", "val_loss", "val_mse", "lr")
@@ -119,32 +119,6 @@ def test_two_gloo_processes_stream_disjoint_shards_and_end_each_epoch_together(t
     s = json.loads((run / "summary.json").read_text())
     assert s["world_size"] == 2 and s["epochs_run"] == 2 and s["n_val"] == 10
     assert [k["path"] for k in s["skipped"]] == ["data-000004.tar/zzz"]
-
-
-def descendants(pid: int) -> dict[int, int]:
-    """{pid: parent pid} of every process below pid, from /proc."""
-    parent = {}
-    for stat in os.listdir("/proc"):
-        if stat.isdigit():
-            try:
-                text = open(f"/proc/{stat}/stat").read()
-            except OSError:
-                continue
-            parent[int(stat)] = int(text.rsplit(")", 1)[1].split()[1])
-    tree, grew = {pid}, True
-    while grew:
-        more = {p for p, pp in parent.items() if pp in tree} - tree
-        tree, grew = tree | more, bool(more)
-    return {p: parent[p] for p in tree - {pid}}
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL pid's descendants, then pid."""
-    for p in sorted(descendants(pid)) + [pid]:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_two_gloo_processes_killed_after_a_mid_epoch_checkpoint_resume_to_the_same_metrics(tmp_path):

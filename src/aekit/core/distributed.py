@@ -103,8 +103,10 @@ def start(device: str = "auto") -> Context:
 def stop_with_launcher() -> None:
     """Linux: ask the kernel for a SIGTERM when the process that started this one (torchrun's agent)
     dies. torchrun starts its workers in sessions of their own, so an agent killed with -9 left them
-    training on, unseen; now they stop as on Ctrl-C (best model kept, state saved, exit 143)."""
-    if not sys.platform.startswith("linux"):
+    training on, unseen; now they stop as on Ctrl-C (best model kept, state saved, exit 143).
+    Only under torchrun's agent (TORCHELASTIC_RUN_ID): the kernel sends the signal when the *thread*
+    that started the process ends, which other launchers may do while they live on."""
+    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
         return
     import ctypes
     import signal
