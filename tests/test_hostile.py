@@ -221,6 +221,12 @@ def _broken(p: Path) -> None:
     (p / "b.jpg").write_text("no")
 
 
+def _factory_os_system(run: Path) -> None:
+    """model.json naming os.system as its model's factory, with a shell command that would add a file."""
+    _edit_json(run / "model.json", lambda m: m.update(
+        arch="pwn", factory="os:system", model_kwargs={"command": f"touch {run.parent / 'pwned'}"}))  # fmt: skip
+
+
 def _bigger_latent(m: dict) -> None:
     m["model_kwargs"]["latent_dim"] += 3
 
@@ -335,6 +341,11 @@ ERRORS: list[tuple[str, str, Make]] = [
         "model.json naming an architecture that is not registered",
         "unknown arch 'os.system'",
         _encode_changed(_model_json(lambda m: m.update(arch="os.system"))),
+    ),
+    (
+        "model.json naming os:system as its model's factory, a shell command as its arguments",
+        "never imports code because a file names it",
+        _encode_changed(_factory_os_system),
     ),
     (
         "model.safetensors truncated",
@@ -486,9 +497,38 @@ def test_two_runs_on_one_out_folder_the_second_is_refused(gray28, tmp_path, caps
 
 R = "tests/training/test_resilience.py::"
 H = "tests/test_hostile.py::"
+S = "tests/test_security.py::"
 D = "tests/data/"
 FAULTS: list[tuple[str, str, str]] = [
     # case, what the user sees, the test
+    (
+        "model.json naming code (os:system, or a module that runs code on import) on every command that reads a "
+        "run: encode, score, reconstruct, evaluate, export, sample, interpolate, `aekit.load`, `aekit.encode`",
+        "exit 2: `unknown arch ... aekit never imports code because a file names it; if you trust that module, "
+        "pass --plugin MODULE`; nothing is imported or run",
+        S + "test_a_model_json_naming_code_runs_nothing_on_any_path_that_reads_a_run",
+    ),
+    (
+        "`python -m aekit train --resume .` inside a run folder whose config.yaml lists a module the folder holds",
+        "the module is never imported; the run goes on",
+        S + "test_resume_never_imports_the_plugins_a_config_yaml_lists",
+    ),
+    (
+        "a `--config` file or a sweep's config file listing plugins",
+        "never imported; a model only they would register: exit 2 `unknown arch ... pass --plugin evilmod`",
+        S + "test_a_config_file_naming_plugins_imports_nothing",
+    ),
+    (
+        "a run folder inside the data it trained on (`aekit train DATA --out DATA/runs/r`, then `aekit train DATA`)",
+        "the run folder is skipped and listed: `an aekit run folder: aekit's own results, never read as data`",
+        S + "test_a_run_folder_inside_the_data_is_never_read_as_data",
+    ),
+    (
+        "a table of 1 row (fewer than training and validation need)",
+        "exit 2: `has 1 row(s); a table needs at least 9 rows to train (8 to fit on and 1 to set the anomaly "
+        "threshold ...)`",
+        S + "test_a_table_too_small_to_train_and_validate_is_one_line_naming_the_minimum",
+    ),
     (
         "a file without read permission in a folder",
         "skipped, listed with `Permission denied`",

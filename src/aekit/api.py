@@ -11,10 +11,10 @@ from typing import Any
 
 from aekit.config import commands as c
 from aekit.config.fields import default_of
-from aekit.config.train import TrainConfig
+from aekit.config.train import TrainConfig, parse_plugins
 from aekit.core.errors import AekitError
 from aekit.inference.model import Autoencoder, load
-from aekit.models.registry import register_model  # noqa: F401  (aekit.register_model)
+from aekit.models.registry import load_plugins, register_model  # noqa: F401  (aekit.register_model)
 from aekit.reporting.report import report
 from aekit.training.workflow import Run
 from aekit.training.workflow import train as _train
@@ -36,6 +36,7 @@ def takes(command: str, *classes: type):
             if name not in own
         ]
         valid = [*own, *(p.name for p in extra)]
+        imports_plugins = "plugins" in fields and TrainConfig not in classes  # training imports and records them
 
         @functools.wraps(fn)
         def checked(*args: Any, **kw: Any):
@@ -44,6 +45,8 @@ def takes(command: str, *classes: type):
                 raise AekitError(
                     f"aekit.{command}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}"
                 )
+            if imports_plugins:  # the user's modules, imported here (SECURITY.md)
+                load_plugins(parse_plugins(kw.pop("plugins", None)))
             return fn(*args, **kw)
 
         checked.__signature__ = sig.replace(parameters=[*params, *extra])

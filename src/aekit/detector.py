@@ -216,6 +216,15 @@ class AutoencoderDetector(_Base):
             raise ValueError(f"Found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
         if arr.ndim == 2 and arr.shape[1] == 0:
             raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
+        if reset and arr.ndim == 2:  # a table too small to train and validate on (training/setup.py)
+            from aekit.training.setup import min_table_rows
+
+            need = min_table_rows(TrainConfig.val_fraction if self.val_fraction is None else self.val_fraction)
+            if arr.shape[0] < need:
+                raise ValueError(
+                    f"Found array with {arr.shape[0]} sample(s) (shape={arr.shape}) while a minimum of {need} is "
+                    "required to train and validate."
+                )
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             what = "NaN" if np.isnan(arr).any() else "infinity or a value too large"
             raise ValueError(f"Input X contains {what}; {name} does not take missing values: drop or fill them")

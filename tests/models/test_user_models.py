@@ -1,5 +1,6 @@
-"""Users' own models: registered with aekit.register_model, trained by name, and found again by
-aekit.load in a new process from the import path in model.json (or an entry point)."""
+"""Users' own models: registered with aekit.register_model, trained by name, and found again in a
+new process from the module the user names (--plugin, plugins=) or an entry point; never from the
+import path that model.json records, which only says which --plugin to pass (SECURITY.md)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ class PlainAE(nn.Module):
 '''
 
 ENCODE = (
-    "import sys, numpy as np, aekit; m = aekit.load(sys.argv[1]); "
+    "import sys, numpy as np, aekit; m = aekit.load(sys.argv[1], plugins=sys.argv[4:]); "
     "np.save(sys.argv[3], m.encode(np.load(sys.argv[2]))); print(repr(m))"
 )
 
@@ -111,19 +112,28 @@ def test_a_users_model_trains_and_loads_in_a_new_process(tmp_path, user_package)
     assert not list(run.path.glob("*.pt*")) or {p.name for p in run.path.glob("*.pt*")} == {"state.pt"}
     z_here = aekit.load(run.path).encode(x)
 
-    # a new process that never imported mypkg: model.json's import path finds the model
-    out = child(["-c", ENCODE, str(run.path), str(tmp_path / "x.npy"), str(tmp_path / "z.npy")],
+    # a new process that never imported mypkg: the module the user names (plugins=) finds the model
+    out = child(["-c", ENCODE, str(run.path), str(tmp_path / "x.npy"), str(tmp_path / "z.npy"), "mypkg.models"],
                 [user_package, src_dir()])  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "arch='tiny_user_ae'" in out.stdout
     np.testing.assert_allclose(np.load(tmp_path / "z.npy"), z_here, rtol=1e-5, atol=1e-5)
 
-    # without the package on the path: one line that says which module and how to fix it
-    out = child(["-m", "aekit", "encode", str(run.path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "z2.npy")],
-                [src_dir()])  # fmt: skip
-    err = out.stderr.strip()
-    assert out.returncode == 2 and len(err.splitlines()) == 1, err
-    assert "mypkg.models:TinyAE" in err and "PYTHONPATH" in err
+    # the package importable but not named: model.json's import path is never imported; one line
+    # says which --plugin to pass
+    for argv in (["-c", ENCODE, str(run.path), str(tmp_path / "x.npy"), str(tmp_path / "z1.npy")],
+                 ["-m", "aekit", "encode", str(run.path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "z2.npy")]):
+        out = child(argv, [user_package, src_dir()])
+        err = out.stderr.strip().splitlines()[-1]
+        assert out.returncode != 0 and "--plugin mypkg.models" in err and "plugins=['mypkg.models']" in err, err
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "z1.npy").exists() and not (tmp_path / "z2.npy").exists()
+
+    # the command line names it: the same codes
+    out = child(["-m", "aekit", "encode", str(run.path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "z3.npy"),
+                 "--plugin", "mypkg.models"], [user_package, src_dir()])  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "z3.npy"), z_here, rtol=1e-5, atol=1e-5)
 
 
 def test_cli_trains_a_plain_module_registered_by_a_plugin(tmp_path, user_package):
@@ -137,7 +147,7 @@ def test_cli_trains_a_plain_module_registered_by_a_plugin(tmp_path, user_package
     import yaml
 
     assert yaml.safe_load((run / "config.yaml").read_text())["plugins"] == ["mypkg.models"]
-    z = aekit.load(run).encode(images()[:5])  # this process imports mypkg.models from model.json
+    z = aekit.load(run, plugins=["mypkg.models"]).encode(images()[:5])  # this process names the module
     assert z.shape == (5, 3)
 
 

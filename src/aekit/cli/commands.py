@@ -134,4 +134,9 @@ COMMANDS = {name: cmd_write if name in WRITERS else globals()[f"cmd_{name}"] for
 
 
 def run(args: argparse.Namespace) -> int:
-    return COMMANDS[args.command](command_options(args), args)
+    options = command_options(args)
+    if getattr(options, "plugins", None):  # --plugin of a command that reads a run: the user's own modules
+        from aekit.models.registry import load_plugins
+
+        load_plugins(options.plugins)
+    return COMMANDS[args.command](options, args)

@@ -22,6 +22,15 @@ DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default: auto)"
 QUIET_HELP = "print nothing but errors"
 EXACT = "fp32 (default: exact, as the threshold and exported models compute) or reduced precision for speed"
 STRIDE_HELP = "rasters: spacing of the overlapping patches stitched into a GeoTIFF (default: half the patch)"
+PLUGIN_HELP = (
+    "import this module first: it registers your own model (aekit.register_model) that the run was trained with; "
+    "repeat for several. A run folder never decides what is imported (SECURITY.md)"
+)
+
+
+def plugins_opt() -> Any:
+    """--plugin MODULE (repeatable): the only way a command that reads a run imports a user's code."""
+    return opt(list, PLUGIN_HELP, factory=True, flag="--plugin", metavar="MODULE", append=True)
 
 
 @dataclass
@@ -62,12 +71,13 @@ class UseOptions(Options):
         "tables: the column that identifies rows (default: the one used in training, else id, else row numbers)",
         metavar="NAME",
     )
+    plugins: list[str] = plugins_opt()
 
     def options(self) -> dict[str, Any]:
-        """The keyword arguments of the library function: every field but run, data and output."""
-        return {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("run", "data", "output")
-        }
+        """The keyword arguments of the library function: every field but run, data, output and plugins
+        (imported by the command line before the call)."""
+        skip = ("run", "data", "output", "plugins")
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
 
 @dataclass
@@ -197,6 +207,7 @@ class SampleOptions(Options):
     temperature: float = opt(1.0, "scale of the prior's spread (default: 1)")
     device: str = opt("auto", DEVICE_HELP)
     verbose: bool = opt(True, QUIET_HELP, flag="--quiet", negate=True)
+    plugins: list[str] = plugins_opt()
 
 
 @dataclass
@@ -213,6 +224,7 @@ class InterpolateOptions(Options):
     output: str | None = opt("interpolation.png", "strip picture", short="-o", metavar="FILE.png")
     device: str = opt("auto", DEVICE_HELP)
     verbose: bool = opt(True, QUIET_HELP, flag="--quiet", negate=True)
+    plugins: list[str] = plugins_opt()
 
 
 @dataclass
@@ -235,6 +247,7 @@ class ExportOptions(Options):
         choices=EXPORT_PARTS,
     )
     verbose: bool = opt(True, QUIET_HELP, flag="--quiet", negate=True)
+    plugins: list[str] = plugins_opt()
 
 
 @dataclass

@@ -190,8 +190,7 @@ class TrainConfig:
         parse_noise(self.noise)
         if not isinstance(self.arch, str) or not self.arch.strip():
             raise AekitError(f"arch must be a model name (see `aekit models`), got {self.arch!r}")  # checked: training
-        self.plugins = [self.plugins] if isinstance(self.plugins, str) else list(self.plugins or [])
-        self.plugins = [m.strip() for p in self.plugins for m in str(p).split(",") if m.strip()]
+        self.plugins = parse_plugins(self.plugins)
         if self.log_dir is not None:
             if self.log is None:
                 raise AekitError("--log-dir is where --log writes: pass --log tensorboard or --log mlflow too")
@@ -374,6 +373,12 @@ def make_config(file_values: dict[str, Any] | None = None, **overrides: Any) -> 
         return TrainConfig(**values)
     except TypeError as e:
         raise AekitError(f"invalid config: {e}") from None
+
+
+def parse_plugins(value: str | Sequence[str] | None) -> list[str]:
+    """--plugin a --plugin b,c (or a list, or "a,b") as a list of module names."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    return [m.strip() for item in items for m in str(item).split(",") if m.strip()]
 
 
 def parse_columns(value: str | Sequence[str] | None) -> list[str] | None:

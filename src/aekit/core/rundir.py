@@ -98,6 +98,29 @@ def check_out(out: str | Path | None) -> None:
 
 LOCK_FILE = ".aekit.lock"
 
+# Folders aekit writes its results into carry one of these files: readers never take what is in
+# them for data (data/images.py `walk`), so a run folder inside the data it trained on is not read
+# back as images by the next run. A run folder of an older aekit has no marker: model.json beside
+# config.yaml says the same.
+RUN_MARKER, SWEEP_MARKER, RECONSTRUCT_MARKER = ".aekit-run", ".aekit-sweep", ".aekit-reconstruct"
+OUTPUT_MARKERS = {RUN_MARKER: "run", SWEEP_MARKER: "sweep", RECONSTRUCT_MARKER: "reconstruct"}
+
+
+def aekit_output(folder: str | Path) -> str | None:
+    """What kind of aekit output `folder` is ("run", "sweep", "reconstruct"), or None."""
+    for marker, kind in OUTPUT_MARKERS.items():
+        if os.path.lexists(os.path.join(folder, marker)):
+            return kind
+    both = all(os.path.isfile(os.path.join(folder, f)) for f in ("model.json", "config.yaml"))
+    return "run" if both else None
+
+
+def mark_output(folder: Path, marker: str) -> None:
+    """Leave `marker` in a folder aekit writes (see OUTPUT_MARKERS)."""
+    path = folder / marker
+    if not path.exists():
+        path.write_text(f"written by aekit: {OUTPUT_MARKERS[marker]} output, never read as data\n")
+
 
 def make_run_dir(out: str | Path | None, base: str | Path = "runs") -> Path:
     """`out` as given, or a new `runs/<timestamp>` (see `link_latest`)."""
@@ -107,6 +130,7 @@ def make_run_dir(out: str | Path | None, base: str | Path = "runs") -> Path:
         _mkdir(path)
         lock(path)
         check_out(out)  # a run that finished while this one waited for the lock
+        mark_output(path, RUN_MARKER)
         return path
     base = Path(base)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -115,6 +139,7 @@ def make_run_dir(out: str | Path | None, base: str | Path = "runs") -> Path:
         i += 1
         path = base / f"{stamp}-{i}"
     _mkdir(path)
+    mark_output(path, RUN_MARKER)
     return path
 
 
@@ -175,10 +200,12 @@ def replace_link(link: Path, target: str) -> bool:
 
 
 def remove_if_empty(path: Path) -> None:
-    """Remove a run folder that a failed start left empty."""
+    """Remove a run folder that a failed start left empty (but for its marker)."""
     unlock(path)
     try:
-        path.rmdir()
+        if {p.name for p in path.iterdir()} <= {RUN_MARKER}:
+            (path / RUN_MARKER).unlink(missing_ok=True)
+            path.rmdir()
     except OSError:
         pass
 

@@ -49,6 +49,7 @@ except ImportError:  # no wheel for this platform: Pillow decodes every file
 
 from aekit.core.errors import AekitError
 from aekit.core.progress import track
+from aekit.core.rundir import aekit_output
 from aekit.data.base import LoadedData, Skipped
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -76,7 +77,7 @@ def list_files(root: Path, extensions: tuple[str, ...]) -> tuple[list[Path], lis
         return [root], []
     found, others = [], []  # strings until the end: pathlib costs ~5 us a file, 50 ms for 10000
     top = str(root)
-    for dirpath, _, filenames in walk(top):
+    for dirpath, _, filenames in walk(top, others):
         rel_dir = os.path.relpath(dirpath, top)
         prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
         for name in sorted(filenames):
@@ -94,17 +95,26 @@ def list_files(root: Path, extensions: tuple[str, ...]) -> tuple[list[Path], lis
     return [Path(p) for _, p in found], others
 
 
-def walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+def walk(top: str, skipped: list[Skipped] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
     """os.walk in sorted order without hidden folders, following links to folders (a data set
     of symlinked class folders is common) but never into a folder it is already inside or has
-    already listed: a link loop ends there."""
+    already listed: a link loop ends there. Folders of aekit's own results (a run folder inside
+    the data, core/rundir.py OUTPUT_MARKERS) are never entered: listed in `skipped` instead."""
     seen = {os.path.realpath(top)}
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
         keep = []
         for d in sorted(dirnames):
             real = os.path.realpath(os.path.join(dirpath, d))
-            if not d.startswith(".") and real not in seen:
-                seen.add(real)
+            if d.startswith(".") or real in seen:
+                continue
+            seen.add(real)
+            if kind := aekit_output(real):
+                if skipped is not None:
+                    rel = os.path.relpath(os.path.join(dirpath, d), top).replace(os.sep, "/")
+                    skipped.append(
+                        Skipped(rel + "/", f"an aekit {kind} folder: aekit's own results, never read as data")
+                    )
+            else:
                 keep.append(d)
         dirnames[:] = keep
         yield dirpath, dirnames, filenames

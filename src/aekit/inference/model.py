@@ -25,6 +25,7 @@ from aekit.core.devices import resolve_device
 from aekit.core.errors import AekitError
 from aekit.data.memory import from_nchw, infer_layout, to_nchw
 from aekit.models.checkpoint import load_model
+from aekit.models.registry import load_plugins
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow's RGB -> L
 
@@ -298,9 +299,14 @@ def check_batch_size(batch_size: int) -> None:
         raise AekitError(f"batch size must be a positive integer, got {batch_size}")
 
 
-def load(run: str | Path, *, device: str = "auto", precision: str = "fp32") -> Autoencoder:
+def load(
+    run: str | Path, *, device: str = "auto", precision: str = "fp32", plugins: list[str] | None = None
+) -> Autoencoder:
     """Load a trained model from a run directory (e.g. "runs/latest") without the training code.
 
-    `precision` "fp32" (default, exact) or "auto"/"bf16"/"fp16" for faster approximate inference."""
+    `precision` "fp32" (default, exact) or "auto"/"bf16"/"fp16" for faster approximate inference.
+    `plugins`: modules to import first that register your own models (as `--plugin`); a run
+    folder never decides what is imported (SECURITY.md)."""
+    load_plugins(plugins)
     model, normalizer, meta = load_model(run)
     return Autoencoder(model, normalizer, meta, device=device, precision=precision)

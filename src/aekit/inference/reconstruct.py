@@ -21,9 +21,9 @@ import numpy as np
 from PIL import Image
 
 from aekit.core.errors import AekitError
-from aekit.core.rundir import atomic_write, check_creatable
+from aekit.core.rundir import RECONSTRUCT_MARKER, atomic_write, check_creatable
 
-MARKER = ".aekit-reconstruct"
+MARKER = RECONSTRUCT_MARKER  # also keeps the folder from being read as data (core/rundir.py)
 
 
 def check_out_dir(out: str | Path, data: Any) -> Path:

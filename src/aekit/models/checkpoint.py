@@ -2,8 +2,9 @@
 
 model.json holds the architecture name and its keyword arguments, the input shape and dtype, the
 normalisation and the aekit version: `load_model` rebuilds the network from these alone, with no
-pickle and no training code. A user's model also has its factory's import path ("factory":
-"mypkg.models:MyAE"), whose module is imported to rebuild it (models/registry.py).
+pickle and no training code. A user's model must be registered in this process (an entry point,
+or the module the user names with --plugin); model.json's "factory" ("mypkg.models:MyAE") only
+names it in the error when it is not: a run folder is data and never decides what is imported.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aekit.core.rundir import atomic_write, resolve_run, write_json
 from aekit.data.normalize import Normalizer
 from aekit.models import create_model
 from aekit.models.pca import PCA
-from aekit.models.registry import find_model
+from aekit.models.registry import find_model, plugin_hint
 from aekit.version import __version__
 
 FORMAT_VERSION = 1
@@ -54,7 +55,10 @@ def load_model(run: str | Path) -> tuple[nn.Module, Normalizer, dict]:
     try:
         meta = json.loads((run_dir / "model.json").read_text())
         norm = meta["normalization"]
-        find_model(meta["arch"], meta.get("factory"))  # a user's model: imported from where model.json says
+        arch = meta["arch"]
+        if not isinstance(arch, str):
+            raise TypeError(f"arch is {type(arch).__name__}, not a name")
+        find_model(arch, hint=plugin_hint(arch, meta.get("factory"), f"{run_dir / 'model.json'}"))
         check_shapes(run_dir, meta)  # before any memory is taken for the network model.json describes
         model = create_model(meta["arch"], **meta["model_kwargs"])
         normalizer = Normalizer(norm["scale"], norm["mean"], norm["std"])

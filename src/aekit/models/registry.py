@@ -1,22 +1,24 @@
 """The model registry: `register_model(name)` as a decorator, `create_model(name, **kwargs)`,
-`list_models()`; the built-in models and users' own, found again in any process.
+`list_models()`; the built-in models and users' own.
 
 A registered factory (a class or a function) takes the keyword arguments saved in model.json
 (`in_shape=(C, H, W)` and `latent_dim`; the built-in ones also `depth` and `width`, a user's only
 when --depth / --width are given) and returns a plain `nn.Module` following the protocol in
 models/base.py (an `AEModule`), or any module with `encode(x) -> z` and `decode(z) -> x`.
 
-A user's model is found again by `aekit.load` in a new process from the import path of its factory,
-which model.json records (`"factory": "mypkg.models:MyAE"`): the module is imported (it must be
-importable there: installed, or on PYTHONPATH) and registers the model. Installed packages may
-also name their models as entry points in the group `aekit.models` (`myae = "mypkg.models:MyAE"`),
-found by name without any import by the user. Weights are only ever read from safetensors.
+Trust (SECURITY.md): only what the user installed or named runs. A user's model is found among the
+registered models, the entry points of installed packages (group `aekit.models`, by name) and the
+modules the user names (`--plugin MODULE`, `plugins=[...]`, imported by `load_plugins`). A run
+folder's model.json records the import path of a user's factory (`"factory": "mypkg.models:MyAE"`)
+only to say, when the model is not available, which `--plugin` to pass: nothing is ever imported
+or called because a file names it. Weights are only ever read from safetensors.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from collections.abc import Callable
 from importlib import metadata
 
@@ -94,27 +96,12 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
         return {}
 
 
-def find_model(name: str, factory: str | None = None) -> Callable[..., nn.Module]:
-    """The factory registered as `name`; else imported from `factory` ("module:qualname", as
-    model.json records it) or from an entry point of that name. One-line error when none is found."""
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    if factory:
-        module, _, qualname = factory.partition(":")
-        try:
-            obj = importlib.import_module(module)
-            for part in filter(None, qualname.split(".")):
-                obj = getattr(obj, part)
-        except Exception as e:
-            raise AekitError(
-                f"model {name!r} is built by {factory}, which cannot be imported here ({type(e).__name__}: {e}); "
-                f"install the package that defines it or add its folder to PYTHONPATH"
-            ) from None
-        if name not in _REGISTRY and callable(obj):
-            register_model(name)(obj)
+def find_model(name: str, hint: str = "") -> Callable[..., nn.Module]:
+    """The factory registered as `name`, or an installed entry point of that name (group
+    aekit.models); `hint` ends the one-line error when none is found. Nothing else is imported."""
     if name not in _REGISTRY and name in (eps := _entry_points()):
         try:
-            obj = eps[name].load()
+            obj = eps[name].load()  # an installed package's own declaration: trusted as installed code
         except Exception as e:
             raise AekitError(
                 f"cannot load model {name!r} from entry point {eps[name].value} ({type(e).__name__}: {e})"
@@ -122,8 +109,27 @@ def find_model(name: str, factory: str | None = None) -> Callable[..., nn.Module
         if name not in _REGISTRY and callable(obj) and not inspect.ismodule(obj):
             register_model(name)(obj)
     if name not in _REGISTRY:
-        raise AekitError(f"unknown arch {name!r}; registered: {', '.join([AUTO, *list_models()])} ({PLUGIN_HINT})")
+        raise AekitError(
+            hint or f"unknown arch {name!r}; registered: {', '.join([AUTO, *list_models()])} ({PLUGIN_HINT})"
+        )
     return _REGISTRY[name]
+
+
+_MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def plugin_hint(name: str, factory: object, where: str) -> str:
+    """The error for a model `name` that `where` (model.json, a config file) names and that is not
+    registered here: which --plugin would register it, never an import of it."""
+    module = str(factory).partition(":")[0] if isinstance(factory, str) else ""
+    unknown = f"unknown arch {repr(name)[:80]} in {where}"
+    if not _MODULE_PATH.fullmatch(module) or len(module) > 200:  # echo only what reads as a module path
+        registered = ", ".join(list_models())
+        return f"{unknown}; registered: {registered}; for your own model pass the --plugin MODULE that registers it"
+    return (
+        f"{unknown}: {where} says {module} builds it, and aekit never imports code because a file names it; "
+        f"if you trust that module, pass --plugin {module} (Python: plugins=[{module!r}])"
+    )
 
 
 class PlainModule(AEModule):

@@ -29,7 +29,7 @@ from aekit.config.choices import SEARCHES
 from aekit.config.train import load_yaml, make_config
 from aekit.core.errors import AekitError
 from aekit.core.progress import console
-from aekit.core.rundir import replace_link, write_json
+from aekit.core.rundir import SWEEP_MARKER, mark_output, replace_link, write_json
 from aekit.sweeps.results import (
     DONE,
     FAILED,
@@ -244,7 +244,9 @@ def _fixed_options(options: dict, max_time_per_trial: float | None, config: str 
         max_time_per_trial = options.pop("max_time", None)  # aekit.sweep(max_time=...) means the same
     if max_time_per_trial is not None:
         options["max_time"] = max_time_per_trial
-    file_values = {k: v for k, v in (load_yaml(config) if config else {}).items() if k not in ("data", "out")}
+    # a YAML file's `plugins` are never imported (SECURITY.md): only --plugin / plugins= name modules
+    skip = ("data", "out", "plugins")
+    file_values = {k: v for k, v in (load_yaml(config) if config else {}).items() if k not in skip}
     return {**file_values, **{k: v for k, v in options.items() if v is not None}}
 
 
@@ -271,6 +273,7 @@ def _start_state(out_dir: Path, state: dict, ctx: Any) -> dict[str, dict]:
     done: dict[str, dict] = {}
     if ctx.main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        mark_output(out_dir, SWEEP_MARKER)
         write_json(out_dir / STATE, state)
         done = read_results(out_dir / RESULTS)
         harvest(out_dir / TRIALS_DIR, done)

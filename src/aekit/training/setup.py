@@ -173,7 +173,35 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
+MIN_TRAIN_ROWS, MIN_VAL_ROWS = 8, 1  # a table's least: rows to fit on, and to set the anomaly threshold
+
+
+def min_table_rows(val_fraction: float) -> int:
+    """The fewest rows a table can train on with this validation fraction (split as split_indices)."""
+    n = MIN_TRAIN_ROWS
+    while True:
+        n_val = len(split_indices(n, val_fraction, 0)[1])
+        if n - n_val >= MIN_TRAIN_ROWS and (n_val >= MIN_VAL_ROWS or val_fraction == 0):
+            return n
+        n += 1
+
+
+def check_rows(data: LoadedData, cfg: TrainConfig) -> None:
+    """A table too small to train on and validate is a one-line error naming the minimum."""
+    need = min_table_rows(cfg.val_fraction)
+    if data.columns is None or len(data) >= need:
+        return
+    why = f"{MIN_TRAIN_ROWS} to fit on"
+    if cfg.val_fraction > 0:
+        why += f" and {MIN_VAL_ROWS} to set the anomaly threshold with --val-fraction {cfg.val_fraction:g}"
+    raise AekitError(
+        f"{data.source} has {len(data)} row(s); a table needs at least {need} rows to train ({why}): add rows"
+        + (", or change --val-fraction" if cfg.val_fraction > 0 else "")
+    )
+
+
 def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
+    check_rows(data, cfg)
     ctx = distributed.context()  # rank and world size under torchrun; one process otherwise
     device = resolve_device(distributed.rank_device(cfg.device, ctx))
     distributed.per_rank_batch(cfg.batch_size, ctx)  # the global batch must split evenly

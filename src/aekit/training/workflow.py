@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aekit.config.train import TrainConfig, load_yaml, make_config
+from aekit.config.train import TrainConfig, load_yaml, make_config, parse_plugins
 from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.core.progress import console
 from aekit.core.rundir import check_out, link_latest, lock, make_run_dir, remove_if_empty, unlock
 from aekit.data import load_data
 from aekit.inference.model import Autoencoder, load
-from aekit.models.registry import AUTO, find_model, load_plugins
+from aekit.models.registry import AUTO, find_model, load_plugins, plugin_hint
 from aekit.reporting.report import report_after_training
 from aekit.training.loggers import check_logger
 
@@ -73,7 +73,7 @@ def train(
     if data is None:
         raise AekitError("no data given: pass a folder, file or array (or resume=RUN to continue a run)")
     cfg = make_config(load_yaml(config) if config else None, **options)
-    check_models(cfg)
+    check_models(cfg, options.get("plugins"))
     ctx = distributed.start(cfg.device)  # several processes under torchrun (distributed.py)
     verbose = verbose and ctx.main
     if ctx.main:
@@ -112,13 +112,18 @@ def _writes_of(run_dir: Path, ctx):
         yield Path(tmp)
 
 
-def check_models(cfg: TrainConfig) -> None:
-    """The --plugin modules imported and --arch found among the registered models, and --log's
-    package installed, before any data is read: one-line errors otherwise."""
+def check_models(cfg: TrainConfig, named: Any) -> None:
+    """The modules the user named (--plugin, plugins=) imported and --arch found among the registered
+    models, and --log's package installed, before any data is read: one-line errors otherwise.
+
+    Only `named` modules are imported: `plugins` in a YAML file (--config, a run's config.yaml) is
+    data, never a reason to import code (SECURITY.md); it only says which --plugin to pass."""
     check_logger(cfg)
-    load_plugins(cfg.plugins)
+    named = parse_plugins(named)
+    load_plugins(named)
     if cfg.arch != AUTO:
-        find_model(cfg.arch)
+        unnamed = [m for m in cfg.plugins if m not in named]
+        find_model(cfg.arch, hint=plugin_hint(cfg.arch, f"{unnamed[0]}:", "config file") if unnamed else "")
 
 
 def read_data(data: Any, cfg: TrainConfig, verbose: bool, ctx: distributed.Context):
@@ -189,7 +194,7 @@ def load_for(data: Any, cfg: TrainConfig, verbose: bool):
     )
 
 
-RESUMABLE_OPTIONS = ("epochs", "max_steps", "max_time", "patience", "device", "checkpoint_every")
+RESUMABLE_OPTIONS = ("epochs", "max_steps", "max_time", "patience", "device", "checkpoint_every", "plugins")
 
 
 def elastic_restart() -> int:
@@ -231,7 +236,7 @@ def check_resume(run: str | Path, data: Any = None, *, config: Any = None, out: 
     saved = load_yaml(run_dir / "config.yaml")
     source = saved.pop("data", None)
     cfg = make_config(saved, **options)
-    check_models(cfg)
+    check_models(cfg, options.get("plugins"))
     state = load_state(run_dir)
     if state["epoch"] >= cfg.epochs:
         raise AekitError(
