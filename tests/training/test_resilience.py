@@ -21,6 +21,7 @@ import aekit.models.checkpoint
 import aekit.training.fit
 from aekit.cli.main import main
 from aekit.core.compute import compute_settings
+from aekit.core.rundir import RUN_MARKER
 from aekit.models import create_model
 from aekit.training.step import train_step
 from tests.conftest import smooth_images, write_pngs
@@ -112,7 +113,7 @@ def test_killed_after_a_mid_epoch_checkpoint_resumes_at_that_step(tmp_path, caps
 
 def test_checkpoints_are_due_every_n_steps_or_once_the_time_has_passed():
     from aekit.core.distributed import Context
-    from aekit.training.fit import Checkpoints
+    from aekit.training.state import Checkpoints
 
     cpu, one = torch.device("cpu"), Context()
     steps = Checkpoints("3", save=None)
@@ -307,7 +308,8 @@ def test_a_crash_while_saving_leaves_the_previous_model_loadable(folder, tmp_pat
     model, _, meta = aekit.models.checkpoint.load_model(run.path)
     with pytest.raises(OSError):
         aekit.models.checkpoint.save_model(run.path, model, meta)
-    assert not [p for p in run.path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    hidden = [p.name for p in run.path.iterdir() if p.name.startswith(".")]
+    assert hidden == [RUN_MARKER]  # no temporary left behind, only the marker of a run folder
     np.testing.assert_array_equal(aekit.load(run.path).encode(np.zeros((1, 16, 16, 3), np.uint8)), before)
 
 

@@ -1,4 +1,5 @@
-"""What training prints: the table of what is about to happen, and the table of what happened."""
+"""What training prints: the table of what is about to happen, the progress bar with a line per
+epoch, and the table of what happened."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 import torch
 from rich.table import Table
 
-from aekit.core.progress import console
+from aekit.core.progress import console, make_progress
 from aekit.evaluation.compare import format_db
-from aekit.training.defaults import describe_budget
+from aekit.training.defaults import budget_spent, describe_budget
 
 
 def print_start(data, cfg, compute, n_params, n_train, n_val, run_dir) -> None:
@@ -62,3 +63,37 @@ def print_end(s: dict, run_dir: Path) -> None:
             console.print(f"  {item['path']}: {item['reason']}")
         if len(s["skipped"]) > 10:
             console.print(f"  ... and {len(s['skipped']) - 10} more, listed in {run_dir / 'summary.json'}")
+
+
+class TrainingBar:
+    """The progress bar of a run: it follows the budget (steps, or time when that runs out first),
+    redraws at most 4 times a second, prints a line per epoch above itself, and completes when
+    training ends, early or not. Hidden (and free) when not `enabled`."""
+
+    def __init__(self, cfg, steps: int, enabled: bool) -> None:
+        self.cfg, self.steps, self.last = cfg, steps, 0.0
+        self.progress = make_progress() if enabled else None
+        if self.progress:
+            self.task = self.progress.add_task("training", total=steps, info="")
+            self.progress.start()
+
+    def step(self, epoch: int, step: int, elapsed: float, now: float) -> None:
+        if self.progress and now - self.last > 0.25:
+            done = budget_spent(self.cfg, step, self.steps, elapsed) * self.steps
+            self.progress.update(self.task, completed=done, description=f"epoch {epoch}/{self.cfg.epochs}")
+            self.last = now
+
+    def epoch(self, line: str, val_loss: float, step: int, elapsed: float) -> None:
+        if self.progress:
+            done = budget_spent(self.cfg, step, self.steps, elapsed) * self.steps
+            self.progress.update(self.task, completed=done, info=f"val {val_loss:.4f}")
+            self.progress.console.print(line)
+
+    def finish(self, completed: bool) -> None:
+        """Stop the bar; full when training ended by its own rule (budget, early stop), left where it
+        was when interrupted."""
+        if self.progress:
+            if completed:
+                self.progress.update(self.task, completed=self.steps)
+            self.progress.stop()
+            self.progress = None

@@ -65,7 +65,9 @@ def describe_budget(cfg: TrainConfig, n_train: int) -> str:
     """The start table's line: '3000 steps (104 epochs of 29 steps), at most 10 min, ...'."""
     per_epoch = math.ceil(max(n_train, 1) / cfg.batch_size)
     steps = total_steps(cfg, n_train)
-    text = f"{steps} steps ({steps / per_epoch:.3g} epochs of {per_epoch} steps)"
+    epochs = steps / per_epoch
+    shown = f"{epochs:.0f}" if epochs >= 10 or epochs.is_integer() else f"{epochs:.1f}"  # counts, not 1.5e+03
+    text = f"{steps} steps ({shown} epochs of {per_epoch} steps)"
     if cfg.max_time:
         text += f", at most {format_seconds(cfg.max_time)}"
     if cfg.patience:

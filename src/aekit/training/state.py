@@ -8,21 +8,31 @@ NaN guard, the best score and weights so far, the metrics rows and the time alre
 renamed, so a crash at any moment leaves the previous epoch's state. It holds only tensors,
 numbers, strings and containers and is read with `torch.load(weights_only=True)`: a file that
 would need to run code to load is refused.
+
+`Loop` is where training stands (what state.pt holds); `Checkpoints` saves it inside epochs too
+(--checkpoint-every), with the epoch's resume point (training/batches.py).
 """
 
 from __future__ import annotations
 
+import math
 import pickle
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from aekit.config.train import parse_every
+from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write
+from aekit.training.step import weights_finite
 
 STATE_FILE = "state.pt"
 STATE_FORMAT = 1
+COMPLETED = "completed all epochs"  # why a run stopped, when nothing stopped it sooner
 
 
 def save_state(run_dir: Path, state: dict[str, Any]) -> None:
@@ -49,3 +59,81 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise AekitError(f"{path} is not an aekit training state; train again without --resume")
     return state
+
+
+@dataclass
+class Loop:
+    """Where training stands; saved after every epoch (state.pt), and inside epochs with
+    --checkpoint-every, so that a run resumes exactly."""
+
+    gen: torch.Generator  # batch order and flips
+    best: dict  # val_loss, epoch, mse of the best epoch so far (epoch 0: the untrained model)
+    best_state: dict  # its weights
+    step: int = 0
+    epoch: int = 0  # the last completed epoch
+    rows: list[dict] = field(default_factory=list)  # metrics.csv
+    lr_factor: float = 1.0  # lowered by the NaN guard
+    bad_steps: int = 0
+    stopped: str = COMPLETED
+    partial: dict | None = None  # in a mid-epoch checkpoint: the epoch's order, next batch, sums so far
+
+    def keep_if_best(self, model, val: dict, epoch: int) -> bool:
+        if math.isfinite(val["loss"]) and val["loss"] < self.best["val_loss"] and weights_finite(model):
+            self.best = {"val_loss": val["loss"], "epoch": epoch, "mse": val["mse"]}
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return True
+        return False
+
+    def state(self, model, opt, elapsed: float, device: torch.device) -> dict:
+        state = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "gen": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "best": self.best,
+            "best_state": self.best_state,
+            "rows": self.rows,
+            "elapsed": elapsed,
+            "lr_factor": self.lr_factor,
+            "bad_steps": self.bad_steps,
+            "partial": self.partial,
+        }
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
+        return state
+
+    @classmethod
+    def restore(cls, state: dict, model, opt, device: torch.device) -> Loop:
+        """Go on exactly where the last checkpoint left off (state.py): after its epoch, or inside
+        the next one at the batch after the checkpoint."""
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen = torch.Generator()
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        return cls(
+            gen, dict(state["best"]), state["best_state"], state["step"], state["epoch"], list(state["rows"]),
+            state["lr_factor"], state["bad_steps"], partial=state.get("partial"),
+        )  # fmt: skip
+
+
+class Checkpoints:
+    """--checkpoint-every: the state is also saved inside epochs, every N steps or every so many
+    seconds since the last save (the end of an epoch included)."""
+
+    def __init__(self, spec: str, save) -> None:
+        self.unit, self.every = parse_every(spec)
+        self.save = save  # save(now): state.pt from the loop as it stands
+        self.last = time.perf_counter()
+
+    def due(self, step: int, now: float, device: torch.device, ctx) -> bool:
+        if self.unit == "steps":
+            return step % self.every == 0
+        return distributed.any_rank(now - self.last >= self.every, device, ctx)  # every rank at the same step
+
+    def saved(self, now: float) -> None:
+        self.last = now
