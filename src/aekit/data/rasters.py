@@ -327,8 +327,9 @@ def read_rasters(
     layout = _choose_layout(infos, opts, grid, notes)
     plans = _plan_items(infos, layout, grid, opts.seed, root, skipped)
     items = _allocate_items(plans, len(bands), layout, store, allocate)
-    _read_items(plans, items, bands, layout, opts, store, show_progress)
-    array, mask = _drop_mostly_nodata(items, layout, root, notes)
+    unread = _read_items(plans, items, bands, layout, opts, store, show_progress)
+    skipped += [Skipped(_rel(plans[k][0], root), reason) for k, reason in unread.items()]
+    array, mask = _drop_mostly_nodata(items, layout, root, notes, sum(len(plans[k][2]) for k in unread), skipped)
     any_nodata = not bool(np.all(mask))
     notes += _value_notes(opts, first, store, any_nodata)
     skipped.sort(key=lambda s: s.path)
@@ -439,15 +440,24 @@ def _read_items(
     opts: RasterOptions,
     store: np.dtype,
     show_progress: bool,
-) -> None:
-    """Read every planned item into `items`, files in parallel (GDAL reads release the GIL)."""
+) -> dict[int, str]:
+    """Read every planned item into `items`, files in parallel (GDAL reads release the GIL). Returns
+    {plan index: reason} of the files whose pixels could not be read (a corrupt tile or strip: a
+    header that opens is no promise); none of their items is kept."""
+    rasterio = rasterio_module()
 
-    def read_file(k: int) -> None:
-        _read_file(plans[k], items, int(items.offsets[k]), bands, layout, opts, store)
+    def read_file(k: int) -> str | None:
+        first_row = int(items.offsets[k])
+        try:
+            _read_file(plans[k], items, first_row, bands, layout, opts, store)
+        except rasterio.errors.RasterioError as e:
+            items.kept[first_row : int(items.offsets[k + 1])] = False
+            return f"unreadable pixels ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        return None
 
     with ThreadPoolExecutor(min(_WORKERS, len(plans))) as pool:
-        for _ in track(pool.map(read_file, range(len(plans))), len(plans), "reading rasters", show_progress):
-            pass
+        reasons = list(track(pool.map(read_file, range(len(plans))), len(plans), "reading rasters", show_progress))
+    return {k: reason for k, reason in enumerate(reasons) if reason is not None}
 
 
 def _read_file(
@@ -475,11 +485,16 @@ def _read_file(
             items.kept[row] = True
 
 
-def _drop_mostly_nodata(items: _Items, layout: _Layout, root: Path, notes: list[str]) -> tuple[Any, Any]:
-    """(array, mask) of the kept items only, the gaps closed in place; an error when none is kept."""
+def _drop_mostly_nodata(
+    items: _Items, layout: _Layout, root: Path, notes: list[str], unread: int, skipped: list[Skipped]
+) -> tuple[Any, Any]:
+    """(array, mask) of the kept items only, the gaps closed in place; an error when none is kept.
+    `unread` items belong to files that could not be read (listed in `skipped`), not to nodata."""
     rows = np.flatnonzero(items.kept)
-    total = items.total
+    total = items.total - unread
     n_mostly = total - len(rows)
+    if not total:
+        raise AekitError(f"no readable raster under {root} (first: {skipped[-1].path}: {skipped[-1].reason})")
     if not len(rows):
         raise AekitError(
             f"every {layout.noun()} under {root} is more than {MAX_NODATA:.0%} nodata; "
