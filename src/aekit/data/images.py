@@ -23,6 +23,7 @@ very same pixels; every other file goes through Pillow.
 
 from __future__ import annotations
 
+import logging
 import mmap
 import multiprocessing as mp
 import os
@@ -51,6 +52,10 @@ from aekit.core.errors import AekitError
 from aekit.core.progress import track
 from aekit.core.rundir import aekit_output
 from aekit.data.base import LoadedData, Skipped
+
+# Pillow logs why a file cannot be decoded (e.g. a TIFF tag out of range) and, with no handler set up,
+# Python prints it to stderr: the file's skip reason already says it, on its one line
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_SIDE = 128
