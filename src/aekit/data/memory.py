@@ -8,6 +8,8 @@ units (full scale 255 for uint8, 65535 for uint16); float data is used as it is 
 
 from __future__ import annotations
 
+import math
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -88,6 +90,8 @@ def from_array(
     arr = np.ascontiguousarray(to_nchw(arr, layout))
     if len(arr) == 0:
         raise AekitError(f"{source} holds no items")
+    if arr.size == 0:  # (10**12, 0, 8, 8): no value, however many items it claims
+        raise AekitError(f"{source} holds no values (shape {arr.shape}); pass items of at least one value each")
     if arr.dtype == np.float32 and not np.isfinite(arr).all():
         raise AekitError(f"{source} contains NaN or Inf values; replace or drop them before training")
     check_magnitude(arr, source)
@@ -120,20 +124,43 @@ def read_array_file(
                     raise AekitError(
                         f"{path} holds several arrays ({', '.join(keys)}); name the images 'images' or save one array"
                     )
+                check_npz_member(npz, key)
                 arr = npz[key]
     except ValueError as e:
         if "pickle" not in str(e) and "Python objects" not in str(e):  # a truncated or foreign file
             raise AekitError(f"cannot read {path}: truncated or not a {path.suffix} file ({e})") from None
         raise AekitError(f"cannot read {path} without unpickling ({e}); save a plain numeric array") from None
-    except (zipfile.BadZipFile, EOFError, zlib.error) as e:  # a .npz that is not a whole zip file
+    except (zipfile.BadZipFile, EOFError, zlib.error, OverflowError, SyntaxError, tokenize.TokenError) as e:
+        # a .npz that is not a whole zip file; a header numpy cannot parse or map (a shape too large)
         raise AekitError(f"cannot read {path}: truncated or not a {path.suffix} file ({e})") from None
     except OSError as e:
         raise AekitError(f"cannot read {path}: {e}") from None
+    except MemoryError:  # a .npz member is read into memory whole (a .npy is mapped)
+        raise AekitError(f"{path} holds an array larger than this machine's memory; save it as .npy") from None
     if arr.ndim == 2:  # a table: N rows, F columns
         return from_array(arr, source=str(path.resolve()), columns=columns, id_column=id_column)
     data = from_array(arr, layout=layout, source=str(path.resolve()), columns=columns, id_column=id_column)
     data.notes.append(f"array {tuple(arr.shape)} {arr.dtype}, read as {layout or infer_layout(arr.shape)}")
     return data
+
+
+def check_npz_member(npz: Any, key: str) -> None:
+    """Raise ValueError when the .npy member `key` of `npz` (numpy's NpzFile) holds fewer bytes than
+    its header claims: numpy allocates the array the header describes before it reads a byte, so a
+    member of a few bytes could claim terabytes."""
+    name = key if key in npz.zip.namelist() else f"{key}.npy"
+    with npz.zip.open(name) as f:
+        if f.read(6) != b"\x93NUMPY":
+            return  # not a .npy: numpy returns its bytes
+        f.seek(0)
+        version = np.lib.format.read_magic(f)
+        # 2.0 and 3.0 headers differ only in their text's encoding (latin-1, utf-8)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        claimed = math.prod(shape) * dtype.itemsize
+        held = npz.zip.getinfo(name).file_size - f.tell()
+    if claimed > held:
+        raise ValueError(f"its array {name} claims {claimed} bytes of data but holds {held}")
 
 
 def _first_tensor(item: Any) -> Any:
