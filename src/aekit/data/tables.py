@@ -204,7 +204,7 @@ def read_parquet(path: Path) -> list[Column]:
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as e:
-        raise AekitError(f"cannot read {path} as Parquet: {e}") from None
+        raise AekitError(f"cannot read {path} as Parquet: {_first_line(e)}") from None
     out = []
     for name, col in zip(table.column_names, table.columns):
         t = col.type
@@ -219,6 +219,11 @@ def read_parquet(path: Path) -> list[Column]:
             first = next((v for v in col.to_pylist() if v is not None), "")
             out.append(Column(str(name), None, cells, example=f"{first} ({t})"))
     return out
+
+
+def _first_line(error: Exception) -> str:
+    """An exception's message on one line (pyarrow's run over several)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 def from_table_array(
