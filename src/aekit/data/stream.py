@@ -118,12 +118,25 @@ def shard_samples(url: str, skipped: list[Skipped]) -> Iterator[tuple[str, bytes
                         n += 1
                     key, data = k, None
                 if "." + ext.lower() in IMAGE_EXTENSIONS and data is None:
+                    if too_large(member.size):  # never read into memory (a gzip bomb in a .tar.gz)
+                        skipped.append(Skipped(f"{name}/{k}", f"{member.name}: {member.size} bytes, {TOO_LARGE}"))
+                        continue
                     data = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError, ValueError) as e:
         skipped.append(Skipped(f"{name} (after {n} samples)", f"corrupt or truncated shard, rest skipped: {e}"))
         return
     if data is not None:
         yield f"{name}/{key}", data
+
+
+TOO_LARGE = "more than an uncompressed 16-bit RGBA image at Pillow's pixel limit (Image.MAX_IMAGE_PIXELS)"
+
+
+def too_large(size: int) -> bool:
+    """Whether an image file of `size` bytes is over any image Pillow decodes: 8 bytes per pixel."""
+    from PIL import Image
+
+    return bool(Image.MAX_IMAGE_PIXELS) and size > 8 * Image.MAX_IMAGE_PIXELS
 
 
 def _split(name: str) -> tuple[str, str]:
