@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import aekit.data.images as images_mod
-from aekit.data.cache import default_cache_dir, read_images_cached
+from aekit.data.cache import default_cache_dir, index_crc, read_images_cached
 from aekit.data.images import read_images
 from tests.conftest import smooth_images, tree_digest, unchanged, write_pngs
 
@@ -153,6 +153,14 @@ def test_a_cache_entry_without_checksums_or_with_another_shape_is_rebuilt(rgb_fo
     index["checksums"]["data.npy"]["shape"][0] += 1
     (cache / entry / "index.json").write_text(json.dumps(index))
     capsys.readouterr()
+    with unchanged(rgb_folder):
+        again = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
+    assert "index.json does not match its checksum; rebuilding it" in capsys.readouterr().err  # the index itself
+    assert not any("reused" in n for n in again.notes) and len(again) == 20
+    index = json.loads((cache / entry / "index.json").read_text())
+    index["checksums"]["data.npy"]["shape"][0] += 1
+    index["index_crc32"] = index_crc(index)  # an index that holds together, about another array
+    (cache / entry / "index.json").write_text(json.dumps(index))
     with unchanged(rgb_folder):
         again = read_images_cached(rgb_folder, cache_dir=cache, show_progress=False)
     assert "is not the array it was built with; rebuilding it" in capsys.readouterr().err

@@ -15,10 +15,12 @@ batches are read from the map. With several processes per machine (torchrun) eve
 the entry, never copies it: one decoded copy per machine, in the page cache, shared (memory_limit).
 
 Integrity: index.json records a CRC-32 of every 16 MB of each array's data, with its shape and
-type, computed when the entry is built. The first read of an entry in a process checks them (one
-sequential pass; later reads in the same process trust it); a mismatch (flipped bits, a truncated
-or overwritten file) prints one line and the entry is rebuilt, never used. A CRC detects
-corruption, not tampering: whoever can write the cache can write its index too.
+type, and a CRC-32 of its own content, computed when the entry is built. The first read of an entry
+in a process checks them (one sequential pass; later reads in the same process trust it); a
+mismatch (flipped bits, a truncated or overwritten file, a changed id or scale) prints one line and
+the entry is rebuilt, never used; an entry that cannot be read at all is rebuilt too. An alias
+names an entry of its folder and nothing else. A CRC detects corruption, not tampering: whoever can
+write the cache can write its index too.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
+import tokenize
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -41,11 +45,13 @@ from aekit.core.progress import console
 from aekit.data.base import LoadedData, Skipped
 from aekit.data.images import pyspng, read_images, scan, shared_empty
 
-CACHE_VERSION = 2  # 2: index.json holds the checksums of the arrays
+CACHE_VERSION = 3  # 2: index.json holds the checksums of the arrays; 3: and one of itself
 CHECK_CHUNK = 16 << 20  # bytes of array data per CRC-32
 STALE_SECONDS = 24 * 3600  # unfinished builds older than this are removed
 SIZES_KEPT = 64  # an entry's index keeps this many of its most common image sizes (data/shards.py)
 DECODED = "decoded into memory"
+# what reading a damaged entry raises (numpy parses a .npy header as Python literals: TokenError)
+UNUSABLE = (OSError, ValueError, KeyError, TypeError, EOFError, SyntaxError, tokenize.TokenError)
 
 
 def default_cache_dir() -> Path:
@@ -177,9 +183,8 @@ def read_images_cached(
     key = fingerprint(root, listing, options)
     entry = base / key
     limit = memory_limit() if in_memory_limit is None else in_memory_limit
-    alias = base / f"{key}.alias"
-    if not entry.is_dir() and alias.is_file():  # same data and resolved options as an existing entry
-        entry = base / alias.read_text().strip()
+    if not entry.is_dir():  # same data and resolved options as an existing entry
+        entry = aliased(base, key) or entry
     data, sizes = None, Counter()
     if (entry / "index.json").is_file():
         try:
@@ -188,13 +193,23 @@ def read_images_cached(
         except CorruptEntry as e:
             console.print(f"{e}; rebuilding it", style="yellow", markup=False, soft_wrap=True)
             shutil.rmtree(entry, ignore_errors=True)
-        except (OSError, ValueError, KeyError):
+        except UNUSABLE:
             shutil.rmtree(entry, ignore_errors=True)  # unreadable entry: rebuild it
     if data is None:
         data = _build(root, files, others, listing, base, key, options, show_progress, limit, sizes)
     if shard is not None:
         data.shard = {"node": node, "nodes": nodes, "files": total, "sizes": _top_sizes(sizes)}
     return data
+
+
+def aliased(base: Path, key: str) -> Path | None:
+    """The entry that `<key>.alias` under `base` names; None without one, or when what it holds is
+    not an entry's name (a damaged alias must not lead out of the cache, where a rebuild deletes)."""
+    try:
+        name = (base / f"{key}.alias").read_text(encoding="ascii").strip()
+    except (OSError, ValueError):
+        return None
+    return base / name if re.fullmatch(r"[0-9a-f]{32}", name) else None
 
 
 def _top_sizes(sizes: Counter) -> list[list[int]]:
@@ -219,12 +234,22 @@ def _crcs(a: np.ndarray) -> list[int]:
     return [zlib.crc32(flat[i : i + CHECK_CHUNK]) for i in range(0, len(flat), CHECK_CHUNK)]
 
 
+def index_crc(index: dict) -> int:
+    """CRC-32 of an index's content (all but the CRC itself)."""
+    return zlib.crc32(json.dumps({k: v for k, v in index.items() if k != "index_crc32"}, sort_keys=True).encode())
+
+
 def verify(entry: Path, index: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Check `arrays` (the entry's .npy files, memory-mapped whole) against the checksums in its
-    index, once per entry and process; raises CorruptEntry naming the file and the bytes that differ."""
+    """Check the entry's index against its own checksum, and `arrays` (the entry's .npy files,
+    memory-mapped whole) against the checksums in it, once per entry and process; raises
+    CorruptEntry naming the file and the bytes that differ."""
+    if not isinstance(index, dict):
+        raise CorruptEntry(f"the cache entry {entry} is corrupt: index.json holds no index")
     key = (str(entry), index.get("created", 0.0))
     if key in _verified:
         return
+    if index.get("index_crc32") != index_crc(index):
+        raise CorruptEntry(f"the cache entry {entry} is corrupt: index.json does not match its checksum")
     sums = index.get("checksums")
     if not isinstance(sums, dict):
         raise CorruptEntry(f"the cache entry {entry} has no checksums")
@@ -242,10 +267,10 @@ def verify(entry: Path, index: dict, arrays: dict[str, np.ndarray]) -> None:
 
 def _load(entry: Path, limit: int, check: bool = True) -> tuple[LoadedData, dict]:
     index = json.loads((entry / "index.json").read_text())
-    n = index["n_valid"]
     mapped = np.load(entry / "data.npy", mmap_mode="r")
     if check:
         verify(entry, index, {"data.npy": mapped})
+    n = index["n_valid"]
     if mapped.nbytes <= limit:
         array = np.array(mapped[:n])  # one sequential read into memory
         where = "in memory"
@@ -326,7 +351,7 @@ def write_entry(
     try:
         save_arrays(tmp, arrays)
         index = {**index, "checksums": {name: checksums(tmp / name) for name, a in arrays.items() if a is not None}}
-        (tmp / "index.json").write_text(json.dumps(index))
+        (tmp / "index.json").write_text(json.dumps({**index, "index_crc32": index_crc(index)}))
         finish_entry(tmp, entry)
         return True
     except OSError as e:

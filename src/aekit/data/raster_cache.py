@@ -20,6 +20,7 @@ import numpy as np
 from aekit.core.progress import console
 from aekit.data.base import LoadedData, Skipped
 from aekit.data.cache import (
+    UNUSABLE,
     CorruptEntry,
     default_cache_dir,
     entry_allocator,
@@ -33,7 +34,7 @@ from aekit.data.cache import (
 )
 from aekit.data.rasters import RasterOptions, options_key, rasterio_module, read_rasters, scan_rasters
 
-CACHE_VERSION = 2  # 2: index.json holds the checksums of the arrays
+CACHE_VERSION = 3  # 2: index.json holds the checksums of the arrays; 3: and one of itself
 READ = "read into memory"
 
 
@@ -72,7 +73,7 @@ def read_rasters_cached(
         except CorruptEntry as e:
             console.print(f"{e}; rebuilding it", style="yellow", markup=False, soft_wrap=True)
             shutil.rmtree(entry, ignore_errors=True)
-        except (OSError, ValueError, KeyError):
+        except UNUSABLE:
             shutil.rmtree(entry, ignore_errors=True)
     read = dict(opts=opts, grid=grid, show_progress=show_progress, listing=(files, others))
     try:
@@ -99,10 +100,9 @@ def read_rasters_cached(
 
 def _load(entry: Path, limit: int) -> LoadedData:
     index = json.loads((entry / "index.json").read_text())
+    verify(entry, index, {name: np.load(entry / name, mmap_mode="r") for name in _arrays(index)})
     n = index["n_valid"]
     mapped = np.load(entry / "data.npy", mmap_mode="r")
-    names = ["data.npy", "mask.npy"] if index["has_mask"] else ["data.npy"]
-    verify(entry, index, {name: np.load(entry / name, mmap_mode="r") for name in names})
     in_memory = mapped.nbytes <= limit
     mode = "r" if in_memory else "c"
 
@@ -121,6 +121,13 @@ def _load(entry: Path, limit: int) -> LoadedData:
         mask=get("mask.npy") if index["has_mask"] else None,
         raster=index["raster"],
     )
+
+
+def _arrays(index) -> list[str]:
+    """The .npy files of an entry: data.npy and, when its index says so, mask.npy; a damaged index
+    that says neither is caught by its checksum."""
+    has_mask = index.get("has_mask") if isinstance(index, dict) else None
+    return ["data.npy", "mask.npy"] if has_mask is True else ["data.npy"]
 
 
 def _uncached(root: Path, read: dict, error: Exception) -> LoadedData:
