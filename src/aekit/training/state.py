@@ -49,16 +49,20 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise AekitError(
             f"refusing to load {path}: it holds Python objects that would run code when loaded "
-            f"(aekit loads only tensors and numbers; {first[:120]})"
+            f"(aekit loads only tensors and numbers; {_first_line(e)[:120]})"
         ) from None
     except Exception as e:  # truncated or not a torch file at all
-        raise AekitError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
+        raise AekitError(f"cannot read {path}: {type(e).__name__}: {_first_line(e)[:160]}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise AekitError(f"{path} is not an aekit training state; train again without --resume")
     return state
+
+
+def _first_line(e: Exception) -> str:
+    """An exception's first line of message; its type when it has none (an EOFError of an empty file)."""
+    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
 
 
 @dataclass
