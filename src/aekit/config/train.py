@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,9 +217,9 @@ class TrainConfig:
             raise AekitError(
                 f"patience must be a whole number of epochs >= 0 (0: never stop early), got {self.patience!r}"
             )
-        if not isinstance(self.weight_decay, (int, float)) or not 0 <= self.weight_decay < math.inf:
+        if not _number(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
             raise AekitError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
+        if not _number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             raise AekitError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.channels is not None:
             _positive("channels", self.channels, int)
@@ -259,7 +260,22 @@ class TrainConfig:
             from aekit.config.train import parse_columns
 
             self.columns = parse_columns(self.columns)
+        self.extensions = [self.extensions] if isinstance(self.extensions, str) else list(self.extensions)
+        if not all(isinstance(e, str) for e in self.extensions):
+            raise AekitError(f"extensions must be file extensions such as .jfif, got {self.extensions!r}")
         self.extensions = [e if e.startswith(".") else "." + e for e in (x.lower() for x in self.extensions)]
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise AekitError(f"seed must be a whole number, got {self.seed!r}")
+        for name in ("compile", "no_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise AekitError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("cache_dir", "id_column"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise AekitError(
+                    f"{name} must be a {'folder' if name == 'cache_dir' else 'column name'}, got {value!r}"
+                )
+            setattr(self, name, None if value is None else os.fspath(value))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -280,9 +296,9 @@ class TrainConfig:
 
 
 def check_rule(percentile: float | None, contamination: float | None) -> None:
-    if percentile is not None and not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
+    if percentile is not None and not (_number(percentile) and 0 < percentile <= 100):
         raise AekitError(f"threshold percentile must be in (0, 100], got {percentile!r}")
-    if contamination is not None and not (isinstance(contamination, (int, float)) and 0 < contamination < 1):
+    if contamination is not None and not (_number(contamination) and 0 < contamination < 1):
         raise AekitError(f"contamination must be a fraction in (0, 1), e.g. 0.01; got {contamination!r}")
 
 
@@ -320,6 +336,11 @@ def parse_every(value: str | int) -> tuple[str, float]:
     return unit, amount
 
 
+def _number(value: Any) -> bool:
+    """An int or a float; not a bool (YAML reads yes/no/on/off as booleans)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive(name: str, value: Any, kind: type) -> None:
     ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
     if isinstance(value, bool) or not ok_type or not 0 < value < math.inf:  # NaN and Inf too
@@ -346,29 +367,60 @@ def field_help() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
+MAX_YAML_VALUES = 10_000  # a config holds a few dozen options; aliases can repeat a list into billions
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise AekitError(f"config file not found: {p}; pass the path of a YAML file written by aekit or by hand")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError:
+        raise AekitError(f"config file {p} is not UTF-8 text; save it as UTF-8") from None
     except yaml.YAMLError as e:
         raise AekitError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise AekitError(f"config file {p} is not valid YAML: it nests lists or mappings too deeply") from None
     if not isinstance(data, dict):
         raise AekitError(f"config file {p} must hold a mapping of option: value")
+    if _values_over(data, MAX_YAML_VALUES):
+        raise AekitError(
+            f"config file {p} holds more than {MAX_YAML_VALUES} values once its aliases (*name) are expanded; "
+            "a config holds one value per option"
+        )
     return data
 
 
+def _values_over(data: Any, limit: int) -> bool:
+    """Whether `data` holds more than `limit` values, counted as a tree (a list an alias repeats counts
+    each time), without recursion."""
+    stack, count = [data], 0
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(value, dict):
+            stack += [*value.keys(), *value.values()]
+        elif isinstance(value, (list, tuple, set)):
+            stack += list(value)
+    return False
+
+
 def make_config(file_values: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
-    """Merge defaults < file values < overrides (None overrides are ignored); reject unknown keys."""
+    """Merge defaults < file values < overrides (None overrides are ignored, and so are None file
+    values of options that cannot be None); reject unknown keys."""
     values = dict(file_values or {})
     values.pop("data", None)  # config.yaml of a run records the data path for reference only
     values.pop("out", None)
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = field_help()
-    unknown = sorted(set(values) - set(known))
+    unknown = sorted(str(k) for k in set(values) - set(known))  # YAML keys may be numbers
     if unknown:
         raise AekitError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(known)}")
+    for k in [k for k, v in values.items() if v is None and "None" not in str(known[k].type)]:
+        del values[k]  # `option: null` (or empty) where None is no value: the default, as for overrides
     try:
         return TrainConfig(**values)
     except TypeError as e:
