@@ -183,6 +183,16 @@ def test_cli_end_to_end(runs, tmp_path, capsys):
     assert tuple(choices["part"]) == export_module.EXPORT_PARTS
 
 
+def test_without_o_the_model_is_written_into_the_run(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs["basic 1x28x28"], run)
+    assert main(["export", str(run)]) == 0
+    assert (run / "model.onnx").is_file() and (run / "model.onnx.json").is_file()
+    assert str(run / "model.onnx") in capsys.readouterr().err
+    assert main(["export", str(run), "--part", "encoder", "--format", "torchscript", "--quiet"]) == 0
+    assert (run / "encoder.pt").is_file() and aekit.export(run, part="decoder") == run / "decoder.onnx"
+
+
 def test_aekit_export_is_the_api_function(runs, tmp_path):
     path = aekit.export(runs["basic 1x28x28"], tmp_path / "m.pt", format="torchscript", part="encoder")
     assert path.is_file()
@@ -207,7 +217,6 @@ def bad_cases(tmp_path, run):
         "output is a folder, no extension": (["export", run, "-o", str(tmp_path)], "is a folder"),
         "output under a file": (["export", run, "-o", str(afile / "m.onnx")], "is a file"),
         "not a run": (["export", str(tmp_path), "-o", onnx], "model.json"),
-        "no -o": (["export", run], "required"),
     }
 
 
@@ -221,7 +230,6 @@ BAD_CASES = [
     "output is a folder, no extension",
     "output under a file",
     "not a run",
-    "no -o",
 ]
 
 

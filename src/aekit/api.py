@@ -111,9 +111,9 @@ def evaluate(
 
 
 @takes("export", c.ExportOptions)
-def export(run: str | Path, output: str | Path, format: str = "onnx", part: str = "full") -> Path:
+def export(run: str | Path, output: str | Path | None = None, format: str | None = None, part: str = "full") -> Path:
     """Write the model as one ONNX or TorchScript file with its normalisation inside, plus a JSON
-    sidecar (as `aekit export`); returns the file's path."""
+    sidecar (as `aekit export`; default RUN/model.onnx); returns the file's path."""
     from aekit.exporting import export as _export
 
     return _export(run, output, format=format, part=part)

@@ -118,15 +118,20 @@ def sidecar_path(output: str | Path) -> Path:
     return Path(f"{output}.json")
 
 
-def export(run: str | Path, output: str | Path, format: str = "onnx", part: str = "full") -> Path:
+def export(run: str | Path, output: str | Path | None = None, format: str | None = None, part: str = "full") -> Path:
     """Write the model in RUN as one ONNX or TorchScript file (CPU, fp32, any batch size) and a
-    sidecar `output + ".json"` describing it; returns the path of the model file."""
-    path = check_output(output, format)
+    sidecar `output + ".json"` describing it; returns the path of the model file. `output`
+    defaults to RUN/model.onnx (RUN/encoder.onnx, RUN/decoder.onnx for a part; .pt for
+    TorchScript); `format` to the one its extension names, else onnx."""
     if part not in EXPORT_PARTS:
         raise AekitError(f"unknown part {part!r}; choose one of {', '.join(EXPORT_PARTS)}")
+    format = format or (format_for(output) if output is not None else "onnx")
+    path = check_output(output, format) if output is not None else None  # a bad path fails before any work
+    run_dir = resolve_run(run)
+    if path is None:
+        path = check_output(run_dir / f"{'model' if part == 'full' else part}{EXPORT_FORMATS[format][0]}", format)
     if format == "onnx":
         _require_onnx()
-    run_dir = resolve_run(run)
     model, normalizer, meta = load_model(run_dir)  # on the CPU, in eval mode
     shape = (meta["input"]["channels"], meta["input"]["height"], meta["input"]["width"])
     # no gradients: a traced model would otherwise hand its users outputs that require grad

@@ -34,6 +34,10 @@ def test_train_messy_folder_reports_skipped(messy_folder, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "skipped 4 file(s)" in err and "truncated.jpg" in err and "notes.txt" in err
+    # stderr is not a terminal here: each epoch is one line (over 80 columns), never wrapped
+    epoch = [line for line in err.splitlines() if line.startswith("epoch   1  loss")]
+    assert len(epoch) == 1 and len(epoch[0]) > 80 and epoch[0].rstrip().endswith("img/s"), err
+    assert "3000 steps" not in err and "e+0" not in err  # counts are integers
     s = json.loads((out / "summary.json").read_text())
     assert {d["path"] for d in s["skipped"]} == {"empty.png", "truncated.jpg", "fake.png", "notes.txt"}
     assert s["n_images"] == 12 and s["image_size"] == [16, 16]
@@ -139,6 +143,11 @@ def bad_inputs(tmp_path, rgb_folder, run):
         "channels 2": (["train", g, "--channels", "2"], "channels"),
         "image size 0": (["train", g, "--image-size", "0"], "image_size"),
         "unknown flag": (["train", g, "--bogus"], "unrecognized"),
+        "mistyped flag": (["train", g, "--latent-dims", "16"], "unrecognized arguments: --latent-dims 16; did you mean "
+                          "--latent-dim?"),  # fmt: skip
+        "mistyped command": (["trian", g], "invalid choice: 'trian'"),
+        "mistyped command, suggested": (["trian", g], "); did you mean train?"),
+        "mistyped choice": (["train", g, "--model", "vea"], "did you mean vae?"),
         "config unknown key": (["train", g, "--config", str(badcfg)], "unknown option"),
         "config missing": (["train", g, "--config", str(tmp_path / "no.yaml")], "config file not found"),
         "out is a file": (["train", g, "--out", str(afile)], "not a folder"),
@@ -169,6 +178,10 @@ CASES = [
     "channels 2",
     "image size 0",
     "unknown flag",
+    "mistyped flag",
+    "mistyped command",
+    "mistyped command, suggested",
+    "mistyped choice",
     "config unknown key",
     "config missing",
     "out is a file",

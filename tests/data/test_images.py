@@ -68,6 +68,13 @@ def test_default_size_capped_for_large_images():
     assert (h, w) == (96, 128) and "scaled" in note
 
 
+def test_mixed_sizes_say_how_the_size_was_chosen_and_the_flag_that_sets_it():
+    (h, w), note = infer_size([(57, 73)] * 2 + [(40, 40)])
+    assert (h, w) == (57, 73) and "the size of 2 of 3 images" in note
+    assert "2 sizes" in note and "center-cropped" in note and "--image-size H W" in note
+    assert "--image-size" not in infer_size([(20, 20)] * 3)[1]  # one size: nothing to choose
+
+
 def test_exif_orientation_applied(tmp_path):
     im = Image.fromarray(smooth_images(1, 20, 40, 3)[0])  # 40 wide, 20 high
     exif = Image.Exif()

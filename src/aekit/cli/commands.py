@@ -103,9 +103,9 @@ def cmd_report(o: c.ReportOptions, args: argparse.Namespace) -> int:
 
 
 def cmd_export(o: c.ExportOptions, args: argparse.Namespace) -> int:
-    from aekit.exporting import export, format_for, sidecar_path
+    from aekit.exporting import export, sidecar_path
 
-    path = export(o.run, o.output, format=o.format or format_for(o.output), part=o.part)
+    path = export(o.run, o.output, format=o.format, part=o.part)
     if o.verbose:
         size = path.stat().st_size / 1e6
         console.print(f"exported {o.part} model: {path} ({size:.2f} MB), description in {sidecar_path(path)}")

@@ -16,9 +16,8 @@ from aekit.core.errors import AekitError
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # report unknown flags as the sub-command's error, with its help
-        sub = parser.subparsers.get(args.command, parser)
-        sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # report unknown flags as the sub-command's error, with the closest flag
+        parser.subparsers.get(args.command, parser).unknown(extra)
     if args.command is None:
         parser.print_help()
         return 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import re
 import types
 import typing
 
@@ -17,10 +19,25 @@ FLAG_NAMES = {"extensions": "--ext"}
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message."""
+    """argparse with a one-line error message that suggests the closest name for a mistyped one."""
 
     def error(self, message: str) -> typing.NoReturn:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            message += did_you_mean(choice.group(1), re.findall(r"'?([\w.:+-]+)'?", choice.group(2)))
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def unknown(self, extra: list[str]) -> typing.NoReturn:
+        """The error for arguments no option took, with the closest flag to the first unknown one."""
+        flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        first = next((e.split("=", 1)[0] for e in extra if e.startswith("--")), None)
+        self.error(f"unrecognized arguments: {' '.join(extra)}" + (did_you_mean(first, flags) if first else ""))
+
+
+def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    """'; did you mean X?' for the closest of `choices` to a mistyped `word`, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def _flag_type(annotation: str) -> tuple[type, bool]:

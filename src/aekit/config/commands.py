@@ -236,7 +236,13 @@ class ExportOptions(Options):
         "(inputs, outputs, normalisation, anomaly threshold, usage)."
     )
     run: str = arg(RUN_HELP)
-    output: str = opt(None, "output .onnx, or .pt/.ts for TorchScript", short="-o", required=True, metavar="FILE")
+    output: str | None = opt(
+        None,
+        "output .onnx, or .pt/.ts for TorchScript (default: RUN/model.onnx; RUN/encoder.onnx or RUN/decoder.onnx "
+        "with --part)",
+        short="-o",
+        metavar="FILE",
+    )
     format: str | None = opt(
         None, "onnx or torchscript (default: from the FILE extension)", choices=tuple(EXPORT_FORMATS)
     )

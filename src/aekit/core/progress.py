@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 T = TypeVar("T")
-console = Console(stderr=True, highlight=False)
+# soft_wrap: a line is printed whole, never cut at the console's width (80 columns when stderr is a
+# file or a pipe), so logs hold one epoch per line; a terminal wraps long lines itself
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def make_progress(transient: bool = False) -> Progress:

@@ -241,13 +241,19 @@ def _fit_high(im: Image.Image, size_wh: tuple[int, int]) -> np.ndarray:
 
 def infer_size(sizes: list[tuple[int, int]], max_side: int = DEFAULT_MAX_SIDE) -> tuple[tuple[int, int], str]:
     """The most common (H, W), scaled down to `max_side`; and a note saying how it was chosen."""
-    (h, w), count = Counter(sizes).most_common(1)[0]
+    counts = Counter(sizes)
+    (h, w), count = counts.most_common(1)[0]
     note = f"{h}x{w} (the size of {count} of {len(sizes)} images)"
     if max(h, w) > max_side:
         s = max_side / max(h, w)
         h2, w2 = max(1, round(h * s)), max(1, round(w * s))
         note = f"{h2}x{w2} (most common size {h}x{w} scaled to a longest side of {max_side})"
         h, w = h2, w2
+    if len(counts) > 1:  # say how the others are fitted, and how to choose
+        note += (
+            f"; the images have {len(counts)} sizes: the others are resized to cover {h}x{w} and center-cropped. "
+            "Choose another size with --image-size H W"
+        )
     return (h, w), note
 
 
