@@ -1,12 +1,14 @@
 # make setup: .venv with aekit, all extras and dev tools (CPU torch 2.13.0 first when no torch is present)
-# make demo:  setup, then train on the sample photos shipped with aekit
+# make demo:  setup, then train on the sample digits shipped with aekit
 # make test:  setup, then the test suite
+# make lint:  ruff check and format check
+# make docs:  setup, then the documentation site (Sphinx + MyST) in docs/_build/html; warnings are errors
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint docs clean
 setup: $(BIN)/aekit
 
 $(BIN)/aekit: pyproject.toml
@@ -25,8 +27,12 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts docs
+	$(BIN)/ruff format --check src tests scripts docs
+
+docs: setup
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info docs/_build

@@ -1,5 +1,5 @@
 """The package's layers: each folder imports only from the layers below it, and no module imports
-itself back through others (function-local imports count too). See README, "Architecture"."""
+itself back through others (function-local imports count too). See docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def layer(name: str) -> int | None:
 
 def test_every_module_has_a_layer():
     unknown = sorted({n.split(".")[1] for n in modules() if "." in n} - set(LAYERS))
-    assert not unknown, f"add these folders to LAYERS (and the README's architecture section): {unknown}"
+    assert not unknown, f"add these folders to LAYERS (and the layer diagram in docs/architecture.md): {unknown}"
 
 
 def test_no_import_goes_up_a_layer():

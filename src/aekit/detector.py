@@ -93,26 +93,44 @@ class AutoencoderDetector(_Base):
 
     Parameters
     ----------
-    latent_dim : size of the code (default: aekit's, a quarter of the columns for tables, 2 to 64).
-    contamination : expected fraction of outliers in the training data, in (0, 0.5]: `threshold_`
-        is the (1 - contamination) quantile of the training scores (default 0.1).
-    max_steps : optimisation steps (default: aekit's budget, 3000 steps or 10 minutes).
-    seed : random seed of the split, initialisation and batch order (default 0): refitting on the
+    latent_dim
+        size of the code (default: aekit's, a quarter of the columns for tables, 2 to 64).
+    contamination
+        expected fraction of outliers in the training data, in (0, 0.5]: `threshold_` is the
+        (1 - contamination) quantile of the training scores (default 0.1).
+    max_steps
+        optimisation steps (default: aekit's budget, 3000 steps or 10 minutes).
+    seed
+        random seed of the split, initialisation and batch order (default 0): refitting on the
         same data gives the same model.
-    device : "auto", "cpu", "cuda", "cuda:N" or "mps".
-    metric : the score: "mse", "mae" or "mse+latent"; images also "ssim" (1 - SSIM); default (None): the
+    device
+        "auto", "cpu", "cuda", "cuda:N" or "mps".
+    metric
+        the score: "mse", "mae" or "mse+latent"; images also "ssim" (1 - SSIM); default (None): the
         run's, "mse+latent" for tables and "mse" for images (as `aekit score`).
-    out : a new folder for the training run (kept: `aekit report`, `aekit.load` work on it);
+    out
+        a new folder for the training run (kept: `aekit report`, `aekit.load` work on it);
         default None, a temporary folder removed after `fit` (the model stays in memory).
-    verbose : print aekit's progress while fitting (default False).
-    **options : any other `aekit train` option (epochs, max_time, lr, weight_decay, depth,
-        width, batch_size, model, arch, ...); None means aekit's default.
+    verbose
+        print aekit's progress while fitting (default False).
+    **options
+        any other `aekit train` option (epochs, max_time, lr, weight_decay, depth, width,
+        batch_size, model, arch, ...); None means aekit's default.
 
-    Attributes (after `fit`)
-    ------------------------
-    decision_scores_ : scores of the training items. threshold_ : the outlier threshold.
-    labels_ : 0/1 of the training items. n_features_in_ : columns (or values per image).
-    model_ : the trained `aekit.Autoencoder`. run_path_ : the run folder (None when temporary).
+    Attributes
+    ----------
+    decision_scores_
+        scores of the training items (after `fit`).
+    threshold_
+        the outlier threshold.
+    labels_
+        0/1 of the training items.
+    n_features_in_
+        columns (or values per image).
+    model_
+        the trained `aekit.Autoencoder`.
+    run_path_
+        the run folder (None when temporary).
     """
 
     def __init__(
