@@ -148,6 +148,28 @@ def test_skipped_files_are_capped_and_escaped(trained, tmp_path):
     assert "and 17 more" in page and "27 file(s)" in page
 
 
+def test_text_from_the_run_folder_is_escaped_by_the_template(trained, tmp_path):
+    run_dir, _ = trained
+    run = tmp_path / "run<b>x"  # the folder's name is on the page too
+    shutil.copytree(run_dir, run)
+    s = json.loads((run / "summary.json").read_text())
+    s["data"] = "<script>alert(1)</script>"
+    s["compute"] = '"><img src=x onerror=alert(2)>'
+    s["skipped"] = [{"path": "<i>x</i>.png", "reason": "a & b"}]
+    (run / "summary.json").write_text(json.dumps(s))
+    with open(run / "config.yaml", "a") as f:
+        f.write('"<u>key</u>": "<style>*{display:none}</style>"\n')
+    page = aekit.report(run).read_text()
+    assert "<script" not in page and "<img src=x" not in page and "<u>" not in page and "<i>" not in page
+    assert "<style>*" not in page and "<b>x" not in page
+    assert "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>" in page  # shown as text
+    assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<code>&lt;i&gt;x&lt;/i&gt;.png</code>: a &amp; b" in page
+    assert "<dt>&lt;u&gt;key&lt;/u&gt;</dt><dd>&lt;style&gt;*{display:none}&lt;/style&gt;</dd>" in page
+    assert "<title>aekit report: run&lt;b&gt;x</title>" in page
+    assert len(page_images(page)) == 4  # the figures are still there (data URIs, marked safe)
+
+
 def test_report_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "run folder not found" in capsys.readouterr().err
