@@ -133,3 +133,41 @@ def test_bad_score_options(run, rgb_folder, tmp_path, capsys, flags, needle):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_worst_picture_names_each_item_with_its_score_and_flag(run, rgb_folder, tmp_path, monkeypatch):
+    import aekit.core.plots
+
+    calls = []
+    real = aekit.core.plots.recon_grid
+
+    def recording(*args, **kw):
+        calls.append(kw)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(aekit.core.plots, "recon_grid", recording)
+    top = np.sort(aekit.score(run, rgb_folder).scores)[::-1]
+    threshold = float(top[1] + top[2]) / 2  # the two worst items are above it
+    out = tmp_path / "s.csv"
+    argv = [
+        "score",
+        str(run),
+        str(rgb_folder),
+        "-o",
+        str(out),
+        "--quiet",
+        "--worst",
+        "5",
+        "--threshold",
+        str(threshold),
+    ]
+    assert main(argv) == 0
+    rows = read_csv(out)[:5]  # worst first: the items of the picture, in its order
+    (kw,) = calls
+    text = kw["text"]
+    assert text.names == [r["path"] for r in rows]
+    assert text.values == pytest.approx([float(r["score"]) for r in rows], rel=1e-5)
+    assert text.flags == [r["is_anomaly"] == "true" for r in rows] == [True, True, False, False, False]
+    assert text.value_name == "score"
+    assert text.title.startswith(f"the 5 highest mse scores of 20 items; threshold {threshold:.4g}")
+    assert (tmp_path / "s_worst.png").stat().st_size > 0

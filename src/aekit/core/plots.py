@@ -1,5 +1,5 @@
-"""Pictures of a run: reconstruction grid (Pillow), loss curves and, for tables, reconstructed
-against original values (matplotlib, Agg), as files or PNG bytes."""
+"""Pictures of a run: reconstruction grid (Pillow, labelled by grid_labels.py), loss curves and,
+for tables, reconstructed against original values (matplotlib, Agg), as files or PNG bytes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from aekit.core.errors import AekitError
+from aekit.core.grid_labels import GridText, labelled_grid
 from aekit.core.rundir import atomic_write
 
 
@@ -82,14 +83,18 @@ def recon_grid(
     rgb: list[int] | None = None,
     stretch: bool = False,
     mask: np.ndarray | None = None,
+    text: GridText | None = None,
 ) -> None:
     """Originals (top row) above their reconstructions (bottom row), both (N, C, H, W) in [0, 1]
-    units. Multi-band data shows the `rgb` channels; `stretch` maps each shown channel's 2nd-98th
-    percentile of the originals' valid pixels (`mask`) to black-white, the same for both rows."""
+    units, the rows named at the left and, with `text`, each item's name above it and its error or
+    score below (core/grid_labels.py). Multi-band data shows the `rgb` channels; `stretch` maps each
+    shown channel's 2nd-98th percentile of the originals' valid pixels (`mask`) to black-white, the
+    same for both rows."""
     limits = stretch_limits(pick_channels(originals, rgb), mask) if stretch else None
     both = None if mask is None else np.concatenate([mask, mask])
     tiles = to_display(np.concatenate([originals, recons]), rgb, limits, both)
-    paste_tiles(tiles, path, cols=len(originals), min_side=min_side)
+    picture = labelled_grid(tiles[: len(originals)], tiles[len(originals) :], text, min_side)
+    atomic_write(path, lambda p: picture.save(p, format="PNG"))
 
 
 def tile_grid(unit: np.ndarray, path: Path, cols: int | None = None, min_side: int = 48, pad: int = 2) -> None:

@@ -196,7 +196,7 @@ def _write_outputs(
     scores, summary = result.scores, result.summary
     write_scores(out, items.ids, scores, result.is_anomaly, summary["metric"], id_name=items.id_name or "row")
     grid = out.with_name(out.stem + "_worst.png")
-    n_shown = _write_worst_grid(grid, model, items, scores, worst, batch_size)
+    n_shown = _write_worst_grid(grid, model, items, result, worst, batch_size)
     summary.update(output=str(out), worst_grid=str(grid) if n_shown else None)
     write_json(out.with_name(out.stem + "_summary.json"), summary)
     if verbose:
@@ -223,14 +223,15 @@ def _worst(items: Any, scores: np.ndarray, worst: int) -> tuple[np.ndarray, np.n
     return np.asarray(items.array[sel])[rank], mask
 
 
-def _write_worst_grid(grid: Path, model: Any, items: Any, scores: np.ndarray, worst: int, batch_size: int) -> int:
-    """A PNG of the `worst` items (originals above reconstructions), worst first; tables get no
-    picture. Returns how many items it shows (0: no file written)."""
+def _write_worst_grid(grid: Path, model: Any, items: Any, result: Scores, worst: int, batch_size: int) -> int:
+    """A PNG of the `worst` items (originals above reconstructions, each with its name and score),
+    worst first; tables get no picture. Returns how many items it shows (0: no file written)."""
+    from aekit.core.grid_labels import GridText
     from aekit.core.plots import preview_channels, recon_grid
 
     if model.columns is not None or worst <= 0:  # tables: no picture
         return 0
-    x, mask = _worst(items, scores, worst)
+    x, mask = _worst(items, result.scores, worst)
     if not len(x):
         return 0
     recon = model.reconstruct(x, layout="NCHW", batch_size=batch_size)
@@ -240,5 +241,14 @@ def _write_worst_grid(grid: Path, model: Any, items: Any, scores: np.ndarray, wo
     if raster:  # the run's RGB bands, stretched; nodata in black
         view = {"rgb": preview_channels(raster.get("rgb_bands"), raster["bands"], x.shape[1]), "stretch": True}
         view["mask"] = mask
-    recon_grid(x.astype(np.float32) / scale, np.asarray(recon, np.float32) / scale, grid, **view)
+    shown = np.argsort(-result.scores, kind="stable")[: len(x)]  # the items of x, in the order _worst picked them
+    text = GridText(
+        names=[result.ids[i] for i in shown],
+        values=result.scores[shown].tolist(),
+        value_name="score",
+        flags=result.is_anomaly[shown].tolist(),
+        title=f"the {len(x)} highest {result.summary['metric']} scores of {len(result.ids)} items; "
+        f"threshold {result.threshold['value']:.4g} (red: above it)",
+    )
+    recon_grid(x.astype(np.float32) / scale, np.asarray(recon, np.float32) / scale, grid, text=text, **view)
     return len(x)

@@ -14,11 +14,13 @@ from pathlib import Path
 import torch
 
 from aekit.core.errors import AekitError
+from aekit.core.grid_labels import GridText
 from aekit.core.plots import loss_plot, recon_grid, table_recon_plot
 from aekit.core.progress import console
 from aekit.core.rundir import write_json
 from aekit.data.base import LoadedData
 from aekit.evaluation.compare import comparison_table, say_verdict
+from aekit.evaluation.item_errors import item_errors
 from aekit.evaluation.latent_score import latent_statistics
 from aekit.evaluation.thresholds import threshold_from, write_validation_scores
 from aekit.evaluation.validation import FinalPass, final_pass, reconstruct_measured
@@ -87,14 +89,12 @@ def recon_picture(s: Setup, data: LoadedData, path: Path) -> None:
     n_show = min(8, len(s.eval_idx))
     shown = s.eval_idx[torch.linspace(0, len(s.eval_idx) - 1, n_show).round().long()]  # spread over the set
     show = s.x_all[shown]
-    recon_grid(
-        show.float().numpy() / data.scale,
-        reconstruct_measured(s.model, s.normalizer, show, s.device, s.kind),
-        path,
-        rgb=s.rgb,
-        stretch=s.kind.raster,
-        mask=None if s.m_all is None else s.m_all[shown].numpy(),
-    )
+    originals, mask = show.float().numpy() / data.scale, None if s.m_all is None else s.m_all[shown]
+    recons = reconstruct_measured(s.model, s.normalizer, show, s.device, s.kind)
+    mse = item_errors(torch.from_numpy(recons), torch.from_numpy(originals), "mse", mask)  # validation_scores.csv's
+    text = GridText(names=[data.ids[i] for i in shown.tolist()], values=mse.tolist(), value_name="MSE")
+    mask = None if mask is None else mask.numpy()
+    recon_grid(originals, recons, path, rgb=s.rgb, stretch=s.kind.raster, mask=mask, text=text)
 
 
 def make_summary(
