@@ -115,3 +115,24 @@ def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
     assert layer("aekit.training.fit") > layer("aekit.core.a")
     (tmp_path / "b.py").write_text("from . import fit\n")
     assert imports_of("aekit.training.b", tmp_path / "b.py", {"aekit.training.fit"}) == {"aekit.training.fit"}
+
+
+MAX_FUNCTION_LINES = 80  # a function is read in one screen
+MAX_LOOP_FILE_LINES = 300  # the training loop (training/fit.py) is read in one sitting
+
+
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, int]]:
+    """(name, lines) of the functions and methods of `source` longer than `limit` lines."""
+    return [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+def test_no_function_is_longer_than_a_screen_and_the_loop_reads_in_one_sitting():
+    long = {name: found for name, path in modules().items() if (found := long_functions(path.read_text()))}
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+    fit = PACKAGE / "training" / "fit.py"
+    assert len(fit.read_text().splitlines()) <= MAX_LOOP_FILE_LINES, "training/fit.py grew past one sitting"
+    assert long_functions("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES) == [("f", MAX_FUNCTION_LINES + 1)]

@@ -693,12 +693,12 @@ FAULTS: list[tuple[str, str, str]] = [
     (
         "tar shards given to aekit reconstruct or evaluate (they read folders and files)",
         "exit 2, one line: `... holds tar shards ... extract them into a folder (tar -xf) ...`",
-        "tests/inference/test_streamed.py::test_commands_that_need_a_folder_say_so_for_shards",
+        "tests/inference/test_shard_pass.py::test_commands_that_need_a_folder_say_so_for_shards",
     ),
     (
         "tar shards with no readable image sample given to aekit encode",
         "exit 2, one line: `no readable image sample in ...`; no output written",
-        "tests/inference/test_streamed.py::test_shards_with_no_readable_sample_are_one_line_exit_2",
+        "tests/inference/test_shard_pass.py::test_shards_with_no_readable_sample_are_one_line_exit_2",
     ),
     (
         "torchrun killed with -9 while its processes train",

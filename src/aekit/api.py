@@ -12,8 +12,9 @@ from typing import Any
 from aekit.config import commands as c
 from aekit.config.fields import default_of
 from aekit.config.train import TrainConfig, parse_plugins
-from aekit.core.errors import AekitError
+from aekit.core.errors import AekitError, did_you_mean
 from aekit.inference.model import Autoencoder, load
+from aekit.inference.score import Scores
 from aekit.models.registry import load_plugins, register_model  # noqa: F401  (aekit.register_model)
 from aekit.reporting.report import report
 from aekit.training.workflow import Run
@@ -44,6 +45,7 @@ def takes(command: str, *classes: type):
             if unknown:
                 raise AekitError(
                     f"aekit.{command}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}"
+                    + did_you_mean(unknown[0], valid)
                 )
             if imports_plugins:  # the user's modules, imported here (SECURITY.md)
                 load_plugins(parse_plugins(kw.pop("plugins", None)))
@@ -63,28 +65,25 @@ def encode(run: str | Path, data: Any, output: str | Path | None = None, **optio
     """Latent codes of every item of `data` (folder, file, array): (ids, codes (N, latent_dim)).
     With `output` (.npy/.csv/.parquet) they are also written there, as `aekit encode` does.
     Codes are computed in the run's training precision unless `precision="fp32"` (see
-    `encoding.encode_items`)."""
+    `inference.encode.encode_items`)."""
     import numpy as np
 
-    from aekit.inference.encode import encode_items
+    from aekit.inference.encode import encode_items, encode_to_file
 
-    ids, z, _, id_name = encode_items(run, data, **options)
-    if output is not None:
-        from aekit.inference.vectors import write_vectors
-
-        write_vectors(output, ids, z, id_name=id_name)
-    return ids, np.asarray(z)
+    o = c.EncodeOptions(run=run, data=data, output=output, **options)
+    got = encode_items(o) if output is None else encode_to_file(o)[1]
+    return got.ids, np.asarray(got.codes)
 
 
 @takes("score", c.ScoreOptions)
-def score(run: str | Path, data: Any, output: str | Path | None = None, **options: Any):
+def score(run: str | Path, data: Any, output: str | Path | None = None, **options: Any) -> Scores:
     """Anomaly scores of every item of `data` with the run's threshold (see `aekit score --help`
     for the options: metric, threshold, threshold_percentile, contamination, ...). Returns
     `Scores(ids, scores, is_anomaly, threshold, summary)`; with `output` also writes the CSV,
     the worst-items picture and the summary."""
     from aekit.inference.score import score_to_file
 
-    return score_to_file(run, data, output, **options)
+    return score_to_file(c.ScoreOptions(run=run, data=data, output=output, **options))
 
 
 @takes("reconstruct", c.ReconstructOptions)
@@ -92,7 +91,7 @@ def reconstruct(run: str | Path, data: Any, output: str | Path, **options: Any) 
     """Write the reconstruction of every item of `data` into the folder `output` (as `aekit reconstruct`)."""
     from aekit.inference.reconstruct import reconstruct_to_dir
 
-    return reconstruct_to_dir(run, data, output, **options)
+    return reconstruct_to_dir(c.ReconstructOptions(run=run, data=data, output=output, **options))
 
 
 @takes("evaluate", c.EvaluateOptions)
@@ -107,32 +106,39 @@ def evaluate(
     run's threshold), `n_normal`, `n_anomalous` (see `aekit evaluate --help`)."""
     from aekit.inference.evaluate import evaluate as _evaluate
 
-    return _evaluate(run, data, output=output, labels=labels, **options)
+    return _evaluate(c.EvaluateOptions(run=run, data=data, output=output, **options), labels)
 
 
 @takes("export", c.ExportOptions)
-def export(run: str | Path, output: str | Path | None = None, format: str | None = None, part: str = "full") -> Path:
+def export(run: str | Path, output: str | Path | None = None, **options: Any) -> Path:
     """Write the model as one ONNX or TorchScript file with its normalisation inside, plus a JSON
     sidecar (as `aekit export`; default RUN/model.onnx); returns the file's path."""
     from aekit.exporting import export as _export
 
-    return _export(run, output, format=format, part=part)
+    return _export(c.ExportOptions(run=run, output=output, **options))
 
 
 @takes("sample", c.SampleOptions)
-def sample(run: str | Path, n: int = 16, output: str | Path | None = None, **options: Any):
+def sample(run: str | Path, n: int = c.SampleOptions.n, output: str | Path | None = None, **options: Any) -> Any:
     """(n, C, H, W) images decoded from the prior of a VAE run; with `output` also a grid PNG."""
     from aekit.inference.generate import sample as _sample
 
-    return _sample(run, n, output, **options)
+    return _sample(c.SampleOptions(run=run, n=n, output=output, **options))
 
 
 @takes("interpolate", c.InterpolateOptions)
-def interpolate(run: str | Path, a: str | Path, b: str | Path, steps: int = 8, output=None, **options: Any):
+def interpolate(
+    run: str | Path,
+    a: str | Path,
+    b: str | Path,
+    steps: int = c.InterpolateOptions.steps,
+    output: str | Path | None = None,
+    **options: Any,
+) -> Any:
     """Images decoded between the codes of image files `a` and `b`; with `output` also a strip PNG."""
     from aekit.inference.generate import interpolate as _interpolate
 
-    return _interpolate(run, a, b, steps, output, **options)
+    return _interpolate(c.InterpolateOptions(run=run, a=a, b=b, steps=steps, output=output, **options))
 
 
 @takes("sweep", c.SweepOptions, TrainConfig)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from aekit.config.choices import EXPORT_FORMATS, EXPORT_PARTS
+from aekit.config.commands import ExportOptions
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, check_creatable, check_output_file, resolve_run, write_json
 from aekit.data.normalize import Normalizer
@@ -118,16 +119,17 @@ def sidecar_path(output: str | Path) -> Path:
     return Path(f"{output}.json")
 
 
-def export(run: str | Path, output: str | Path | None = None, format: str | None = None, part: str = "full") -> Path:
-    """Write the model in RUN as one ONNX or TorchScript file (CPU, fp32, any batch size) and a
-    sidecar `output + ".json"` describing it; returns the path of the model file. `output`
+def export(o: ExportOptions) -> Path:
+    """Write the model in `o.run` as one ONNX or TorchScript file (CPU, fp32, any batch size) and a
+    sidecar `output + ".json"` describing it; returns the path of the model file. `o.output`
     defaults to RUN/model.onnx (RUN/encoder.onnx, RUN/decoder.onnx for a part; .pt for
-    TorchScript); `format` to the one its extension names, else onnx."""
+    TorchScript); `o.format` to the one its extension names, else onnx."""
+    part = o.part
     if part not in EXPORT_PARTS:
         raise AekitError(f"unknown part {part!r}; choose one of {', '.join(EXPORT_PARTS)}")
-    format = format or (format_for(output) if output is not None else "onnx")
-    path = check_output(output, format) if output is not None else None  # a bad path fails before any work
-    run_dir = resolve_run(run)
+    format = o.format or (format_for(o.output) if o.output is not None else "onnx")
+    path = check_output(o.output, format) if o.output is not None else None  # a bad path fails before any work
+    run_dir = resolve_run(o.run)
     if path is None:
         path = check_output(run_dir / f"{'model' if part == 'full' else part}{EXPORT_FORMATS[format][0]}", format)
     if format == "onnx":

@@ -143,8 +143,10 @@ def bad_inputs(tmp_path, rgb_folder, run):
         "channels 2": (["train", g, "--channels", "2"], "channels"),
         "image size 0": (["train", g, "--image-size", "0"], "image_size"),
         "unknown flag": (["train", g, "--bogus"], "unrecognized"),
-        "mistyped flag": (["train", g, "--latent-dims", "16"], "unrecognized arguments: --latent-dims 16; did you mean "
-                          "--latent-dim?"),  # fmt: skip
+        "mistyped flag": (
+            ["train", g, "--latent-dims", "16"],
+            "unrecognized arguments: --latent-dims 16; did you mean --latent-dim?",
+        ),  # fmt: skip
         "mistyped command": (["trian", g], "invalid choice: 'trian'"),
         "mistyped command, suggested": (["trian", g], "); did you mean train?"),
         "mistyped choice": (["train", g, "--model", "vea"], "did you mean vae?"),

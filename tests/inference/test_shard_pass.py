@@ -1,4 +1,4 @@
-"""aekit encode and score over tar shards (inference/streamed.py): read on the fly, one batch at a time."""
+"""aekit encode and score over tar shards (inference/shard_pass.py): read on the fly, one batch at a time."""
 
 import csv
 import io
@@ -12,7 +12,7 @@ import pytest
 
 from aekit.cli.main import main
 from aekit.data.stream import write_shards
-from aekit.inference.streamed import _highest
+from aekit.inference.shard_pass import _highest
 from tests.conftest import smooth_images, tree_digest, write_pngs
 
 ARGS = ["--latent-dim", "4", "--width", "8", "--batch-size", "16", "--seed", "3", "--precision", "fp32", "--quiet"]
@@ -73,11 +73,11 @@ def test_encode_and_score_read_shards_like_the_folder_they_were_made_from(traine
 def test_the_worst_items_kept_while_streaming_are_the_highest_scores(trained):
     import aekit
     from aekit.core import distributed
-    from aekit.inference.streamed import stream_pass
+    from aekit.inference.shard_pass import shard_pass
 
     run, folder, shards = trained
     model = aekit.load(run)
-    got = stream_pass(
+    got = shard_pass(
         model,
         shards,
         lambda x: model.score(x, layout="NCHW"),

@@ -121,8 +121,10 @@ def test_a_users_model_trains_and_loads_in_a_new_process(tmp_path, user_package)
 
     # the package importable but not named: model.json's import path is never imported; one line
     # says which --plugin to pass
-    for argv in (["-c", ENCODE, str(run.path), str(tmp_path / "x.npy"), str(tmp_path / "z1.npy")],
-                 ["-m", "aekit", "encode", str(run.path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "z2.npy")]):
+    for argv in (
+        ["-c", ENCODE, str(run.path), str(tmp_path / "x.npy"), str(tmp_path / "z1.npy")],
+        ["-m", "aekit", "encode", str(run.path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "z2.npy")],
+    ):
         out = child(argv, [user_package, src_dir()])
         err = out.stderr.strip().splitlines()[-1]
         assert out.returncode != 0 and "--plugin mypkg.models" in err and "plugins=['mypkg.models']" in err, err

@@ -1,4 +1,4 @@
-"""Training on tar shards streamed (data/stream.py, fit.stream_epoch): a loadable run, resume, bad input."""
+"""Training on tar shards streamed (data/stream.py, training/batches.py): a loadable run, resume, bad input."""
 
 import csv
 import io

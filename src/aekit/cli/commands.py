@@ -58,10 +58,10 @@ def cmd_demo(o: c.DemoOptions, args: argparse.Namespace) -> int:
 def cmd_encode(o: c.EncodeOptions, args: argparse.Namespace) -> int:
     from aekit.inference.encode import encode_to_file
 
-    written, n, skipped = encode_to_file(o.run, o.data, o.output, **o.options())
+    written, got = encode_to_file(o)
     if o.verbose and written:  # under torchrun, rank 0 writes and says so
-        console.print(f"encoded {n} item(s), skipped {len(skipped)}: {', '.join(str(p) for p in written)}")
-        for s in skipped[:10]:
+        console.print(f"encoded {len(got.ids)} item(s), skipped {len(got.skipped)}: {', '.join(map(str, written))}")
+        for s in got.skipped[:10]:
             console.print(f"  skipped {s.path}: {s.reason}")
     return 0
 
@@ -75,23 +75,23 @@ WRITERS = {  # commands that write what a model makes of data: the library funct
 
 def cmd_write(o: c.UseOptions, args: argparse.Namespace) -> int:
     module, name = WRITERS[args.command]
-    getattr(importlib.import_module(module), name)(o.run, o.data, o.output, **o.options())
+    getattr(importlib.import_module(module), name)(o)
     return 0
 
 
 def cmd_sample(o: c.SampleOptions, args: argparse.Namespace) -> int:
     from aekit.inference.generate import sample
 
-    output = o.output if o.output or o.out_dir else "samples.png"
-    sample(o.run, o.n, output, out_dir=o.out_dir, seed=o.seed, temperature=o.temperature, device=o.device,
-           verbose=o.verbose)  # fmt: skip
+    if o.output is None and o.out_dir is None:
+        o.output = "samples.png"
+    sample(o)
     return 0
 
 
 def cmd_interpolate(o: c.InterpolateOptions, args: argparse.Namespace) -> int:
     from aekit.inference.generate import interpolate
 
-    interpolate(o.run, o.a, o.b, o.steps, o.output, device=o.device, verbose=o.verbose)
+    interpolate(o)
     return 0
 
 
@@ -105,7 +105,7 @@ def cmd_report(o: c.ReportOptions, args: argparse.Namespace) -> int:
 def cmd_export(o: c.ExportOptions, args: argparse.Namespace) -> int:
     from aekit.exporting import export, sidecar_path
 
-    path = export(o.run, o.output, format=o.format, part=o.part)
+    path = export(o)
     if o.verbose:
         size = path.stat().st_size / 1e6
         console.print(f"exported {o.part} model: {path} ({size:.2f} MB), description in {sidecar_path(path)}")

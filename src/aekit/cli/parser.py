@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -13,6 +12,7 @@ import typing
 from aekit.config.commands import COMMANDS, TRAINS, Options
 from aekit.config.fields import default_of
 from aekit.config.train import TrainConfig
+from aekit.core.errors import did_you_mean
 from aekit.version import __version__
 
 FLAG_NAMES = {"extensions": "--ext"}
@@ -32,12 +32,6 @@ class Parser(argparse.ArgumentParser):
         flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
         first = next((e.split("=", 1)[0] for e in extra if e.startswith("--")), None)
         self.error(f"unrecognized arguments: {' '.join(extra)}" + (did_you_mean(first, flags) if first else ""))
-
-
-def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
-    """'; did you mean X?' for the closest of `choices` to a mistyped `word`, or ''."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
 
 
 def _flag_type(annotation: str) -> tuple[type, bool]:
@@ -78,8 +72,11 @@ def _argument(f: dataclasses.Field, default: typing.Any, show_default: bool) -> 
     flag = meta.get("flag") or FLAG_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
     names = [meta["short"], flag] if "short" in meta else [flag]
     kw: dict = {"dest": f.name, "default": default, "help": help_text}
-    if kind is bool:
-        return names, {**kw, "action": "store_false" if meta.get("negate") else "store_true"}
+    if kind is bool:  # a negated flag (--quiet for verbose) is on unless given: the command line prints
+        return names, {**kw, "action": "store_false", "default": True} if meta.get("negate") else {
+            **kw,
+            "action": "store_true",
+        }
     kw["type"] = kind
     for key in ("choices", "metavar", "required"):
         if key in meta:

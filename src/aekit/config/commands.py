@@ -28,6 +28,12 @@ PLUGIN_HELP = (
 )
 
 
+def verbose_opt(quiet_help: str) -> Any:
+    """Whether to print progress and results: False by default (library functions are quiet),
+    True on the command line unless --quiet (cli/parser.py gives negated flags a True default)."""
+    return opt(False, quiet_help, flag="--quiet", negate=True)
+
+
 def plugins_opt() -> Any:
     """--plugin MODULE (repeatable): the only way a command that reads a run imports a user's code."""
     return opt(list, PLUGIN_HELP, factory=True, flag="--plugin", metavar="MODULE", append=True)
@@ -58,7 +64,7 @@ class UseOptions(Options):
     data: Any = arg(DATA_HELP)
     batch_size: int = opt(256, "images per forward pass (default: 256)")
     device: str = opt("auto", DEVICE_HELP)
-    verbose: bool = opt(True, QUIET_HELP, flag="--quiet", negate=True)
+    verbose: bool = verbose_opt(QUIET_HELP)
     cache_dir: str | None = opt(
         "default",
         "where decoded images are cached (default: ~/.cache/aekit)",
@@ -72,12 +78,6 @@ class UseOptions(Options):
         metavar="NAME",
     )
     plugins: list[str] = plugins_opt()
-
-    def options(self) -> dict[str, Any]:
-        """The keyword arguments of the library function: every field but run, data, output and plugins
-        (imported by the command line before the call)."""
-        skip = ("run", "data", "output", "plugins")
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
 
 @dataclass
@@ -206,7 +206,7 @@ class SampleOptions(Options):
     seed: int = opt(0, "random seed (default: 0)")
     temperature: float = opt(1.0, "scale of the prior's spread (default: 1)")
     device: str = opt("auto", DEVICE_HELP)
-    verbose: bool = opt(True, QUIET_HELP, flag="--quiet", negate=True)
+    verbose: bool = verbose_opt(QUIET_HELP)
     plugins: list[str] = plugins_opt()
 
 
@@ -223,7 +223,7 @@ class InterpolateOptions(Options):
     steps: int = opt(8, "decoded points, ends included (default: 8)", flag="-n", metavar="STEPS")
     output: str | None = opt("interpolation.png", "strip picture", short="-o", metavar="FILE.png")
     device: str = opt("auto", DEVICE_HELP)
-    verbose: bool = opt(True, QUIET_HELP, flag="--quiet", negate=True)
+    verbose: bool = verbose_opt(QUIET_HELP)
     plugins: list[str] = plugins_opt()
 
 
@@ -244,7 +244,10 @@ class ExportOptions(Options):
         metavar="FILE",
     )
     format: str | None = opt(
-        None, "onnx or torchscript (default: from the FILE extension)", choices=tuple(EXPORT_FORMATS)
+        None,
+        "onnx or torchscript (default: from the FILE extension)",
+        choices=tuple(EXPORT_FORMATS),
+        what="export format",
     )
     part: str = opt(
         "full",
@@ -252,7 +255,7 @@ class ExportOptions(Options):
         "decoder: latent codes -> images (default: full)",
         choices=EXPORT_PARTS,
     )
-    verbose: bool = opt(True, QUIET_HELP, flag="--quiet", negate=True)
+    verbose: bool = verbose_opt(QUIET_HELP)
     plugins: list[str] = plugins_opt()
 
 
@@ -275,7 +278,7 @@ class TrainOptions(Options):
     )
     config: str | None = opt(None, "read options from a YAML file; flags override it", metavar="FILE.yaml")
     out: str | None = opt(None, "run folder (default: runs/<timestamp>, linked as runs/latest)", metavar="DIR")
-    verbose: bool = opt(True, "print only the run folder", flag="--quiet", negate=True)
+    verbose: bool = verbose_opt("print only the run folder")
     devices: int | None = opt(
         None,
         "train on N processes with DistributedDataParallel (GPUs, or CPU processes with gloo): "
@@ -315,7 +318,7 @@ class DemoOptions(Options):
     )
     config: str | None = opt(None, "read options from a YAML file; flags override it", metavar="FILE.yaml")
     out: str | None = opt(None, "run folder (default: runs/<timestamp>, linked as runs/latest)", metavar="DIR")
-    verbose: bool = opt(True, "print only the run folder", flag="--quiet", negate=True)
+    verbose: bool = verbose_opt("print only the run folder")
 
 
 @dataclass
@@ -356,7 +359,7 @@ class SweepOptions(Options):
         metavar="SWEEP_DIR",
     )
     config: str | None = opt(None, "read options from a YAML file; flags override it", metavar="FILE.yaml")
-    verbose: bool = opt(True, "print only the run folder", flag="--quiet", negate=True)
+    verbose: bool = verbose_opt("print only the run folder")
 
 
 @dataclass

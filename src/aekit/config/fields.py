@@ -4,7 +4,8 @@
 argument. Metadata keys read by the CLI generator (`aekit.cli.parser`): help, choices, flag (the
 flag's name when not --field-name), short (e.g. "-o"), metavar, required (on the command line
 only), nargs, negate (a store_false flag such as --quiet for verbose), off (a second flag that
-sets the field to None, with its help: --no-cache for cache_dir), positional.
+sets the field to None, with its help: --no-cache for cache_dir), positional; and `what`, how
+errors name the option (default: its name).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def check_choices(fields: Iterable[dataclasses.Field], values: Mapping[str, Any]
         choices = f.metadata.get("choices")
         value = values.get(f.name)
         if choices and value is not None and value not in choices:
-            raise AekitError(f"{where}unknown {f.name} {value!r}; choose one of {', '.join(map(str, choices))}")
+            what = f.metadata.get("what", f.name)
+            raise AekitError(f"{where}unknown {what} {value!r}; choose one of {', '.join(map(str, choices))}")
 
 
 def default_of(f: dataclasses.Field) -> Any:

@@ -19,7 +19,7 @@ import yaml
 
 from aekit.config.choices import AUGMENTS, DEVICES, LAYOUTS, LOGGERS, MODELS, NOISES, PRECISIONS, RECON_LOSSES
 from aekit.config.fields import check_choices, opt
-from aekit.core.errors import AekitError
+from aekit.core.errors import AekitError, did_you_mean
 
 IMAGE_LATENT_DIM = 64  # the default latent size for images (tables: see models/mlp.auto_latent_dim)
 IMAGE_EPOCHS = 30  # with --max-time alone: the number of epochs for images
@@ -197,6 +197,30 @@ class TrainConfig:
                 raise AekitError("--log-dir is where --log writes: pass --log tensorboard or --log mlflow too")
             self.log_dir = str(self.log_dir)
         check_choices(dataclasses.fields(self), vars(self))
+        self._check_schedule()
+        self._check_images()
+        self._check_rasters()
+        check_rule(self.threshold_percentile, self.contamination)
+        dev = str(self.device)
+        if dev.split(":")[0] not in DEVICES:
+            raise AekitError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
+        if self.columns is not None:
+            from aekit.config.train import parse_columns
+
+            self.columns = parse_columns(self.columns)
+        for name in ("compile", "no_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise AekitError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("cache_dir", "id_column"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise AekitError(
+                    f"{name} must be a {'folder' if name == 'cache_dir' else 'column name'}, got {value!r}"
+                )
+            setattr(self, name, None if value is None else os.fspath(value))
+
+    def _check_schedule(self) -> None:
+        """Sizes, budget and optimisation: numbers in their ranges."""
         if self.latent_dim is not None:
             _positive("latent_dim", self.latent_dim, int)
         if self.width is not None:
@@ -221,6 +245,11 @@ class TrainConfig:
             raise AekitError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not _number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             raise AekitError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise AekitError(f"seed must be a whole number, got {self.seed!r}")
+
+    def _check_images(self) -> None:
+        """Channels, size (H W, from one or two numbers) and extensions of image files."""
         if self.channels is not None:
             _positive("channels", self.channels, int)
         if self.image_size is not None:
@@ -234,7 +263,13 @@ class TrainConfig:
                     f"image_size {size} is over the limit of {MAX_SIDE} pixels a side; pass a smaller size"
                 )
             self.image_size = size
-        check_rule(self.threshold_percentile, self.contamination)
+        self.extensions = [self.extensions] if isinstance(self.extensions, str) else list(self.extensions)
+        if not all(isinstance(e, str) for e in self.extensions):
+            raise AekitError(f"extensions must be file extensions such as .jfif, got {self.extensions!r}")
+        self.extensions = [e if e.startswith(".") else "." + e for e in (x.lower() for x in self.extensions)]
+
+    def _check_rasters(self) -> None:
+        """Bands (1-based, each once), preview bands among them, patches and nodata."""
         self.bands = _band_list("bands", self.bands)
         self.rgb_bands = _band_list("rgb_bands", self.rgb_bands)
         if self.bands is not None and len(set(self.bands)) != len(self.bands):
@@ -253,29 +288,6 @@ class TrainConfig:
             if isinstance(self.nodata, bool) or not isinstance(self.nodata, (int, float)):
                 raise AekitError(f"nodata must be a number, got {self.nodata!r}")
             self.nodata = float(self.nodata)
-        dev = str(self.device)
-        if dev.split(":")[0] not in DEVICES:
-            raise AekitError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
-        if self.columns is not None:
-            from aekit.config.train import parse_columns
-
-            self.columns = parse_columns(self.columns)
-        self.extensions = [self.extensions] if isinstance(self.extensions, str) else list(self.extensions)
-        if not all(isinstance(e, str) for e in self.extensions):
-            raise AekitError(f"extensions must be file extensions such as .jfif, got {self.extensions!r}")
-        self.extensions = [e if e.startswith(".") else "." + e for e in (x.lower() for x in self.extensions)]
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise AekitError(f"seed must be a whole number, got {self.seed!r}")
-        for name in ("compile", "no_cache"):
-            if not isinstance(getattr(self, name), bool):
-                raise AekitError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("cache_dir", "id_column"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, (str, os.PathLike)):
-                raise AekitError(
-                    f"{name} must be a {'folder' if name == 'cache_dir' else 'column name'}, got {value!r}"
-                )
-            setattr(self, name, None if value is None else os.fspath(value))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -418,7 +430,10 @@ def make_config(file_values: dict[str, Any] | None = None, **overrides: Any) -> 
     known = field_help()
     unknown = sorted(str(k) for k in set(values) - set(known))  # YAML keys may be numbers
     if unknown:
-        raise AekitError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(known)}")
+        raise AekitError(
+            f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(known)}"
+            + did_you_mean(unknown[0], known)
+        )
     for k in [k for k, v in values.items() if v is None and "None" not in str(known[k].type)]:
         del values[k]  # `option: null` (or empty) where None is no value: the default, as for overrides
     try:

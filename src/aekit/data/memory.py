@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from aekit.config.choices import LAYOUTS
-from aekit.config.train import parse_columns
 from aekit.core.errors import AekitError
 from aekit.data.base import LoadedData, check_magnitude
-from aekit.data.tables import TABLE_SUFFIXES, from_table_array, read_table_file
+from aekit.data.tables import from_table_array
 
 
 def infer_layout(shape: tuple[int, ...], *, prefer: str = "NHWC", expected_channels: int | None = None) -> str:
@@ -193,91 +192,3 @@ def from_dataset(
     if layout is None and stacked.ndim == 4:  # items from a torch Dataset are C,H,W by convention
         layout = infer_layout(stacked.shape, prefer="NCHW")
     return from_array(stacked, layout=layout, source=type(dataset).__name__, columns=columns, id_column=id_column)
-
-
-def check_raster_shape(items: LoadedData, channels: int | None, image_size: Any) -> None:
-    """Rasters are never converted or resized: --channels/--image-size may only restate what they are
-    (as a run's config.yaml does)."""
-    c, h, w = items.shape
-    size = None if image_size is None else [int(image_size[0]), int(image_size[-1])]
-    if channels is not None and channels != c:
-        raise AekitError(
-            f"{items.source} is read as rasters with {c} bands, never converted: instead of --channels {channels}, "
-            "pass --bands to choose bands"
-        )
-    if size is not None and size != [h, w]:
-        raise AekitError(
-            f"{items.source} is read as rasters in {h}x{w} items, never resized: instead of --image-size, "
-            "pass --patch-size to cut patches"
-        )
-
-
-def load_data(
-    data: Any,
-    *,
-    channels: int | None = None,
-    image_size: Any = None,
-    extensions: Any = (),
-    high: bool | None = None,
-    show_progress: bool = True,
-    cache_dir: str | Path | None = "default",
-    stream: bool = False,
-    layout: str | None = None,
-    columns: Any = None,
-    id_column: str | None = None,
-    prefer_id: str | None = None,
-    raster: Any = None,
-    grid: bool = False,
-) -> LoadedData:
-    """Any supported input (folder, file, array, tensor, Dataset, table) as LoadedData.
-
-    Folders go through the decode-once cache in `cache_dir` ("default": the user cache
-    directory; None: no cache). `stream=True` leaves a cached folder memory-mapped (for one pass
-    over the data, as encode does) instead of reading it into memory. `columns`, `id_column` and
-    `prefer_id` (used when present) apply to tables (.csv/.tsv/.parquet files and 2-D arrays) and
-    are ignored for images (the caller checks that the data is what it expects). Rasters (see
-    rasters.py for when a path counts as one) are read with `raster` (RasterOptions), in patches on
-    a regular grid when `grid` (inference) or at random positions (training)."""
-    from aekit.data.cache import read_images_cached
-    from aekit.data.images import read_images
-    from aekit.data.rasters import RasterOptions, read_rasters, use_rasterio
-
-    columns = parse_columns(columns)
-    if isinstance(data, LoadedData):
-        return data
-    suffix = Path(data).suffix.lower() if isinstance(data, (str, Path)) else ""
-    if suffix in TABLE_SUFFIXES:
-        return read_table_file(Path(data), columns=columns, id_column=id_column, prefer_id=prefer_id)
-    if suffix in ARRAY_SUFFIXES:
-        return read_array_file(Path(data), layout=layout, columns=columns, id_column=id_column)
-    if isinstance(data, (np.ndarray, torch.Tensor)):
-        return from_array(data, layout=layout, columns=columns, id_column=id_column)
-    if isinstance(data, (str, Path)) and use_rasterio(data, raster or RasterOptions()):
-        opts = raster or RasterOptions()
-        if cache_dir is None:
-            items = read_rasters(data, opts, grid=grid, show_progress=show_progress)
-        else:
-            from aekit.data.raster_cache import read_rasters_cached
-
-            items = read_rasters_cached(
-                data,
-                opts,
-                grid=grid,
-                cache_dir=None if cache_dir == "default" else cache_dir,
-                show_progress=show_progress,
-                in_memory_limit=0 if stream else None,
-            )
-        check_raster_shape(items, channels, image_size)
-        return items
-    if isinstance(data, (str, Path)):
-        opts = dict(
-            channels=channels, image_size=image_size, extensions=extensions, high=high, show_progress=show_progress
-        )
-        if cache_dir is None:
-            return read_images(data, **opts)
-        return read_images_cached(
-            data, cache_dir=None if cache_dir == "default" else cache_dir, in_memory_limit=0 if stream else None, **opts
-        )
-    if isinstance(data, torch.utils.data.Dataset):
-        return from_dataset(data, columns=columns, id_column=id_column)
-    raise AekitError(f"cannot read data of type {type(data).__name__}; pass a folder path, an array or a Dataset")

@@ -58,6 +58,11 @@ def is_stream_source(data) -> bool:
     return any(q.suffix == ".tar" for q in p.iterdir() if not q.name.startswith("."))
 
 
+def source_name(spec) -> str:
+    """How tar shards are named in outputs: a URL or brace pattern as given, a path resolved."""
+    return str(spec) if is_url(str(spec)) or BRACE.search(str(spec)) else str(Path(spec).resolve())
+
+
 def expand_shards(spec: str) -> list[str]:
     """The shard paths or URLs of `spec`, in order."""
     spec = str(spec)
@@ -249,7 +254,7 @@ def read_stream(
         array=array,
         ids=ids,
         scale=65535.0 if plan.high else 255.0,
-        source=str(spec) if is_url(str(spec)) or BRACE.search(str(spec)) else str(Path(spec).resolve()),
+        source=source_name(spec),
         skipped=skipped,
         n_found=estimate,
         notes=notes,

@@ -2,124 +2,79 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from aekit.config.commands import EncodeOptions, UseOptions
 from aekit.core import distributed
 from aekit.core.errors import AekitError
-from aekit.data import LoadedData, Skipped, load_data
-from aekit.data.stream import is_stream_source
+from aekit.data import LoadedData, Skipped
+from aekit.data.source import Request, open_data
 from aekit.inference.model import Autoencoder, check_batch_size, load
-from aekit.inference.streamed import stream_pass, wants_stream
+from aekit.inference.shard_pass import shard_pass
 from aekit.inference.vectors import check_output, write_vectors
 
 
-def read_for_model(
-    model: Autoencoder,
-    data: Any,
-    *,
-    verbose: bool = True,
-    cache_dir: str | Path | None = "default",
-    stream: bool = True,
-    layout: str | None = None,
-    id_column: str | None = None,
-) -> LoadedData:
-    """Read DATA with the model's own preprocessing (channels, size, bit depth), through the cache;
-    a cached folder stays memory-mapped (one pass over it needs no copy in memory). A table model
-    reads the columns it was trained on, rows keyed by `id_column` (default: the training's
-    identifier column when DATA has it)."""
-    if is_stream_source(data):  # encode and score read tar shards before they get here (streamed.py)
+def model_data(model: Autoencoder, data: Any, o: UseOptions, ctx=None, *, shards: bool = False) -> LoadedData:
+    """DATA read the way the model takes it (data/source.py): its channels, size and bit depth, a
+    table's columns (rows keyed by `o.id_column`, else the training's identifier column when DATA
+    has it), a raster model's bands and patches on a grid; through the cache, a cached folder left
+    memory-mapped (one pass over it needs no copy in memory). Tar shards come back with their plan
+    and no item, for the commands that read them one batch at a time (`shards`: encode, score)."""
+    request = Request.for_model(model.meta, cache_dir=o.cache_dir, layout=o.layout, id_column=o.id_column, mapped=True)
+    items = open_data(data, request, ctx=ctx, verbose=o.verbose and (ctx is None or ctx.main))
+    if items.stream is not None and not shards:
         raise AekitError(
             f"{data} holds tar shards: aekit train, encode and score read them; for this command extract "
             "them into a folder (tar -xf) or pass a folder of images"
         )
-    c, h, w = model.input_shape
-    high = model.meta["input"]["dtype"] == "uint16"
-    table = model.columns is not None
-    raster = None
-    if "raster" in model.meta:  # the training run's bands, nodata and patch size, on a regular grid
-        from aekit.data.rasters import RasterOptions
-
-        raster = RasterOptions.from_meta(model.meta["raster"])
-        raster.required = True
-        if raster.patch_size is None and h == w:
-            raster.patch_size = h  # a model of whole tiles cuts larger rasters into tiles of its size
-    items = load_data(
-        data,
-        channels=None if table else c,
-        image_size=None if table else (h, w),
-        high=None if table else high,
-        show_progress=verbose,
-        cache_dir=cache_dir,
-        stream=stream,
-        layout=layout,
-        columns=model.columns,
-        id_column=id_column,
-        prefer_id=model.id_column,
-        raster=raster,
-        grid=True,
-    )
-    if table != (items.columns is not None):
-        kinds = ("a table", "images") if table else ("images", "a table")
-        raise AekitError(
-            f"the model was trained on {kinds[0]} and {items.source} holds {kinds[1]}; pass data like its training data"
-        )
-    if id_column and not table:
-        raise AekitError("--id-column applies to tables; the model was trained on images")
     return items
 
 
-def encode_items(
-    run: str | Path,
-    data: Any,
-    *,
-    batch_size: int = 256,
-    device: str = "auto",
-    precision: str = "auto",
-    verbose: bool = True,
-    cache_dir: str | Path | None = "default",
-    layout: str | None = None,
-    id_column: str | None = None,
-) -> tuple[list[str], np.ndarray, list[Skipped], str]:
-    """(ids, latent codes, skipped, id_name) of every item of DATA under the model in RUN; id_name
-    says what the ids are: "path", a table's id column, or "row" for row numbers.
+@dataclass
+class Encoded:
+    """The codes of every item of some data, in its order."""
 
-    `precision` "auto" computes as the run trained: with its `--precision` (by default bf16
+    ids: list[str]
+    codes: np.ndarray  # (N, latent_dim) float32
+    skipped: list[Skipped]
+    id_name: str  # what the ids are: "path", a table's id column, "key" (tar shards) or "row"
+
+
+def encode_items(o: EncodeOptions) -> Encoded:
+    """The codes of every item of `o.data` under the model in `o.run`.
+
+    `o.precision` "auto" computes as the run trained: with its `--precision` (by default bf16
     autocast where the CPU/GPU has native bf16: about 1.5x faster, codes within ~0.5% of fp32's;
     else fp32). Codes feed search, clustering and maps, where that is noise; scores stay fp32 by
     default, as they are compared with a threshold set in fp32. "fp32" gives the exported
     encoder's codes exactly."""
-    check_batch_size(batch_size)
-    if precision == "auto":
-        precision = training_precision(run)
-    ctx, model = load_on_rank(run, device, precision)  # under torchrun each rank encodes its share
-    if wants_stream(model, data):  # tar shards: read on the fly, one batch at a time
-        got = stream_pass(
-            model,
-            data,
-            lambda x: model.encode(x, layout="NCHW", batch_size=batch_size),
-            batch_size=batch_size,
-            ctx=ctx,
-            verbose=verbose and ctx.main,
-        )
-        return got.ids, got.values, got.skipped, got.id_name
-    with distributed.local_rank_first(ctx):
-        items = read_for_model(
-            model, data, verbose=verbose and ctx.main, cache_dir=cache_dir, layout=layout, id_column=id_column
-        )
+    check_batch_size(o.batch_size)
+    precision = training_precision(o.run) if o.precision == "auto" else o.precision
+    ctx, model = load_on_rank(o.run, o.device, precision)  # under torchrun each rank encodes its share
+    items = model_data(model, o.data, o, ctx, shards=True)
+    batch = o.batch_size
+    if items.stream is not None:  # tar shards: read on the fly, one batch at a time
+
+        def encode(x: np.ndarray) -> np.ndarray:
+            return model.encode(x, layout="NCHW", batch_size=batch)
+
+        got = shard_pass(model, o.data, encode, batch_size=batch, ctx=ctx, verbose=o.verbose and ctx.main)
+        return Encoded(got.ids, got.values, got.skipped, got.id_name)
 
     def encode_rows(rows: slice) -> np.ndarray:
         return np.concatenate(
             [
-                model.encode(items.array[i : min(i + batch_size, rows.stop)], layout="NCHW", batch_size=batch_size)
-                for i in range(rows.start, rows.stop, batch_size)
+                model.encode(items.array[i : min(i + batch, rows.stop)], layout="NCHW", batch_size=batch)
+                for i in range(rows.start, rows.stop, batch)
             ]
         )
 
     z = distributed.map_rows(encode_rows, len(items), np.zeros((0, model.latent_dim), np.float32), ctx)
-    return list(items.ids), z, items.skipped, items.id_name or "row"
+    return Encoded(list(items.ids), z, items.skipped, items.id_name or "row")
 
 
 def training_precision(run: str | Path) -> str:
@@ -139,13 +94,11 @@ def load_on_rank(run: str | Path, device: str, precision: str) -> tuple[distribu
     return ctx, load(run, device=distributed.rank_device(device, ctx), precision=precision)
 
 
-def encode_to_file(
-    run: str | Path, data: Any, output: str | Path, **options: Any
-) -> tuple[list[Path], int, list[Skipped]]:
-    """Encode DATA with the model in RUN (`options` as for `encode_items`) and write `output`;
-    returns (files written, items, skipped)."""
-    check_output(output)  # fail on a bad path or extension before any work
-    ids, z, skipped, id_name = encode_items(run, data, **options)
+def encode_to_file(o: EncodeOptions) -> tuple[list[Path], Encoded]:
+    """Encode as `encode_items` and write `o.output` (.npy, .csv, .parquet); returns the files
+    written (none on the other ranks under torchrun: rank 0 writes the merged output) and the codes."""
+    check_output(o.output)  # fail on a bad path or extension before any work
+    got = encode_items(o)
     if not distributed.context().main:
-        return [], len(ids), skipped  # rank 0 writes the merged output
-    return write_vectors(output, ids, z, id_name=id_name), len(ids), skipped
+        return [], got
+    return write_vectors(o.output, got.ids, got.codes, id_name=got.id_name), got

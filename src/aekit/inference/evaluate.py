@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aekit.config.commands import EvaluateOptions, ScoreOptions, UseOptions
 from aekit.core.errors import AekitError
 from aekit.core.progress import console
 from aekit.core.rundir import atomic_write, check_output_file, resolve_run, write_json
@@ -27,138 +28,87 @@ DETECTION_PLOT = "detection.png"
 ROOT_FOLDER = "(root)"
 
 
-def evaluate(
-    run: str | Path,
-    data: Any = None,
-    output: str | Path | None = None,
-    *,
-    normal: Any = None,
-    anomalous: Any = None,
-    label_column: str | None = None,
-    normal_folders: str | list[str] | None = None,
-    labels: Any = None,
-    metric: str | None = None,
-    threshold: float | None = None,
-    batch_size: int = 256,
-    device: str = "auto",
-    verbose: bool = True,
-    cache_dir: str | Path | None = "default",
-    layout: str | None = None,
-    id_column: str | None = None,
-) -> dict:
-    """Evaluate the model in RUN. With DATA alone: reconstruction next to the run's PCA. With
-    `normal` and `anomalous` data, or DATA with labels (`label_column` of a table, `normal_folders`
-    of an image folder, or `labels` per item), the anomaly score of `aekit score` against the
-    labels: see `evaluate_detection`. Optionally writes the result as JSON to `output`."""
-    detect = any(v is not None for v in (normal, anomalous, label_column, normal_folders, labels))
-    if detect:
-        return evaluate_detection(
-            run, data, output, normal=normal, anomalous=anomalous, label_column=label_column,
-            normal_folders=normal_folders, labels=labels, metric=metric, threshold=threshold, batch_size=batch_size,
-            device=device, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column,
-        )  # fmt: skip
-    if data is None:
+def evaluate(o: EvaluateOptions, labels: Any = None) -> dict:
+    """Evaluate the model in `o.run`. With `o.data` alone: reconstruction next to the run's PCA.
+    With `o.normal` and `o.anomalous` data, or `o.data` with labels (`o.label_column` of a table,
+    `o.normal_folders` of an image folder, or `labels`, one 0/1 per item), the anomaly score of
+    `aekit score` against the labels: see `evaluate_detection`. Optionally writes the result as
+    JSON to `o.output`."""
+    if any(v is not None for v in (o.normal, o.anomalous, o.label_column, o.normal_folders, labels)):
+        return evaluate_detection(o, labels)
+    if o.data is None:
         raise AekitError(
             "give DATA to compare the model with PCA, or --normal DATA and --anomalous DATA (or DATA with "
             "--label-column NAME or --normal-folders NAMES) to measure how well it finds anomalies"
         )
-    if threshold is not None:
+    if o.threshold is not None:
         raise AekitError("--threshold is for anomaly detection: add --normal and --anomalous, or labels for DATA")
-    return evaluate_reconstruction(
-        run, data, output, batch_size=batch_size, device=device, verbose=verbose, cache_dir=cache_dir,
-        layout=layout, id_column=id_column,
-    )  # fmt: skip
+    return evaluate_reconstruction(o)
 
 
-def evaluate_reconstruction(
-    run: str | Path,
-    data: Any,
-    output: str | Path | None = None,
-    *,
-    batch_size: int = 256,
-    device: str = "auto",
-    verbose: bool = True,
-    cache_dir: str | Path | None = "default",
-    layout: str | None = None,
-    id_column: str | None = None,
-) -> dict:
-    """Evaluate the model in RUN on DATA next to the run's PCA; optionally write JSON to `output`."""
-    from aekit.inference.encode import read_for_model
+def evaluate_reconstruction(o: EvaluateOptions) -> dict:
+    """Evaluate the model in `o.run` on `o.data` next to the run's PCA; optionally write JSON to `o.output`."""
+    from aekit.inference.encode import model_data
     from aekit.inference.model import load
 
-    run_dir = resolve_run(run)
-    model = load(run_dir, device=device)
+    run_dir = resolve_run(o.run)
+    model = load(run_dir, device=o.device)
     pca = load_pca(run_dir)
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
+    items = model_data(model, o.data, o)
     x_all = torch.from_numpy(items.array)
     columns = model.columns
     m_all = None if items.mask is None else torch.from_numpy(items.mask)
     kind = DataKind(table=columns is not None, bounded=model.scale > 1, masked=m_all is not None)
     idx = torch.arange(len(items))
     res = final_pass(
-        model.model, model.normalizer, pca, x_all, idx, model.device, batch_size, kind, m_all, scores=False
+        model.model, model.normalizer, pca, x_all, idx, model.device, o.batch_size, kind, m_all, scores=False
     ).comparison
     res.update(
         run=str(run_dir), data=items.source, skipped=[{"path": s.path, "reason": s.reason} for s in items.skipped]
     )
-    if output:
-        write_json(Path(output), res)
-    if verbose:
+    if o.output:
+        write_json(Path(o.output), res)
+    if o.verbose:
         console.print(comparison_table(res, f"aekit evaluate: {res['n_items']} items from {items.source}", columns))
         console.print(say_verdict(res))
     return res
 
 
-def evaluate_detection(
-    run: str | Path,
-    data: Any = None,
-    output: str | Path | None = None,
-    *,
-    normal: Any = None,
-    anomalous: Any = None,
-    label_column: str | None = None,
-    normal_folders: str | list[str] | None = None,
-    labels: Any = None,
-    metric: str | None = None,
-    threshold: float | None = None,
-    **options: Any,
-) -> dict:
-    """How well the anomaly score of `aekit score` (the same function, `metric` and threshold)
+def evaluate_detection(o: EvaluateOptions, labels: Any = None) -> dict:
+    """How well the anomaly score of `aekit score` (the same function, `o.metric` and threshold)
     tells anomalous items (the positive class) from normal ones. The labelled items are either
-    `normal` and `anomalous` data (each a folder, image file, array or table), or `data` with one
-    of: `label_column` (a table's column: 0/normal vs 1/anomalous, see `parse_labels`),
-    `normal_folders` (images: the sub-folders of `data` holding normal items; items in any
+    `o.normal` and `o.anomalous` data (each a folder, image file, array or table), or `o.data` with
+    one of: `o.label_column` (a table's column: 0/normal vs 1/anomalous, see `parse_labels`),
+    `o.normal_folders` (images: the sub-folders of the data holding normal items; items in any
     other are anomalous) or `labels` (one 0/1 per item, in the data's order).
 
     Returns a dict with `auroc`, `average_precision`, `at_threshold` (precision, recall, F1,
-    false positive rate and counts at the threshold: the run's stored one unless `threshold`
-    is given), counts and the data. With `output` (a .json file) writes it there and the ROC and
+    false positive rate and counts at the threshold: the run's stored one unless `o.threshold`
+    is given), counts and the data. With `o.output` (a .json file) writes it there and the ROC and
     precision-recall curves next to it (OUTPUT_curves.png); both are also recorded in the run folder
-    (detection.json, detection.png: the latest such evaluation), which `aekit report RUN` shows.
-    `options` are those of `aekit score` (batch_size, device, verbose, cache_dir, layout, id_column)."""
-    out = _check_detection_args(data, output, normal, anomalous, label_column, normal_folders, labels, options)
-    run_dir = resolve_run(run)
+    (detection.json, detection.png: the latest such evaluation), which `aekit report RUN` shows."""
+    out = _check_detection_args(o, labels)
+    run_dir = resolve_run(o.run)
     table = _is_table_model(run_dir)
-    options = {"metric": metric, "threshold": threshold, **options}
-    if data is None:
-        sets = [_score(run_dir, d, options) for d in (normal, anomalous)]
+    if o.data is None:
+        sets = [_score(o, d) for d in (o.normal, o.anomalous)]
         y = np.repeat(np.array([0, 1], np.int8), [len(s.scores) for s in sets])
         scored = sets
         described = {"normal": sets[0].summary["data"], "anomalous": sets[1].summary["data"], "labels": "two sets"}
-    elif label_column is not None:
+    elif o.label_column is not None:
         if table is False:
             raise AekitError("--label-column is for tables; the model was trained on images (use --normal-folders)")
-        if options.get("id_column"):
+        if o.id_column:
             raise AekitError("give --label-column or --id-column, not both: the result has no per-row identifiers")
-        res = _score(run_dir, data, {**options, "id_column": label_column})
-        y = parse_labels(res.ids, f"column {label_column!r} of {res.summary['data']}")
+        res = _score(o, o.data, id_column=o.label_column)
+        y = parse_labels(res.ids, f"column {o.label_column!r} of {res.summary['data']}")
         scored = [res]
-        described = {"data": res.summary["data"], "labels": f"column {label_column}"}
-    elif normal_folders is not None:
+        described = {"data": res.summary["data"], "labels": f"column {o.label_column}"}
+    elif o.normal_folders is not None:
         if table:
             raise AekitError("--normal-folders is for images in sub-folders; label table rows with --label-column")
-        names = _names(normal_folders)
-        res = _score(run_dir, data, options)
+        names = _names(o.normal_folders)
+        res = _score(o, o.data)
         y = np.array([_first_folder(i) not in names for i in res.ids], np.int8)
         found = {_first_folder(i) for i in res.ids}
         if not names & found:
@@ -169,7 +119,7 @@ def evaluate_detection(
         scored = [res]
         described = {"data": res.summary["data"], "labels": f"normal folders {','.join(sorted(names))}"}
     else:
-        res = _score(run_dir, data, options)
+        res = _score(o, o.data)
         y = _given_labels(labels, len(res.scores))
         scored = [res]
         described = {"data": res.summary["data"], "labels": "given"}
@@ -184,23 +134,22 @@ def evaluate_detection(
         "skipped": [x for s in scored for x in s.summary["skipped"]],
     }
     result["plot"] = _write(out, run_dir, result, y, scores)
-    if options.get("verbose", True):
+    if o.verbose:
         console.print(detection_table(result))
         wrote = f"wrote {out} and {result['plot']}; " if out is not None else ""
         console.print(f"{wrote}recorded in {run_dir / DETECTION_FILE} (shown by aekit report {run_dir})")
     return result
 
 
-def _check_detection_args(
-    data, output, normal, anomalous, label_column, normal_folders, labels, options
-) -> Path | None:
+def _check_detection_args(o: EvaluateOptions, labels: Any) -> Path | None:
     """One-line errors for combinations that make no sense, before any work; the output path."""
+    data, normal, anomalous, output = o.data, o.normal, o.anomalous, o.output
     if data is not None and (normal is not None or anomalous is not None):
         raise AekitError(
             "give either DATA with labels (--label-column, --normal-folders) or --normal and --anomalous, not both"
         )
-    given = [name for name, v in (("--label-column", label_column), ("--normal-folders", normal_folders),
-                                  ("labels", labels)) if v is not None]  # fmt: skip
+    marks = (("--label-column", o.label_column), ("--normal-folders", o.normal_folders), ("labels", labels))
+    given = [name for name, v in marks if v is not None]
     if data is None:
         if normal is None or anomalous is None:
             missing, present = ("--anomalous", "--normal") if anomalous is None else ("--normal", "--anomalous")
@@ -228,11 +177,15 @@ def _is_table_model(run_dir: Path) -> bool | None:
         return None
 
 
-def _score(run_dir: Path, data: Any, options: dict):
-    """The items of `data` scored exactly as `aekit score` scores them (same function)."""
+def _score(o: EvaluateOptions, data: Any, **changes: Any):
+    """The items of `data` scored exactly as `aekit score` scores them (the same function, with the
+    options the two commands share)."""
     from aekit.inference.score import score_to_file
 
-    return score_to_file(run_dir, data, None, **options)
+    shared = {name: getattr(o, name) for name in UseOptions.names()}
+    return score_to_file(
+        ScoreOptions(**{**shared, "data": data, "metric": o.metric, "threshold": o.threshold, **changes})
+    )
 
 
 def _names(value: str | list[str]) -> set[str]:

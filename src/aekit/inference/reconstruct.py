@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from aekit.config.commands import ReconstructOptions
 from aekit.core.errors import AekitError
 from aekit.core.rundir import RECONSTRUCT_MARKER, atomic_write, check_creatable
 
@@ -97,56 +98,43 @@ def write_table(path: Path, items: Any, recon: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def reconstruct_to_dir(
-    run: str | Path,
-    data: Any,
-    out_dir: str | Path,
-    *,
-    compare: bool = False,
-    batch_size: int = 256,
-    device: str = "auto",
-    precision: str = "fp32",
-    verbose: bool = True,
-    cache_dir: str | Path | None = "default",
-    layout: str | None = None,
-    id_column: str | None = None,
-    stride: int | None = None,
-) -> dict:
-    """Reconstruct every item of DATA with the model in RUN into `out_dir`; returns a summary.
-    A raster model given rasters writes whole GeoTIFFs, stitched from patches on a grid of
-    `stride` (default: half the patch; see raster_outputs.py)."""
+def reconstruct_to_dir(o: ReconstructOptions) -> dict:
+    """Reconstruct every item of `o.data` with the model in `o.run` into the folder `o.output`;
+    returns a summary. A raster model given rasters writes whole GeoTIFFs, stitched from patches on
+    a grid of `o.stride` (default: half the patch; see raster_outputs.py)."""
     from aekit.core.progress import console
-    from aekit.inference.encode import read_for_model
+    from aekit.inference.encode import model_data
     from aekit.inference.model import check_batch_size, load
     from aekit.inference.raster_outputs import is_raster_path, raster_outputs
 
-    out = check_out_dir(out_dir, data)
-    check_batch_size(batch_size)
-    model = load(run, device=device, precision=precision)
+    data, batch = o.data, o.batch_size
+    out = check_out_dir(o.output, data)
+    check_batch_size(batch)
+    model = load(o.run, device=o.device, precision=o.precision)
     if "raster" in model.meta and is_raster_path(data):
         _mark(out)
         res = raster_outputs(
-            model, data, out, kind="reconstruction", stride=stride, batch_size=batch_size, verbose=verbose
+            model, data, out, kind="reconstruction", stride=o.stride, batch_size=batch, verbose=o.verbose
         )
         n = len(res["rasters"])
         return {"out": str(out), "n_items": n, "files": n, "skipped": len(res["skipped"]), "rasters": res["rasters"]}
-    items = read_for_model(model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column)
-    if model.columns is not None and compare:
+    items = model_data(model, data, o)
+    if model.columns is not None and o.compare:
         raise AekitError("--compare writes pictures of images; a table's reconstruction is reconstructions.csv")
     _mark(out)
     files_input = isinstance(data, (str, Path)) and Path(data).suffix.lower() not in (".npy", ".npz")
     n = len(items)
     if model.columns is not None:
-        write_table(out / "reconstructions.csv", items, model.reconstruct(items.array, batch_size=batch_size))
+        write_table(out / "reconstructions.csv", items, model.reconstruct(items.array, batch_size=batch))
         written = [out / "reconstructions.csv"]
     elif not files_input:
-        written = [_write_array(out / "reconstructions.npy", model, items, batch_size)]
+        written = [_write_array(out / "reconstructions.npy", model, items, batch)]
     else:
-        written = _write_images(out, model, items, batch_size, compare, verbose)
+        written = _write_images(out, model, items, batch, o.compare, o.verbose)
     summary = {"out": str(out), "n_items": n, "files": len(written), "skipped": len(items.skipped)}
-    if verbose:
-        more = f", side-by-side pictures in {out / 'compare'}" if compare and files_input else ""
-        if compare and not files_input:
+    if o.verbose:
+        more = f", side-by-side pictures in {out / 'compare'}" if o.compare and files_input else ""
+        if o.compare and not files_input:
             more = " (--compare applies to image files, not arrays)"
         console.print(f"reconstructed {n} item(s) into {out}{more}; skipped {len(items.skipped)}")
     return summary

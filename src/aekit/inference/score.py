@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from aekit.config.choices import METRICS, TABLE_METRICS
+from aekit.config.commands import ScoreOptions
 from aekit.config.train import check_rule
 from aekit.core import distributed
 from aekit.core.errors import AekitError
@@ -72,95 +73,67 @@ class Scores:
     summary: dict
 
 
-def score_to_file(
-    run: str | Path,
-    data: Any,
-    output: str | Path | None = None,
-    *,
-    metric: str | None = None,
-    threshold: float | None = None,
-    threshold_percentile: float | None = None,
-    contamination: float | None = None,
-    worst: int = 16,
-    batch_size: int = 256,
-    device: str = "auto",
-    precision: str = "fp32",
-    verbose: bool = True,
-    cache_dir: str | Path | None = "default",
-    layout: str | None = None,
-    id_column: str | None = None,
-    stride: int | None = None,
-) -> dict:
-    """Score every item of DATA with the model in RUN. With `output`, write it (worst first), a PNG
-    grid of the worst items next to it and a JSON summary with the threshold. Rasters with an
-    `output` that is not a table (.tif, or a folder) get per-pixel error maps instead (raster_outputs.py),
-    on a grid of `stride` (default: half the patch)."""
-    from aekit.inference.encode import load_on_rank, read_for_model
+def score_to_file(o: ScoreOptions) -> Scores:
+    """Score every item of `o.data` with the model in `o.run`. With `o.output`, write it (worst
+    first), a PNG grid of the worst items next to it and a JSON summary with the threshold. Rasters
+    with an output that is not a table (.tif, or a folder) get per-pixel error maps instead
+    (raster_outputs.py), on a grid of `o.stride` (default: half the patch)."""
+    from aekit.inference.encode import load_on_rank, model_data
     from aekit.inference.model import load
     from aekit.inference.raster_outputs import raster_outputs, wants_error_maps
-    from aekit.inference.streamed import stream_pass, wants_stream
+    from aekit.inference.shard_pass import shard_pass
 
-    if wants_error_maps(data, output):
-        model = load(run, device=device, precision=precision)
-        return raster_outputs(model, data, output, kind="error", stride=stride, batch_size=batch_size, verbose=verbose)
+    if wants_error_maps(o.data, o.output):
+        model = load(o.run, device=o.device, precision=o.precision)
+        return raster_outputs(
+            model, o.data, o.output, kind="error", stride=o.stride, batch_size=o.batch_size, verbose=o.verbose
+        )
 
-    out = _check_score_args(metric, output, batch_size, threshold_percentile, contamination)
-    run_dir = resolve_run(run)
-    ctx, model = load_on_rank(run_dir, device, precision)  # under torchrun each rank scores its share
-    metric = metric or model.score_metric
-    verbose = verbose and ctx.main
+    out = _check_score_args(o)
+    run_dir = resolve_run(o.run)
+    ctx, model = load_on_rank(run_dir, o.device, o.precision)  # under torchrun each rank scores its share
+    metric = o.metric or model.score_metric
+    verbose = o.verbose and ctx.main
     if model.columns is not None and metric not in TABLE_METRICS:
         raise AekitError(f"metric {metric} is for images; score table rows by {' or '.join(TABLE_METRICS)}")
-    if wants_stream(model, data):  # tar shards: read on the fly, one batch at a time
-        items = stream_pass(
-            model,
-            data,
-            lambda x: model.score(x, metric=metric, layout="NCHW", batch_size=batch_size),
-            batch_size=batch_size,
-            ctx=ctx,
-            verbose=verbose,
-            keep=max(0, worst) if out is not None else 0,
-        )
+    items = model_data(model, o.data, o, ctx, shards=True)
+    if items.stream is not None:  # tar shards: read on the fly, one batch at a time
+        keep = max(0, o.worst) if out is not None else 0
+
+        def score(x: np.ndarray) -> np.ndarray:
+            return model.score(x, metric=metric, layout="NCHW", batch_size=o.batch_size)
+
+        items = shard_pass(model, o.data, score, batch_size=o.batch_size, ctx=ctx, verbose=verbose, keep=keep)
         scores = items.values
     else:
-        with distributed.local_rank_first(ctx):
-            items = read_for_model(
-                model, data, verbose=verbose, cache_dir=cache_dir, layout=layout, id_column=id_column
-            )
-        scores = _score_items(model, items, metric, batch_size, ctx)
+        scores = _score_items(model, items, metric, o.batch_size, ctx)
     rule = choose_threshold(
         run_dir,
         model.meta,
         metric,
         scores,
-        threshold=threshold,
-        percentile=threshold_percentile,
-        contamination=contamination,
+        threshold=o.threshold,
+        percentile=o.threshold_percentile,
+        contamination=o.contamination,
     )
     flags = scores > rule["value"]
     summary = _summary(run_dir, items, metric, flags, rule)
     result = Scores(ids=list(items.ids), scores=scores, is_anomaly=flags, threshold=rule, summary=summary)
     if out is None or not ctx.main:  # rank 0 writes the merged output
         return result
-    _write_outputs(out, result, model, items, worst, batch_size, verbose)
+    _write_outputs(out, result, model, items, o.worst, o.batch_size, verbose)
     return result
 
 
-def _check_score_args(
-    metric: str | None,
-    output: str | Path | None,
-    batch_size: int,
-    threshold_percentile: float | None,
-    contamination: float | None,
-) -> Path | None:
+def _check_score_args(o: ScoreOptions) -> Path | None:
     """Fail on bad arguments before any work; the checked output path (None: no output)."""
     from aekit.inference.model import check_batch_size
 
-    if metric is not None and metric not in METRICS:
-        raise AekitError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    out = check_score_output(output) if output is not None else None
-    check_batch_size(batch_size)
-    check_rule(threshold_percentile, contamination)
+    if o.metric is not None and o.metric not in METRICS:
+        raise AekitError(f"unknown metric {o.metric!r}; choose one of {', '.join(METRICS)}")
+    out = check_score_output(o.output) if o.output is not None else None
+    check_batch_size(o.batch_size)
+    check_rule(o.threshold_percentile, o.contamination)
     return out
 
 
@@ -212,9 +185,9 @@ def _write_outputs(
 
 def _worst(items: Any, scores: np.ndarray, worst: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(raw pixels, nodata mask or None) of the `worst` highest-scoring items, worst first."""
-    from aekit.inference.streamed import Streamed
+    from aekit.inference.shard_pass import ShardPass
 
-    if isinstance(items, Streamed):  # kept while the shards were read
+    if isinstance(items, ShardPass):  # kept while the shards were read
         return (items.top_x if items.top_x is not None else np.zeros((0, 1, 1, 1), np.uint8)), None
     top = np.argsort(-scores, kind="stable")[: max(0, worst)]
     sel = np.sort(top)  # read in file order (memory-mapped data), show worst first

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,11 +17,11 @@ import numpy as np
 from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.data.base import Skipped
-from aekit.data.stream import BRACE, expand_shards, is_stream_source, is_url, read_batches
+from aekit.data.stream import expand_shards, read_batches, source_name
 
 
 @dataclass
-class Streamed:
+class ShardPass:
     """What one pass over the shards gave: every item's id and value (rows of `values`), and the
     `keep` items with the highest values, highest first (`top_x` raw pixels, `top_values`)."""
 
@@ -38,12 +37,7 @@ class Streamed:
         return len(self.ids)
 
 
-def wants_stream(model: Any, data: Any) -> bool:
-    """DATA names tar shards and the model was trained on images (tables and rasters have no shards)."""
-    return model.columns is None and "raster" not in model.meta and is_stream_source(data)
-
-
-def stream_pass(
+def shard_pass(
     model: Any,
     data: Any,
     fn: Callable[[np.ndarray], np.ndarray],
@@ -52,14 +46,14 @@ def stream_pass(
     ctx: distributed.Context,
     verbose: bool = True,
     keep: int = 0,
-) -> Streamed:
+) -> ShardPass:
     """`fn(x)` for every sample of the tar shards DATA, x a (B, C, H, W) batch of raw pixels; with
     `keep` the `keep` items of highest value (fn must then give one number per item)."""
     from aekit.core.progress import console
 
     c, h, w = model.input_shape
     shards = expand_shards(str(data))
-    source = str(data) if is_url(str(data)) or BRACE.search(str(data)) else str(Path(data).resolve())
+    source = source_name(data)
     if verbose:
         console.print(f"reading {len(shards)} tar shard(s) of {source} on the fly (not cached)")
     skipped: list[Skipped] = []
@@ -77,7 +71,7 @@ def stream_pass(
         if keep:  # the highest so far and this batch's
             top_x, top_v = _highest([(top_x, top_v), (x, values)], keep)
     values = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    result = Streamed(ids, values, source, skipped, top_x, top_v)
+    result = ShardPass(ids, values, source, skipped, top_x, top_v)
     if ctx.active:
         result = _gathered(result, ctx, keep)
     if not result.ids:
@@ -86,7 +80,7 @@ def stream_pass(
     return result
 
 
-def _gathered(part: Streamed, ctx: distributed.Context, keep: int) -> Streamed:
+def _gathered(part: ShardPass, ctx: distributed.Context, keep: int) -> ShardPass:
     """Every rank's results in rank order, on every rank."""
     import torch.distributed as dist
 
@@ -96,7 +90,7 @@ def _gathered(part: Streamed, ctx: distributed.Context, keep: int) -> Streamed:
     values = np.concatenate([p[1] for p in parts if len(p[1])]) if ids else part.values
     skipped = [s for p in parts for s in p[2]]
     top_x, top_v = _highest([(p[3], p[4]) for p in parts], keep) if keep else (None, None)
-    return Streamed(ids, values, part.source, skipped, top_x, top_v)
+    return ShardPass(ids, values, part.source, skipped, top_x, top_v)
 
 
 def _highest(pairs: list[tuple[np.ndarray | None, np.ndarray | None]], keep: int) -> tuple:

@@ -185,13 +185,13 @@ def run_sweep(
     max_time_per_trial: float | None = None,
     out: str | Path | None = None,
     config: str | Path | None = None,
-    verbose: bool = True,
+    verbose: bool = False,
     **options: Any,
 ) -> SweepResults:
     """The sweep behind `aekit sweep` and `aekit.sweep` (see the module docstring)."""
     from aekit.core import distributed
+    from aekit.data.source import Request, open_data
     from aekit.sweeps.report import print_start
-    from aekit.training.workflow import load_for
 
     _check_arguments(search, trials, latent_dim)
     fixed = _fixed_options(options, max_time_per_trial, config)
@@ -207,8 +207,7 @@ def run_sweep(
     identity = {"data": source, "fixed": _jsonable(same)}
     if ctx.main:
         prepare_dir(out_dir, identity)
-    with distributed.local_rank_first(ctx):
-        dataset = load_for(data, plan.base, verbose)  # decodes once into the cache, or fails clearly
+    dataset = open_data(data, Request.for_training(plan.base), ctx=ctx, verbose=verbose)  # decoded once
     state = {**identity, "space": plan.space, "search": search, "trials": trials, "aekit_version": __version__}
     done = _start_state(out_dir, state, ctx)
     n_planned = min(trials, len(plan.combos)) if trials else (len(plan.combos) if search == "grid" else DEFAULT_TRIALS)

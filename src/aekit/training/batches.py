@@ -118,8 +118,8 @@ class StreamBatches:
 
         s, ctx = self.s, self.s.ctx
         known = {k.path for k in s.stream["skipped"]}
-        batches = epoch_batches(s.stream, s.cfg.batch_size // ctx.world, self.seed, s.stream["exclude"], ctx.rank,
-                                ctx.world)  # fmt: skip
+        per_rank = s.cfg.batch_size // ctx.world
+        batches = epoch_batches(s.stream, per_rank, self.seed, s.stream["exclude"], ctx.rank, ctx.world)
         while True:
             xb = self._pull(batches, known)
             if distributed.any_rank(xb is None, s.device, ctx):

@@ -19,7 +19,7 @@ from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.core.progress import console
 from aekit.core.rundir import check_out, link_latest, lock, make_run_dir, remove_if_empty, unlock
-from aekit.data import load_data
+from aekit.data.source import Request, open_data, reachable
 from aekit.inference.model import Autoencoder, load
 from aekit.models.registry import AUTO, find_model, load_plugins, plugin_hint
 from aekit.reporting.report import report_after_training
@@ -43,7 +43,7 @@ def train(
     *,
     out: str | Path | None = None,
     config: str | Path | None = None,
-    verbose: bool = True,
+    verbose: bool = False,
     resume: str | Path | None = None,
     on_epoch: Callable[[int, dict], bool] | None = None,
     **options: Any,
@@ -80,9 +80,6 @@ def train(
         check_out(out)
     t0 = time.perf_counter()
     dataset = read_data(data, cfg, verbose, ctx)
-    if dataset.columns is None and (cfg.columns or cfg.id_column):
-        flag = "--columns" if cfg.columns else "--id-column"
-        raise AekitError(f"{flag} applies to tables (.csv, .parquet, 2-D arrays); {dataset.source} holds images")
     dataset.load_seconds = round(time.perf_counter() - t0, 3)
     run_dir = Path(distributed.broadcast(str(make_run_dir(out)) if ctx.main else None, ctx))
     try:
@@ -127,71 +124,8 @@ def check_models(cfg: TrainConfig, named: Any) -> None:
 
 
 def read_data(data: Any, cfg: TrainConfig, verbose: bool, ctx: distributed.Context):
-    """DATA as this process trains on it. Under torchrun one process per machine builds the decode
-    cache while the others wait, then they map it: one copy per machine (data/cache.py). An image
-    folder is listed by rank 0 alone and read in node shards: each machine decodes and trains on
-    its own files only (data/shards.py). Tar shards are streamed: every process reads their first
-    sample here, and training decodes the rest on the fly (data/stream.py)."""
-    from aekit.data.stream import is_stream_source, read_stream
-
-    if is_stream_source(data):
-        return read_stream(data, channels=cfg.channels, image_size=cfg.image_size, show_progress=verbose)
-    if ctx.active and _image_folder(data, cfg, ctx):
-        from aekit.data.shards import read_folder_shared
-
-        return read_folder_shared(
-            data,
-            ctx,
-            cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
-            channels=cfg.channels,
-            image_size=cfg.image_size,
-            extensions=cfg.extensions,
-            show_progress=verbose,
-        )
-    with distributed.local_rank_first(ctx):
-        return load_for(data, cfg, verbose)
-
-
-def _image_folder(data: Any, cfg: TrainConfig, ctx: distributed.Context) -> bool:
-    """Whether DATA is read as image files rather than rasters, decided by rank 0 alone (which
-    looks through the folder) for every rank; rank 0's error raised on every rank."""
-    from aekit.data.rasters import use_rasterio
-    from aekit.data.shards import is_image_path
-
-    if not is_image_path(data):
-        return False
-    answer: bool | str | None = None
-    if ctx.main:
-        try:
-            answer = not use_rasterio(data, raster_options(cfg))
-        except AekitError as e:
-            answer = str(e)
-    answer = distributed.broadcast(answer, ctx)
-    if isinstance(answer, str):
-        raise AekitError(answer)
-    return bool(answer)
-
-
-def raster_options(cfg: TrainConfig):
-    from aekit.data.rasters import RasterOptions
-
-    return RasterOptions(cfg.bands, cfg.patch_size, cfg.stride, cfg.nodata, cfg.seed)
-
-
-def load_for(data: Any, cfg: TrainConfig, verbose: bool):
-    """Read DATA with the preprocessing options of `cfg` (through the decode cache)."""
-    return load_data(
-        data,
-        channels=cfg.channels,
-        image_size=cfg.image_size,
-        extensions=cfg.extensions,
-        show_progress=verbose,
-        cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
-        layout=cfg.layout,
-        columns=cfg.columns,
-        id_column=cfg.id_column,
-        raster=raster_options(cfg),
-    )
+    """DATA as this process trains on it: the one way in (data/source.py) with `cfg`'s preprocessing."""
+    return open_data(data, Request.for_training(cfg), ctx=ctx, verbose=verbose)
 
 
 RESUMABLE_OPTIONS = ("epochs", "max_steps", "max_time", "patience", "device", "checkpoint_every", "plugins")
@@ -204,12 +138,6 @@ def elastic_restart() -> int:
         return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     except ValueError:
         return 0
-
-
-def _stream_url(source: str) -> bool:
-    from aekit.data.stream import is_stream_source
-
-    return "://" in source or is_stream_source(source)
 
 
 def _resumable(options: dict) -> dict:
@@ -249,7 +177,7 @@ def check_resume(run: str | Path, data: Any = None, *, config: Any = None, out: 
             f"{state['step']}) to train longer"
         )
     if data is None:
-        if not source or not (Path(source).exists() or _stream_url(source)):
+        if not source or not reachable(source):
             raise AekitError(f"the run's data ({source}) is not a path that exists here; pass DATA with --resume")
         data = source
     return cfg, state, data
