@@ -1,6 +1,7 @@
 # make setup: .venv with aekit, all extras and dev tools (CPU torch 2.13.0 first when no torch is present)
 # make demo:  setup, then train on the sample digits shipped with aekit
 # make test:  setup, then the test suite
+# make fuzz:  setup, then tests/test_fuzz.py with 2000 examples per reader (AEKIT_FUZZ_EXAMPLES)
 # make lint:  ruff check and format check
 # make docs:  setup, then the documentation site (Sphinx + MyST) in docs/_build/html; warnings are errors
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup demo test lint docs clean
+.PHONY: setup demo test fuzz lint docs clean
 setup: $(BIN)/aekit
 
 $(BIN)/aekit: pyproject.toml
@@ -25,6 +26,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+fuzz: setup
+	AEKIT_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 lint: setup
 	$(BIN)/ruff check src tests scripts docs
