@@ -182,3 +182,22 @@ def test_api_verbs_stay_functions_when_every_module_is_imported():
         "sweep",
     ):
         assert inspect.isfunction(getattr(aekit, name)), name
+
+
+def test_the_public_api_is_named_and_listed(rgb_run, tmp_path, capsys):
+    """aekit.load returns an aekit.Autoencoder; dir(aekit) and __all__ list every public name and
+    each resolves; library functions print nothing unless asked."""
+    listed = set(dir(aekit))
+    assert {"train", "load", "score", "encode", "export", "Autoencoder", "AutoencoderDetector", "Scores"} <= listed
+    assert set(aekit.__all__) <= listed and all(getattr(aekit, name) is not None for name in aekit.__all__)
+    folder, run = rgb_run
+    model = aekit.load(run)
+    assert isinstance(model, aekit.Autoencoder)
+    res = aekit.score(run, folder)
+    assert isinstance(res, aekit.Scores) and len(res.scores) == len(res.ids) > 0
+    ids, z = aekit.encode(run, folder, tmp_path / "z.csv")
+    assert len(ids) == len(z) == len(res.ids)
+    aekit.score(run, folder, tmp_path / "quiet.csv")
+    assert capsys.readouterr() == ("", "")  # quiet by default
+    aekit.score(run, folder, tmp_path / "told.csv", verbose=True)
+    assert "scored" in capsys.readouterr().err  # and says what it does when asked

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import aekit
+import aekit.evaluation.detection
 from aekit.detector import AutoencoderDetector
 from tests.conftest import smooth_images
 
@@ -98,7 +99,7 @@ def test_parameters_follow_the_scikit_learn_rules():
     assert "threshold_percentile" not in params and "no_cache" not in params  # not for the detector
     assert det.set_params(lr=1e-2, latent_dim=3) is det and (det.lr, det.latent_dim) == (1e-2, 3)
     assert type(det)(**det.get_params()).get_params() == det.get_params()  # what clone does
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'learning_rate'"):
         AutoencoderDetector(learning_rate=1)
     with pytest.raises(ValueError, match="contamination must be in"):
         AutoencoderDetector(contamination=0.7).fit(factor_rows(20, 0))
@@ -122,6 +123,8 @@ try:
     det.predict(np.zeros((2, 4)))
 except NotFittedError:
     pass
+else:
+    raise AssertionError("predict before fit must raise NotFittedError")
 x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
 pred = det.fit(x).predict(x)
 assert pred.shape == (60,) and 0 < pred.sum() <= 7
@@ -129,3 +132,69 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def outlier_data(n: int, f: int, contamination: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyOD's test data, drawn the same way (pyod.utils.data.generate_data): inliers close around a
+    point, outliers uniform in a wide box; y 1 for outliers."""
+    rng = np.random.default_rng(seed)
+    n_out = int(n * contamination)
+    inliers = 0.3 * rng.normal(size=(n - n_out, f)) + 2
+    outliers = rng.uniform(-4, 4, size=(n_out, f))
+    return np.vstack([inliers, outliers]).astype(np.float32), np.r_[np.zeros(n - n_out), np.ones(n_out)]
+
+
+def test_the_api_checks_of_pyods_autoencoder_tests_pass():
+    """The checks of PyOD's own tests of its AutoEncoder (pyod/test/test_auto_encoder.py), its
+    internals (_mu, _sigma, model) aside, run against AutoencoderDetector."""
+    x_train, y_train = outlier_data(1200, 30, 0.1, 0)
+    x_test, y_test = outlier_data(300, 30, 0.1, 1)
+    clf = AutoencoderDetector(contamination=0.1, max_steps=150, device="cpu").fit(x_train)
+    for attr in ("decision_scores_", "labels_", "threshold_"):
+        assert getattr(clf, attr, None) is not None, attr
+    assert len(clf.decision_scores_) == len(x_train)
+    scores = clf.decision_function(x_test)
+    assert scores.shape == (300,) and aekit.evaluation.detection.auroc(y_test, scores) >= 0.8
+    assert clf.predict(x_test).shape == y_test.shape
+    for method in ("linear", "unify"):
+        proba = clf.predict_proba(x_test, method=method)
+        assert proba.shape == (300, 2) and proba.min() >= 0 and proba.max() <= 1
+        np.testing.assert_allclose(proba.sum(1), 1.0)
+    assert clf.predict_proba(x_test).tolist() == clf.predict_proba(x_test, method="linear").tolist()
+    with pytest.raises(ValueError):
+        clf.predict_proba(x_test, method="something")
+    labels, confidence = clf.predict(x_test, return_confidence=True)
+    assert labels.shape == confidence.shape == y_test.shape and 0 <= confidence.min() <= confidence.max() <= 1
+    proba, confidence = clf.predict_proba(x_test, method="linear", return_confidence=True)
+    assert 0 <= proba.min() and proba.max() <= 1 and confidence.shape == y_test.shape
+    assert 0 <= confidence.min() <= confidence.max() <= 1
+    rejected = clf.predict_with_rejection(x_test, return_stats=False)
+    assert rejected.shape == y_test.shape and set(np.unique(rejected)) <= {-2, 0, 1}
+    _, (expected, upper, cost) = clf.predict_with_rejection(x_test, return_stats=True)
+    assert 0 <= expected <= 1 and 0 <= upper <= 1 and cost >= 0
+    # the confidence says how far from the threshold a prediction is: sure far from it
+    far = np.argsort(np.abs(scores - clf.threshold_))[-10:]
+    assert confidence[far].min() > 0.99
+    assert clf.fit_predict(x_train).shape == y_train.shape
+    assert clf.fit_predict_score(x_test, y_test) >= 0.8
+    assert 0 <= clf.fit_predict_score(x_test, y_test, scoring="prc_n_score") <= 1
+    with pytest.raises(NotImplementedError):
+        clf.fit_predict_score(x_test, y_test, scoring="something")
+
+
+def test_every_training_option_is_an_explicit_parameter():
+    """scikit-learn reads an estimator's parameters from its __init__: each aekit train option the
+    detector takes is a parameter of its own, none behind **kwargs."""
+    import dataclasses
+    import inspect
+
+    from aekit.config.train import TrainConfig
+    from aekit.detector import NOT_OPTIONS
+
+    params = inspect.signature(AutoencoderDetector.__init__).parameters
+    named = {n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY} - {"self"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(NOT_OPTIONS)
+    assert fields <= named, f"add to AutoencoderDetector.__init__ (or to NOT_OPTIONS): {sorted(fields - named)}"
+    assert set(AutoencoderDetector().get_params()) == named
+    with pytest.raises(TypeError, match="latent_dims"):
+        AutoencoderDetector(latent_dims=3)

@@ -15,7 +15,7 @@ from aekit.config.train import TrainConfig, parse_plugins
 from aekit.core.errors import AekitError, did_you_mean
 from aekit.inference.model import Autoencoder, load
 from aekit.inference.score import Scores
-from aekit.models.registry import load_plugins, register_model  # noqa: F401  (aekit.register_model)
+from aekit.models.registry import load_plugins, register_model
 from aekit.reporting.report import report
 from aekit.training.workflow import Run
 from aekit.training.workflow import train as _train
@@ -157,12 +157,14 @@ def sweep(data: Any, **options: Any):
 __all__ = [
     "Autoencoder",
     "Run",
+    "Scores",
     "encode",
     "evaluate",
     "export",
     "interpolate",
     "load",
     "reconstruct",
+    "register_model",
     "report",
     "sample",
     "score",

@@ -113,9 +113,11 @@ class AutoencoderDetector(_Base):
         default None, a temporary folder removed after `fit` (the model stays in memory).
     verbose
         print aekit's progress while fitting (default False).
-    **options
-        any other `aekit train` option (epochs, max_time, lr, weight_decay, depth, width,
-        batch_size, model, arch, ...); None means aekit's default.
+    model, arch, plugins, depth, width, channels, layout, image_size, beta, kl_warmup_epochs, free_bits,
+    recon_loss, noise, epochs, patience, batch_size, lr, weight_decay, val_fraction, augment, max_time,
+    checkpoint_every, precision, compile, log, log_dir
+        the `aekit train` options of the same names (see `aekit train --help`); None (the
+        default) means aekit's default. Any other keyword is a TypeError naming the valid ones.
 
     Attributes
     ----------
@@ -144,21 +146,36 @@ class AutoencoderDetector(_Base):
         metric: str | None = None,
         out: str | Path | None = None,
         verbose: bool = False,
-        **options: Any,
+        model: str | None = None,
+        arch: str | None = None,
+        plugins: list[str] | None = None,
+        depth: int | None = None,
+        width: int | None = None,
+        channels: int | None = None,
+        layout: str | None = None,
+        image_size: list[int] | None = None,
+        beta: float | None = None,
+        kl_warmup_epochs: float | None = None,
+        free_bits: float | None = None,
+        recon_loss: str | None = None,
+        noise: str | None = None,
+        epochs: int | None = None,
+        patience: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        val_fraction: float | None = None,
+        augment: str | None = None,
+        max_time: float | None = None,
+        checkpoint_every: str | None = None,
+        precision: str | None = None,
+        compile: bool | None = None,
+        log: str | None = None,
+        log_dir: str | None = None,
     ) -> None:
-        unknown = sorted(set(options) - set(TRAIN_OPTIONS))
-        if unknown:
-            raise TypeError(f"AutoencoderDetector got unknown option(s) {', '.join(unknown)}")
-        self.latent_dim = latent_dim
-        self.contamination = contamination
-        self.max_steps = max_steps
-        self.seed = seed
-        self.device = device
-        self.metric = metric
-        self.out = out
-        self.verbose = verbose
-        for name in TRAIN_OPTIONS:
-            setattr(self, name, options.get(name))
+        given = locals()
+        for name in self._get_param_names():  # each parameter as its attribute, unchanged (scikit-learn's rule)
+            setattr(self, name, given[name])
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> AutoencoderDetector:
@@ -195,9 +212,81 @@ class AutoencoderDetector(_Base):
         self._check_fitted()
         return self._score(self._check_X(X, reset=False))
 
-    def predict(self, X: Any) -> np.ndarray:
-        """1 for outliers (score above `threshold_`), 0 for normal items (PyOD's convention)."""
-        return (self.decision_function(X) > self.threshold_).astype(int)
+    def predict(self, X: Any, return_confidence: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """1 for outliers (score above `threshold_`), 0 for normal items (PyOD's convention); with
+        `return_confidence`, also each prediction's confidence in [0, 1] (`predict_confidence`)."""
+        scores = self.decision_function(X)
+        labels = (scores > self.threshold_).astype(int)
+        return (labels, self._confidence(scores, labels)) if return_confidence else labels
+
+    def predict_proba(
+        self, X: Any, method: str = "linear", return_confidence: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """(N, 2) probabilities [normal, outlier] from the scores: "linear" scales them by the
+        training scores' range, "unify" by their mean and spread (evaluation/confidence.py);
+        with `return_confidence`, also each prediction's confidence."""
+        from aekit.evaluation.confidence import outlier_probability
+
+        scores = self.decision_function(X)
+        proba = outlier_probability(self.decision_scores_, scores, method)
+        if not return_confidence:
+            return proba
+        return proba, self._confidence(scores, (scores > self.threshold_).astype(int))
+
+    def predict_confidence(self, X: Any) -> np.ndarray:
+        """How surely each prediction would stay the same with another training set drawn alike,
+        in [0, 1] (PyOD's ExCeed confidence)."""
+        scores = self.decision_function(X)
+        return self._confidence(scores, (scores > self.threshold_).astype(int))
+
+    def predict_with_rejection(
+        self, X: Any, T: float = 32, return_stats: bool = False, delta: float = 0.1, c_fp=1, c_fn=1, c_r=-1
+    ) -> np.ndarray | tuple[np.ndarray, list[float]]:
+        """`predict`, with -2 for the predictions too unsure to make: confidence margin at most
+        1 - 2 exp(-T). With `return_stats`, also [expected rejection rate, its upper bound with
+        probability 1 - delta, upper bound of the cost] (`compute_rejection_stats`)."""
+        from aekit.evaluation.confidence import rejected
+
+        labels, confidence = self.predict(X, return_confidence=True)
+        labels[rejected(confidence, T)] = -2
+        if not return_stats:
+            return labels
+        return labels, list(self.compute_rejection_stats(T, delta, c_fp, c_fn, c_r))
+
+    def compute_rejection_stats(
+        self, T: float = 32, delta: float = 0.1, c_fp=1, c_fn=1, c_r=-1, verbose: bool = False
+    ) -> tuple[float, float, float]:
+        """(expected rejection rate, its upper bound, upper bound of the cost) of
+        `predict_with_rejection` (a negative `c_r` costs a rejection `contamination`)."""
+        from aekit.evaluation.confidence import rejection_stats
+
+        self._check_fitted()
+        stats = rejection_stats(len(self.decision_scores_), self.contamination, T, delta, c_fp, c_fn, c_r)
+        if verbose:
+            print(
+                f"expected rejection rate {stats[0]:.4f}, upper bound {stats[1]:.4f}, upper bound cost {stats[2]:.4f}"
+            )
+        return stats
+
+    def fit_predict_score(self, X: Any, y: Any, scoring: str = "roc_auc_score") -> float:
+        """Fit on X and score the training labels against `y` (1 = outlier): "roc_auc_score", or
+        "prc_n_score" (precision among the n highest scores, n the number of outliers in y)."""
+        scores = self.fit(X).decision_scores_
+        y = np.asarray(y).ravel()
+        if scoring == "roc_auc_score":
+            from aekit.evaluation.detection import auroc
+
+            return float(auroc(y, scores))
+        if scoring == "prc_n_score":
+            n = int(np.sum(y == 1))
+            top = np.argsort(-scores, kind="stable")[:n]
+            return float(np.mean(y[top] == 1)) if n else 0.0
+        raise NotImplementedError(f"scoring {scoring!r}: use roc_auc_score or prc_n_score")
+
+    def _confidence(self, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        from aekit.evaluation.confidence import exceed_confidence
+
+        return exceed_confidence(self.decision_scores_, scores, self.contamination, labels)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """`-decision_function(X)`: scikit-learn's convention, higher = more normal."""
@@ -295,18 +384,6 @@ class AutoencoderDetector(_Base):
         return hasattr(self, "model_")
 
 
-def _signature() -> inspect.Signature:
-    """__init__'s signature with every training option as a keyword parameter (default None), so
-    that `get_params`, `set_params`, `clone` and `help` see them all."""
-    sig = inspect.signature(AutoencoderDetector.__init__)
-    params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
-    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in TRAIN_OPTIONS]
-    return sig.replace(parameters=params)
-
-
-SIGNATURE = _signature()
-AutoencoderDetector.__init__.__signature__ = SIGNATURE
-
-
 def _defaults() -> dict[str, Any]:
-    return {p.name: p.default for p in SIGNATURE.parameters.values() if p.name != "self"}
+    params = inspect.signature(AutoencoderDetector.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.name != "self" and p.kind is not p.VAR_KEYWORD}
