@@ -114,7 +114,7 @@ def run_aekit(train, test, seed: int, kw: dict) -> tuple[dict[str, np.ndarray], 
     import aekit
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = aekit.train(train, out=f"{tmp}/run", verbose=False, no_cache=True, seed=seed, **kw)
+        run = aekit.train(train, out=f"{tmp}/run", verbose=False, cache_dir=None, seed=seed, **kw)
         model = aekit.load(run.path)
         scores = {"": model.score(test)} | {f" ({m})": model.score(test, metric=m) for m in SCORED}
         s = run.summary

@@ -181,7 +181,7 @@ def run_aekit(x_train, x_test, seed: int, kw: dict) -> tuple[dict, dict, dict]:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        run = aekit.train(x_train, seed=seed, verbose=False, out=f"{tmp}/run", no_cache=True, **kw)
+        run = aekit.train(x_train, seed=seed, verbose=False, out=f"{tmp}/run", cache_dir=None, **kw)
         model = aekit.load(run.path)
         fit = time.perf_counter() - t0
         scores, seconds = {}, {}

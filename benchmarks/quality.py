@@ -10,7 +10,7 @@ Images are decoded once into uint8 arrays; every method sees the same train spli
 test MSE of its reconstructions, clipped to [0, 1], against the test pixels / 255.
 
 - PCA-k:       exact PCA (eigendecomposition of the train covariance), k = --latent components.
-- aekit:       `aekit.train(x_train, latent_dim=k, max_time=budget, epochs=10000, no_cache=True)`, all
+- aekit:       `aekit.train(x_train, latent_dim=k, max_time=budget, epochs=10000, cache_dir=None)`, all
                other options at their defaults; test reconstructions via `Autoencoder.reconstruct` on
                float input (no uint8 rounding). aekit holds out part of the train split for its own
                validation and keeps its best epoch, as it does by default.
@@ -86,7 +86,7 @@ def run_aekit(x_train: np.ndarray, x_test: np.ndarray, k: int, budget: float, tm
     t0 = time.perf_counter()
     run = aekit.train(
         x_train, latent_dim=k, max_time=budget, epochs=10000, out=Path(tmp) / f"aekit-{budget:g}", verbose=False,
-        no_cache=True,
+        cache_dir=None,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     r = aekit.load(run.path).reconstruct(x_test.astype(np.float32))  # float32, 0-255 units

@@ -72,7 +72,7 @@ def run_aekit(x_train: np.ndarray, x_test: np.ndarray, k: int, budget: float, ou
     import aekit
 
     t0 = time.perf_counter()
-    run = aekit.train(x_train, latent_dim=k, max_time=budget, out=out, verbose=False, no_cache=True)
+    run = aekit.train(x_train, latent_dim=k, max_time=budget, out=out, verbose=False, cache_dir=None)
     seconds = time.perf_counter() - t0
     recon = aekit.load(run.path).reconstruct(x_test.astype(np.float32))
     s = run.summary

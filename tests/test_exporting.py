@@ -16,7 +16,7 @@ from aekit.cli.main import build_parser, main
 from aekit.inference.model import Autoencoder
 from tests.conftest import smooth_images
 
-TINY = {"epochs": 1, "latent_dim": 4, "batch_size": 8, "verbose": False, "no_cache": True}
+TINY = {"epochs": 1, "latent_dim": 4, "batch_size": 8, "verbose": False, "cache_dir": None}
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 RTOL = 1e-4  # max |exported - PyTorch| relative to max |PyTorch|, the target of the issue
 

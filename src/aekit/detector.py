@@ -32,7 +32,6 @@ NOT_OPTIONS = (
     "contamination",
     "threshold_percentile",
     "cache_dir",
-    "no_cache",
     "columns",
     "id_column",
     "extensions",
@@ -191,7 +190,7 @@ class AutoencoderDetector(_Base):
         with tempfile.TemporaryDirectory(prefix="aekit-detector-") as tmp:
             out = Path(self.out) if self.out is not None else Path(tmp) / "run"
             try:
-                run = train(x, out=out, verbose=bool(self.verbose), no_cache=True, **options)
+                run = train(x, out=out, verbose=bool(self.verbose), cache_dir=None, **options)
                 self.model_ = load(run.path, device=self.device)
                 self.run_path_ = run.path if self.out is not None else None
                 self.decision_scores_ = self._score(x)

@@ -49,3 +49,13 @@ def test_checkpoint_every_takes_steps_or_a_time(value, parsed):
 def test_checkpoint_every_rejects_anything_else_in_one_line(value):
     with pytest.raises(AekitError, match="checkpoint_every must be a number of steps"):
         make_config(checkpoint_every=value)
+
+
+def test_the_cache_is_one_option_and_older_runs_config_still_reads():
+    assert make_config().cache_dir == "default"
+    assert make_config({"cache_dir": None}).cache_dir is None  # YAML `cache_dir: null`: no cache
+    assert make_config(cache_dir=None).cache_dir is None  # aekit.train(..., cache_dir=None)
+    assert make_config({"cache_dir": "/c"}, cache_dir=None).cache_dir is None  # --no-cache over a config file
+    assert make_config({"no_cache": True, "cache_dir": "/c"}).cache_dir is None  # config.yaml of an older run
+    assert make_config({"no_cache": False, "cache_dir": "/c"}).cache_dir == "/c"
+    assert not hasattr(make_config(), "no_cache")

@@ -35,7 +35,7 @@ def test_catches_rows_far_out_along_the_manifold_that_the_mse_misses(tmp_path):
         return (rng.normal(size=(n, 2)) * spread @ mixing + 0.05 * rng.normal(size=(n, 8))).astype(np.float32)
 
     train, normal, far = rows(600, 1.0), rows(100, 1.0), rows(100, 6.0)
-    run = aekit.train(train, out=tmp_path / "run", max_steps=300, verbose=False, no_cache=True, seed=0)
+    run = aekit.train(train, out=tmp_path / "run", max_steps=300, verbose=False, cache_dir=None, seed=0)
     model = aekit.load(run.path)
     test, labels = np.concatenate([normal, far]), np.r_[np.zeros(100), np.ones(100)]
     by_mse = auroc(labels, model.score(test, metric="mse"))

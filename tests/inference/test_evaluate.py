@@ -41,7 +41,7 @@ def table_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(run trained on normal rows, CSV of new normal rows, CSV of anomalous rows)."""
     root = tmp_path_factory.mktemp("detect")
     train = write_csv(root / "train.csv", factor_rows(400, 0))
-    run = aekit.train(train, out=root / "run", max_steps=150, latent_dim=2, verbose=False, no_cache=True).path
+    run = aekit.train(train, out=root / "run", max_steps=150, latent_dim=2, verbose=False, cache_dir=None).path
     normal = write_csv(root / "normal.csv", factor_rows(60, 1))
     anomalous = factor_rows(30, 2)
     anomalous[:, :3] = np.random.default_rng(3).normal(size=(30, 3)) * 1.5  # the factors no longer explain them

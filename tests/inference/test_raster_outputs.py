@@ -33,7 +33,7 @@ def scene(tmp_path_factory):
         batch_size=16,
         out=root / "run",
         verbose=False,
-        no_cache=True,
+        cache_dir=None,
     )
     return {"root": root, "path": path, "arr": arr, "run": root / "run", "model": aekit.load(root / "run")}
 

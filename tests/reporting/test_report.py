@@ -24,7 +24,7 @@ from aekit.reporting.embedding_map import group_of, project_2d
 from aekit.reporting.report import MAX_GROUPS, OTHER, legend_groups
 from tests.conftest import smooth_images, write_pngs
 
-FAST = {"epochs": 2, "batch_size": 8, "latent_dim": 4, "width": 8, "verbose": False, "no_cache": True}
+FAST = {"epochs": 2, "batch_size": 8, "latent_dim": 4, "width": 8, "verbose": False, "cache_dir": None}
 SECTIONS = ("metrics", "loss", "reconstructions", "scores", "embeddings", "data", "config")
 IMG_RE = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"')
 

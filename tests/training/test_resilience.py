@@ -331,7 +331,7 @@ def test_bombs_and_unreadable_files_are_skipped_and_data_is_never_modified(tmp_p
     with monkeypatch.context() as m:
         m.setattr(builtins, "open", no_permission)
         m.setattr(io, "open", no_permission)  # Path.read_bytes
-        run = aekit.train(folder, epochs=1, latent_dim=4, verbose=False, out=tmp_path / "run", no_cache=True)
+        run = aekit.train(folder, epochs=1, latent_dim=4, verbose=False, out=tmp_path / "run", cache_dir=None)
     skipped = {s["path"]: s["reason"] for s in run.summary["skipped"]}
     assert set(skipped) == {"bomb.png", "locked.png"}
     assert "pixels" in skipped["bomb.png"] and "ermission" in skipped["locked.png"]
@@ -349,7 +349,7 @@ def test_a_very_large_image_is_resized_without_a_memory_blow_up(tmp_path):
     )
     code = (
         "import sys, aekit; r = aekit.train(sys.argv[1], epochs=1, latent_dim=4, image_size=32, verbose=False, "
-        "out=sys.argv[2], no_cache=True); assert r.summary['n_images'] == 9, r.summary"
+        "out=sys.argv[2], cache_dir=None); assert r.summary['n_images'] == 9, r.summary"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     before = digest(folder)

@@ -39,8 +39,8 @@ def cmd_demo(o: c.DemoOptions, args: argparse.Namespace) -> int:
 
     sample = Path(str(files("aekit") / "data" / "sample"))
     options = train_options(args)
-    if options["epochs"] is None and options["max_time"] is None:
-        options["max_steps"] = options["max_steps"] or c.DEMO_STEPS
+    if options.get("epochs") is None and options.get("max_time") is None:
+        options["max_steps"] = options.get("max_steps") or c.DEMO_STEPS
     run = train(sample, out=o.out, config=o.config, verbose=o.verbose, **options)
     s = run.summary
     console.print(

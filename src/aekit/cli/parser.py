@@ -16,6 +16,7 @@ from aekit.core.errors import did_you_mean
 from aekit.version import __version__
 
 FLAG_NAMES = {"extensions": "--ext"}
+OFF = "off_"  # the destination of a field's off flag (--no-cache) is OFF + the field's name
 
 
 class Parser(argparse.ArgumentParser):
@@ -65,7 +66,12 @@ def _argument(f: dataclasses.Field, default: typing.Any, show_default: bool) -> 
     meta = f.metadata
     kind, is_list = _flag_type(f.type)
     help_text = meta["help"]
-    if show_default and f.default not in (None, dataclasses.MISSING) and kind is not bool:
+    if (
+        show_default
+        and f.default not in (None, dataclasses.MISSING)
+        and kind is not bool
+        and "default" not in help_text
+    ):
         help_text += f" (default: {f.default})"
     if meta.get("positional"):
         return [f.name], {"help": help_text, **({"nargs": meta["nargs"]} if "nargs" in meta else {})}
@@ -96,9 +102,9 @@ def add_fields(p: argparse.ArgumentParser, fields: typing.Iterable[dataclasses.F
     for f in fields:
         names, kw = _argument(f, None if train else default_of(f), show_default=train)
         p.add_argument(*names, **kw)
-        if "off" in f.metadata:
+        if "off" in f.metadata:  # --no-cache: the field is None, whatever order the flags come in
             flag, help_text = f.metadata["off"]
-            p.add_argument(flag, dest=f.name, action="store_const", const=None, help=help_text)
+            p.add_argument(flag, dest=OFF + f.name, action="store_true", help=help_text)
 
 
 def add_command(sub: argparse._SubParsersAction, name: str, options: type[Options]) -> Parser:
@@ -125,11 +131,18 @@ def build_parser() -> Parser:
 
 
 def train_options(args: argparse.Namespace) -> dict:
-    """The TrainConfig fields of parsed arguments (None where no flag was given)."""
-    return {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
+    """The TrainConfig fields of parsed arguments, of the flags given only (--no-cache: cache_dir
+    None, a choice that overrides a --config file)."""
+    values = {f.name: _value(args, f) for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in values.items() if v is not None or getattr(args, OFF + k, False)}
 
 
 def command_options(args: argparse.Namespace) -> Options:
     """The parsed arguments of a command as its options dataclass."""
     options = COMMANDS[args.command]
-    return options(**{name: getattr(args, name) for name in options.names()})
+    return options(**{f.name: _value(args, f) for f in dataclasses.fields(options)})
+
+
+def _value(args: argparse.Namespace, f: dataclasses.Field) -> typing.Any:
+    """A field's parsed value: None when its off flag (--no-cache) was given."""
+    return None if getattr(args, OFF + f.name, False) else getattr(args, f.name, None)

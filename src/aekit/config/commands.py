@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from aekit.config.choices import EXPORT_FORMATS, EXPORT_PARTS, LAYOUTS, METRICS, PRECISIONS, SEARCHES
 from aekit.config.fields import arg, check_choices, opt
+from aekit.config.train import cache_opt
 from aekit.core.errors import AekitError
 
 RUN_HELP = "run folder written by `aekit train` (e.g. runs/latest)"
@@ -65,12 +66,7 @@ class UseOptions(Options):
     batch_size: int = opt(256, "images per forward pass (default: 256)")
     device: str = opt("auto", DEVICE_HELP)
     verbose: bool = verbose_opt(QUIET_HELP)
-    cache_dir: str | None = opt(
-        "default",
-        "where decoded images are cached (default: ~/.cache/aekit)",
-        metavar="CACHE_DIR",
-        off=("--no-cache", "decode into memory only"),
-    )
+    cache_dir: str | None = cache_opt()
     layout: str | None = opt(None, "array files: layout (default: inferred)", choices=LAYOUTS)
     id_column: str | None = opt(
         None,

@@ -28,7 +28,19 @@ BUDGET_STEPS = 3000  # the default budget (no --epochs, --max-steps or --max-tim
 BUDGET_SECONDS = 600.0  # ... and at most this long (see training/defaults.py)
 PATIENCE = 10  # epochs without a better validation loss before training stops early
 MAX_SIDE = 4096
+NULLABLE = ("cache_dir",)  # options whose None is a choice (no cache), not "not given"
 MIN_PATCH = 4
+
+
+def cache_opt() -> Any:
+    """The decode cache, one option for every command: "default" ($AEKIT_CACHE_DIR or the user
+    cache folder), a folder, or None (--no-cache) to decode into memory only."""
+    return opt(
+        "default",
+        "where decoded images are cached (default: $AEKIT_CACHE_DIR or ~/.cache/aekit)",
+        metavar="CACHE_DIR",
+        off=("--no-cache", "decode into memory only; neither read nor write the cache"),
+    )
 
 
 @dataclass
@@ -168,8 +180,7 @@ class TrainConfig:
     contamination: float | None = opt(
         None, "anomaly threshold instead set to flag this fraction of the validation items (e.g. 0.01)"
     )
-    cache_dir: str | None = opt(None, "where decoded images are cached (default: $AEKIT_CACHE_DIR or ~/.cache/aekit)")
-    no_cache: bool = opt(False, "decode into memory only; neither read nor write the cache")
+    cache_dir: str | None = cache_opt()
     log: str | None = opt(
         None,
         "log the config, per-epoch metrics and reconstruction grids to files, no server needed: tensorboard "
@@ -208,9 +219,8 @@ class TrainConfig:
             from aekit.config.train import parse_columns
 
             self.columns = parse_columns(self.columns)
-        for name in ("compile", "no_cache"):
-            if not isinstance(getattr(self, name), bool):
-                raise AekitError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.compile, bool):
+            raise AekitError(f"compile must be true or false, got {self.compile!r}")
         for name in ("cache_dir", "id_column"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
@@ -426,7 +436,9 @@ def make_config(file_values: dict[str, Any] | None = None, **overrides: Any) -> 
     values = dict(file_values or {})
     values.pop("data", None)  # config.yaml of a run records the data path for reference only
     values.pop("out", None)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.pop("no_cache", False):  # the key of runs written before cache_dir took None for it
+        values["cache_dir"] = None
+    values.update({k: v for k, v in overrides.items() if v is not None or k in NULLABLE})
     known = field_help()
     unknown = sorted(str(k) for k in set(values) - set(known))  # YAML keys may be numbers
     if unknown:

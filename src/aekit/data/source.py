@@ -64,7 +64,7 @@ class Request:
             columns=cfg.columns,
             id_column=cfg.id_column,
             raster=RasterOptions(cfg.bands, cfg.patch_size, cfg.stride, cfg.nodata, cfg.seed),
-            cache_dir=None if cfg.no_cache else (cfg.cache_dir or "default"),
+            cache_dir=cfg.cache_dir,
         )
 
     @classmethod

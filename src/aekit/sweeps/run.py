@@ -203,7 +203,7 @@ def run_sweep(
     verbose = verbose and ctx.main
     out_dir = Path(distributed.broadcast(str(Path(out) if out is not None else _new_sweep_dir()), ctx))
     source = describe_data(data)
-    same = {k: v for k, v in fixed.items() if k not in ("device", "cache_dir", "no_cache")}  # results alike
+    same = {k: v for k, v in fixed.items() if k not in ("device", "cache_dir")}  # results alike
     identity = {"data": source, "fixed": _jsonable(same)}
     if ctx.main:
         prepare_dir(out_dir, identity)
