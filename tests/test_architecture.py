@@ -17,7 +17,7 @@ LAYERS = {
     "config": 1,
     "data": 2,
     "models": 3,
-    "evaluation": 4,
+    "measures": 4,
     "inference": 5,
     "exporting": 6,
     "reporting": 6,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import aekit
-import aekit.evaluation.detection
+import aekit.measures.detection
 from aekit.detector import AutoencoderDetector
 from tests.conftest import smooth_images
 
@@ -154,7 +154,7 @@ def test_the_api_checks_of_pyods_autoencoder_tests_pass():
         assert getattr(clf, attr, None) is not None, attr
     assert len(clf.decision_scores_) == len(x_train)
     scores = clf.decision_function(x_test)
-    assert scores.shape == (300,) and aekit.evaluation.detection.auroc(y_test, scores) >= 0.8
+    assert scores.shape == (300,) and aekit.measures.detection.auroc(y_test, scores) >= 0.8
     assert clf.predict(x_test).shape == y_test.shape
     for method in ("linear", "unify"):
         proba = clf.predict_proba(x_test, method=method)

@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 import aekit.core.plots
 from aekit.cli.main import main
 from aekit.data.cache import read_images_cached
-from aekit.evaluation.metrics import psnr
+from aekit.measures.metrics import psnr
 from tests.conftest import FAST, jpeg_bytes, smooth_images, unchanged, write_pngs
 
 ROOT = Path(__file__).resolve().parent.parent

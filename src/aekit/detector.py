@@ -222,9 +222,9 @@ class AutoencoderDetector(_Base):
         self, X: Any, method: str = "linear", return_confidence: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """(N, 2) probabilities [normal, outlier] from the scores: "linear" scales them by the
-        training scores' range, "unify" by their mean and spread (evaluation/confidence.py);
+        training scores' range, "unify" by their mean and spread (measures/confidence.py);
         with `return_confidence`, also each prediction's confidence."""
-        from aekit.evaluation.confidence import outlier_probability
+        from aekit.measures.confidence import outlier_probability
 
         scores = self.decision_function(X)
         proba = outlier_probability(self.decision_scores_, scores, method)
@@ -244,7 +244,7 @@ class AutoencoderDetector(_Base):
         """`predict`, with -2 for the predictions too unsure to make: confidence margin at most
         1 - 2 exp(-T). With `return_stats`, also [expected rejection rate, its upper bound with
         probability 1 - delta, upper bound of the cost] (`compute_rejection_stats`)."""
-        from aekit.evaluation.confidence import rejected
+        from aekit.measures.confidence import rejected
 
         labels, confidence = self.predict(X, return_confidence=True)
         labels[rejected(confidence, T)] = -2
@@ -257,7 +257,7 @@ class AutoencoderDetector(_Base):
     ) -> tuple[float, float, float]:
         """(expected rejection rate, its upper bound, upper bound of the cost) of
         `predict_with_rejection` (a negative `c_r` costs a rejection `contamination`)."""
-        from aekit.evaluation.confidence import rejection_stats
+        from aekit.measures.confidence import rejection_stats
 
         self._check_fitted()
         stats = rejection_stats(len(self.decision_scores_), self.contamination, T, delta, c_fp, c_fn, c_r)
@@ -273,7 +273,7 @@ class AutoencoderDetector(_Base):
         scores = self.fit(X).decision_scores_
         y = np.asarray(y).ravel()
         if scoring == "roc_auc_score":
-            from aekit.evaluation.detection import auroc
+            from aekit.measures.detection import auroc
 
             return float(auroc(y, scores))
         if scoring == "prc_n_score":
@@ -283,7 +283,7 @@ class AutoencoderDetector(_Base):
         raise NotImplementedError(f"scoring {scoring!r}: use roc_auc_score or prc_n_score")
 
     def _confidence(self, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        from aekit.evaluation.confidence import exceed_confidence
+        from aekit.measures.confidence import exceed_confidence
 
         return exceed_confidence(self.decision_scores_, scores, self.contamination, labels)
 

@@ -31,8 +31,8 @@ from aekit.config.commands import ExportOptions
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, check_creatable, check_output_file, resolve_run, write_json
 from aekit.data.normalize import Normalizer
-from aekit.evaluation.item_errors import item_errors
-from aekit.evaluation.thresholds import stored_threshold
+from aekit.measures.item_errors import item_errors
+from aekit.measures.thresholds import stored_threshold
 from aekit.models.checkpoint import load_model
 from aekit.version import __version__
 

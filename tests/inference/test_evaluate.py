@@ -13,7 +13,7 @@ from PIL import Image
 import aekit
 from aekit.cli.main import main
 from aekit.core.errors import AekitError
-from aekit.evaluation import detection as d
+from aekit.measures import detection as d
 from tests.conftest import FAST, smooth_images, write_pngs
 
 F = 6

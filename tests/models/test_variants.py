@@ -13,7 +13,7 @@ import aekit
 from aekit.cli.main import main
 from aekit.data.kind import DataKind
 from aekit.data.normalize import Normalizer
-from aekit.evaluation.validation import final_pass
+from aekit.measures.validation import final_pass
 from aekit.models import create_model, loss_fn
 from aekit.models.dae import DenoisingAutoencoder
 from aekit.models.pca import PCA

@@ -19,7 +19,7 @@ from PIL import Image
 import aekit
 from aekit.cli.main import main
 from aekit.data import load_data
-from aekit.evaluation.compare import say_verdict
+from aekit.measures.compare import say_verdict
 from aekit.reporting.embedding_map import group_of, project_2d
 from aekit.reporting.report import MAX_GROUPS, OTHER, legend_groups
 from tests.conftest import smooth_images, write_pngs

@@ -224,7 +224,7 @@ def test_search_takes_latent_sizes_in_turn_and_prunes_within_a_size(tmp_path):
 
 
 def test_page_says_where_latent_size_stops_helping_and_where_pca_loses():
-    from aekit.sweeps.report import plateau, versus_pca
+    from aekit.sweeps.overview import plateau, versus_pca
 
     def row(z: int, mse: float, pca: float) -> dict:
         name = f"ae-latent{z}-depth2-lr0.001"

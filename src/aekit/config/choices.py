@@ -11,7 +11,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENTS = ("flip", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")  # plus cuda:N
 LAYOUTS = ("NHW", "NHWC", "NCHW")  # array files
-# per-item anomaly scores; ssim is 1 - SSIM; mse+latent: evaluation/latent_score.py
+# per-item anomaly scores; ssim is 1 - SSIM; mse+latent: measures/latent_score.py
 METRICS = ("mse", "mae", "ssim", "mse+latent")
 TABLE_METRICS = ("mse", "mae", "mse+latent")  # SSIM means nothing for a table row
 EXPORT_FORMATS = {"onnx": (".onnx",), "torchscript": (".pt", ".ts")}  # format: file extensions

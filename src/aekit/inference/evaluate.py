@@ -18,9 +18,9 @@ from aekit.core.errors import AekitError
 from aekit.core.progress import console
 from aekit.core.rundir import atomic_write, check_output_file, resolve_run, write_json
 from aekit.data.kind import DataKind
-from aekit.evaluation.compare import comparison_table, say_verdict
-from aekit.evaluation.detection import detection_metrics, parse_labels, write_detection_png
-from aekit.evaluation.validation import final_pass
+from aekit.measures.compare import comparison_table, say_verdict
+from aekit.measures.detection import detection_metrics, parse_labels, write_detection_png
+from aekit.measures.validation import final_pass
 from aekit.models.checkpoint import load_pca
 
 DETECTION_FILE = "detection.json"  # the latest labelled evaluation of a run, shown by its report

@@ -203,14 +203,14 @@ class Autoencoder:
     ) -> np.ndarray:
         """Per-item anomaly score (N,): reconstruction error in [0, 1] pixel units (`metric` mse,
         mae or ssim = 1 - SSIM); table rows: in standardised units (mse or mae); mse+latent adds the
-        distance of the code from the training codes (evaluation/latent_score.py). Default: the run's
+        distance of the code from the training codes (measures/latent_score.py). Default: the run's
         `score_metric` (mse+latent for tables, mse for images). Compare with
         `threshold` (set at training time). `mask` (N, 1, H, W), True where valid, leaves nodata
         pixels out (rasters)."""
         from aekit.config.choices import METRICS, TABLE_METRICS
-        from aekit.evaluation.item_errors import item_errors
-        from aekit.evaluation.latent_score import METRIC as LATENT_METRIC
-        from aekit.evaluation.latent_score import combined
+        from aekit.measures.item_errors import item_errors
+        from aekit.measures.latent_score import METRIC as LATENT_METRIC
+        from aekit.measures.latent_score import combined
 
         allowed = METRICS if self.columns is None else TABLE_METRICS
         metric = metric or self.score_metric

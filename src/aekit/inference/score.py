@@ -1,7 +1,7 @@
 """`aekit score`: the anomaly score of every item of some data, with the run's threshold.
 
-Scores are per-item reconstruction errors (evaluation/item_errors.py); the threshold is the one
-fixed at training time unless the call gives another rule (evaluation/thresholds.py). Rows are
+Scores are per-item reconstruction errors (measures/item_errors.py); the threshold is the one
+fixed at training time unless the call gives another rule (measures/thresholds.py). Rows are
 written worst first, keyed by path or, for tables, by their identifier.
 """
 
@@ -20,7 +20,7 @@ from aekit.config.train import check_rule
 from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, resolve_run, write_json
-from aekit.evaluation.thresholds import choose_threshold
+from aekit.measures.thresholds import choose_threshold
 
 
 def check_score_output(path: str | Path) -> Path:

@@ -43,7 +43,7 @@ __all__ = [
     "embedding_png",
     "legend_groups",
     "scores_png",
-    # from templating.py, for the sweep page (sweeps/report.py), which is still written as strings
+    # from templating.py, for the sweep page (sweeps/overview.py), which is still written as strings
     "STYLE",
     "esc",
     "img",
@@ -162,7 +162,7 @@ def data_facts(s: dict) -> dict:
 
 
 def metrics(s: dict) -> dict:
-    from aekit.evaluation.compare import say_verdict
+    from aekit.measures.compare import say_verdict
 
     res = s.get("metrics") or {
         "n_items": s.get("n_val"),
@@ -232,7 +232,7 @@ def recon(run_dir: Path, s: dict) -> dict | None:
 
 
 def scores(run_dir: Path, s: dict) -> dict | None:
-    from aekit.evaluation.thresholds import VALIDATION_COLUMNS, VALIDATION_FILE, stored_threshold
+    from aekit.measures.thresholds import VALIDATION_COLUMNS, VALIDATION_FILE, stored_threshold
 
     rows = _csv(run_dir / VALIDATION_FILE)
     values = _floats(rows, VALIDATION_COLUMNS["mse"]) if rows else []
@@ -323,7 +323,7 @@ def config(run_dir: Path) -> list[dict] | None:
 
 def render(run_dir: Path) -> str:
     """The report page for a run folder, as one HTML string."""
-    from aekit.evaluation.thresholds import VALIDATION_FILE
+    from aekit.measures.thresholds import VALIDATION_FILE
 
     s = _json(run_dir / "summary.json")
     return render_page(

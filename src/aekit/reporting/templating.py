@@ -46,7 +46,7 @@ def png_src(png: bytes) -> Markup:
     return Markup("data:image/png;base64," + base64.b64encode(png).decode("ascii"))
 
 
-# -- for pages still written as strings (the sweep page, sweeps/report.py) ----------------------
+# -- for pages still written as strings (the sweep page, sweeps/overview.py) ----------------------
 def esc(value) -> str:
     return html.escape(str(value), quote=True)
 

@@ -191,7 +191,7 @@ def run_sweep(
     """The sweep behind `aekit sweep` and `aekit.sweep` (see the module docstring)."""
     from aekit.core import distributed
     from aekit.data.source import Request, open_data
-    from aekit.sweeps.report import print_start
+    from aekit.sweeps.overview import print_start
 
     _check_arguments(search, trials, latent_dim)
     fixed = _fixed_options(options, max_time_per_trial, config)
@@ -281,7 +281,7 @@ def _start_state(out_dir: Path, state: dict, ctx: Any) -> dict[str, dict]:
 
 def _run_trials(progress: _Progress, planner: GridSearch | OptunaSearch) -> bool:
     """Run the trials the planner asks for, recording each; True when Ctrl-C stopped them."""
-    from aekit.sweeps.report import trial_line
+    from aekit.sweeps.overview import trial_line
 
     p = progress
     count = 0
@@ -311,7 +311,7 @@ def _run_trials(progress: _Progress, planner: GridSearch | OptunaSearch) -> bool
 
 def _finish(progress: _Progress, source: str, interrupted: bool) -> SweepResults:
     """The final results.csv, best link and pages; an error when every trial failed."""
-    from aekit.sweeps.report import print_results, write_sweep_pages
+    from aekit.sweeps.overview import print_results, write_sweep_pages
 
     out_dir = progress.out_dir
     rows = sort_rows(list(progress.done.values()))

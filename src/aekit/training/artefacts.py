@@ -1,6 +1,6 @@
 """The end of a run: the best weights back in place, then everything a person or a later command reads.
 
-One validation pass (evaluation/validation.py) gives the metrics against PCA, the per-item errors
+One validation pass (measures/validation.py) gives the metrics against PCA, the per-item errors
 the anomaly threshold is set from, and the latent statistics. Written here: recon.png, loss.png,
 validation_scores.csv, the threshold in model.json, and summary.json.
 """
@@ -19,11 +19,11 @@ from aekit.core.plots import loss_plot, recon_grid, table_recon_plot
 from aekit.core.progress import console
 from aekit.core.rundir import write_json
 from aekit.data.base import LoadedData
-from aekit.evaluation.compare import comparison_table, say_verdict
-from aekit.evaluation.item_errors import item_errors
-from aekit.evaluation.latent_score import latent_statistics
-from aekit.evaluation.thresholds import threshold_from, write_validation_scores
-from aekit.evaluation.validation import FinalPass, final_pass, reconstruct_measured
+from aekit.measures.compare import comparison_table, say_verdict
+from aekit.measures.item_errors import item_errors
+from aekit.measures.latent_score import latent_statistics
+from aekit.measures.thresholds import threshold_from, write_validation_scores
+from aekit.measures.validation import FinalPass, final_pass, reconstruct_measured
 from aekit.training.console import print_end
 from aekit.training.setup import Setup
 from aekit.version import __version__

@@ -9,7 +9,7 @@ import torch
 from rich.table import Table
 
 from aekit.core.progress import console, make_progress
-from aekit.evaluation.compare import format_db
+from aekit.measures.compare import format_db
 from aekit.training.defaults import budget_spent, describe_budget
 
 

@@ -23,7 +23,7 @@ from aekit.core.progress import console
 from aekit.core.rundir import write_metrics
 from aekit.core.signals import INTERRUPTED, TERMINATED, Terminated, sigterm_as_interrupt
 from aekit.data.base import LoadedData
-from aekit.evaluation.validation import validation_loss
+from aekit.measures.validation import validation_loss
 from aekit.models.checkpoint import save_model
 from aekit.training.artefacts import finish
 from aekit.training.batches import batches_of

@@ -8,8 +8,8 @@ import torch
 
 import aekit
 from aekit.core.errors import AekitError
-from aekit.evaluation.detection import auroc
-from aekit.evaluation.latent_score import combined
+from aekit.measures.detection import auroc
+from aekit.measures.latent_score import combined
 
 
 def test_a_typical_item_scores_one_per_term():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from aekit.data.kind import DataKind
-from aekit.evaluation.item_errors import item_errors
+from aekit.measures.item_errors import item_errors
 
 METRIC = "mse+latent"
 LATENT_UNITS = "each term 1 for a typical training item"

@@ -2,7 +2,7 @@
 
 PCA is fitted on the run's training data (in the model's normalised units) and saved with the
 run as `pca.safetensors`, so `aekit evaluate RUN DATA` compares both on any data (the numbers come
-from evaluation/validation.py). Metrics are in [0, 1] pixel units (see metrics.py); integer
+from measures/validation.py). Metrics are in [0, 1] pixel units (see metrics.py); integer
 images are clipped to the valid range first.
 """
 

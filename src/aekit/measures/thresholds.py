@@ -19,9 +19,9 @@ from aekit.config.train import check_rule
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write
 from aekit.data.kind import PIXELS, DataKind
-from aekit.evaluation.item_errors import METRIC_WORDS
-from aekit.evaluation.latent_score import LATENT_UNITS
-from aekit.evaluation.latent_score import METRIC as LATENT_METRIC
+from aekit.measures.item_errors import METRIC_WORDS
+from aekit.measures.latent_score import LATENT_UNITS
+from aekit.measures.latent_score import METRIC as LATENT_METRIC
 
 VALIDATION_FILE = "validation_scores.csv"
 

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from aekit.data.kind import DataKind
-from aekit.evaluation.item_errors import item_errors
-from aekit.evaluation.latent_score import METRIC as LATENT_METRIC
-from aekit.evaluation.latent_score import combined
-from aekit.evaluation.metrics import Metrics, squared_error, verdict
+from aekit.measures.item_errors import item_errors
+from aekit.measures.latent_score import METRIC as LATENT_METRIC
+from aekit.measures.latent_score import combined
+from aekit.measures.metrics import Metrics, squared_error, verdict
 from aekit.models.base import loss_fn
 from aekit.models.pca import PCA
 

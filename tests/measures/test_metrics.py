@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from aekit.evaluation.metrics import Metrics, ssim_per_channel, verdict
+from aekit.measures.metrics import Metrics, ssim_per_channel, verdict
 
 
 def test_ssim_is_one_for_identical_and_drops_with_noise():

@@ -11,7 +11,7 @@ import torch
 
 from aekit.config.choices import METRICS
 from aekit.core.errors import AekitError
-from aekit.evaluation.metrics import ssim_per_channel
+from aekit.measures.metrics import ssim_per_channel
 
 METRIC_WORDS = {
     "mse": "reconstruction MSE",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from aekit.core.errors import AekitError
-from aekit.evaluation.thresholds import (
+from aekit.measures.thresholds import (
     choose_threshold,
     stored_threshold,
     threshold_from,
