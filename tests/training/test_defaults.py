@@ -74,3 +74,20 @@ def test_image_latent_never_exceeds_a_quarter_of_the_values(shape, latent):
     data = SimpleNamespace(columns=None, shape=shape, array=np.zeros((10, *shape), np.uint8), scale=255.0, mask=None)
     assert resolve_for_data(TrainConfig(), data, n_train=100).latent_dim == latent
     assert resolve_for_data(TrainConfig(latent_dim=5), data, n_train=100).latent_dim == 5
+
+
+def test_patience_waits_a_twentieth_of_the_budget_when_epochs_are_a_step_or_two():
+    """A one-class training set of 120 images is 2 steps an epoch: 10 epochs without improvement
+    were 20 steps, inside the learning-rate warm-up, and runs stopped at their PCA start."""
+    from types import SimpleNamespace
+
+    from aekit.training.fit import plateaued
+
+    cfg = TrainConfig(patience=10)
+    loop = SimpleNamespace(step=20, best={"epoch": 0, "step": 0})
+    assert not plateaued(loop, cfg, epoch=10, steps=3000)  # 20 steps of 3000: too early
+    loop.step = 150
+    assert plateaued(loop, cfg, epoch=75, steps=3000)  # 150 steps: a twentieth
+    assert not plateaued(loop, TrainConfig(patience=0), epoch=75, steps=3000)
+    big = SimpleNamespace(step=4000, best={"epoch": 2, "step": 1876})  # epochs of 938 steps: epochs decide
+    assert plateaued(big, cfg, epoch=12, steps=12000) and not plateaued(big, cfg, epoch=11, steps=12000)

@@ -148,7 +148,9 @@ class TrainConfig:
         None, "stop after this many optimisation steps; the learning-rate schedule follows them (default: the budget)"
     )
     patience: int = opt(
-        PATIENCE, "stop early when the validation loss has not improved for this many epochs (0: never)"
+        PATIENCE,
+        "stop early when the validation loss has not improved for this many epochs, and for at least a twentieth "
+        "of the budget's steps (0: never)",
     )
     batch_size: int = opt(64, "images per optimisation step")
     lr: float = opt(1e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
@@ -197,7 +199,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("beta", "kl_warmup_epochs", "free_bits"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            if not _number(value) or not 0 <= value < math.inf:
                 raise AekitError(f"{name} must be a number >= 0, got {value!r}")
         parse_noise(self.noise)
         if not isinstance(self.arch, str) or not self.arch.strip():
@@ -295,7 +297,7 @@ class TrainConfig:
         if self.stride is not None:
             _positive("stride", self.stride, int)
         if self.nodata is not None:
-            if isinstance(self.nodata, bool) or not isinstance(self.nodata, (int, float)):
+            if not _number(self.nodata):
                 raise AekitError(f"nodata must be a number, got {self.nodata!r}")
             self.nodata = float(self.nodata)
 
@@ -349,9 +351,10 @@ def parse_every(value: str | int) -> tuple[str, float]:
     unit = "seconds" if text[-1:] in TIME_UNITS else "steps"
     try:
         amount = float(text[:-1]) * TIME_UNITS[text[-1]] if unit == "seconds" else int(text)
-    except ValueError:
-        amount = 0
-    if isinstance(value, bool) or not amount > 0 or not math.isfinite(amount):
+        finite = math.isfinite(amount)
+    except (ValueError, OverflowError):  # OverflowError: 10**400 steps, which no float holds
+        amount, finite = 0, False
+    if isinstance(value, bool) or not amount > 0 or not finite:
         raise AekitError(
             f"checkpoint_every must be a number of steps (e.g. 500) or a time with s, m or h (e.g. 10m), got {value!r}"
         )
@@ -359,13 +362,20 @@ def parse_every(value: str | int) -> tuple[str, float]:
 
 
 def _number(value: Any) -> bool:
-    """An int or a float; not a bool (YAML reads yes/no/on/off as booleans)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """An int or a float that a float holds (not 10**400); not a bool (YAML reads yes/no/on/off as
+    booleans)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _positive(name: str, value: Any, kind: type) -> None:
-    ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
-    if isinstance(value, bool) or not ok_type or not 0 < value < math.inf:  # NaN and Inf too
+    ok_type = _number(value) and (kind is float or isinstance(value, int))
+    if not ok_type or not 0 < value < math.inf:  # NaN and Inf too
         raise AekitError(f"{name} must be a positive {kind.__name__}, got {value!r}")
 
 

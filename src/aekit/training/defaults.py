@@ -71,7 +71,7 @@ def describe_budget(cfg: TrainConfig, n_train: int) -> str:
     if cfg.max_time:
         text += f", at most {format_seconds(cfg.max_time)}"
     if cfg.patience:
-        text += f", or until {cfg.patience} epochs bring no better validation loss"
+        text += f", or until {cfg.patience} epochs (and a twentieth of the steps) bring no better validation loss"
     return text
 
 

@@ -39,6 +39,7 @@ DIVERGED = (
     "diverged: {n} steps had a NaN or Inf loss or gradient, even with the learning rate lowered to "
     "{lr:.2g}; likely causes: data with extreme values that need scaling, or --lr too high"
 )
+PATIENCE_SHARE = 0.05  # early stopping waits at least this share of the budget's steps without improvement
 PLATEAU = "stopped early: no better validation loss in {n} epochs (--patience; best epoch {best})"
 
 
@@ -100,7 +101,7 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
             if every is not None:
                 every.saved(now)
             bar.epoch(epoch_line(row, s), val["loss"], loop.step, now - t_start)
-            if cfg.patience and epoch - loop.best["epoch"] >= cfg.patience and loop.stopped == COMPLETED:
+            if plateaued(loop, cfg, epoch, steps) and loop.stopped == COMPLETED:
                 loop.stopped = PLATEAU.format(n=cfg.patience, best=loop.best["epoch"])
             if on_epoch is not None and on_epoch(epoch, row):
                 loop.stopped = "stopped early by on_epoch"
@@ -195,6 +196,14 @@ def run_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: int,
         torch.cuda.synchronize()
     sums, seen = over_ranks(sums, seen, device, ctx)  # metrics describe the whole data
     return sums, seen, lr
+
+
+def plateaued(loop: Loop, cfg: TrainConfig, epoch: int, steps: int) -> bool:
+    """--patience: no better validation loss for `patience` epochs, and for at least a twentieth of the
+    budget's steps (an epoch of a small data set is a step or two: ten of them end training while
+    the learning rate is still warming up, and the model is still its PCA start)."""
+    since = loop.step - loop.best.get("step", 0)
+    return bool(cfg.patience) and epoch - loop.best["epoch"] >= cfg.patience and since >= PATIENCE_SHARE * steps
 
 
 def resumed_sums(resumed: dict | None, device: torch.device, ctx) -> tuple[dict[str, torch.Tensor], int, float]:

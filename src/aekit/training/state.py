@@ -83,7 +83,7 @@ class Loop:
 
     def keep_if_best(self, model, val: dict, epoch: int) -> bool:
         if math.isfinite(val["loss"]) and val["loss"] < self.best["val_loss"] and weights_finite(model):
-            self.best = {"val_loss": val["loss"], "epoch": epoch, "mse": val["mse"]}
+            self.best = {"val_loss": val["loss"], "epoch": epoch, "mse": val["mse"], "step": self.step}
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             return True
         return False
