@@ -78,6 +78,12 @@ def from_array(
         if len(arr) == 0:
             raise AekitError(f"{source} holds no rows")
         return from_table_array(arr, source=source, columns=columns, id_column=id_column)
+    if arr.size == 0:  # before any copy ((0, 2**20, 2**20, 2**20) is too big to) or id ((2**40, 0, 3) items)
+        raise AekitError(
+            f"{source} holds no items"
+            if len(arr) == 0
+            else f"{source} holds no values (shape {arr.shape}); pass items of at least one value each"
+        )
     if arr.dtype == np.float64 or arr.dtype == np.float16:
         arr = arr.astype(np.float32)
     if arr.dtype.kind in "iub" and arr.dtype not in (np.uint8, np.uint16):
@@ -87,10 +93,6 @@ def from_array(
     if layout not in LAYOUTS:
         raise AekitError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     arr = np.ascontiguousarray(to_nchw(arr, layout))
-    if len(arr) == 0:
-        raise AekitError(f"{source} holds no items")
-    if arr.size == 0:  # (10**12, 0, 8, 8): no value, however many items it claims
-        raise AekitError(f"{source} holds no values (shape {arr.shape}); pass items of at least one value each")
     if arr.dtype == np.float32 and not np.isfinite(arr).all():
         raise AekitError(f"{source} contains NaN or Inf values; replace or drop them before training")
     check_magnitude(arr, source)
