@@ -934,6 +934,11 @@ ARRAY_CASES = {  # case: (file name, bytes, what its one line says)
         npy_header("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3,"),
         "truncated or not a .npy file",
     ),
+    "npy of no item in a shape too big to copy": (
+        "x.npy",
+        npy_header("{'descr': '<f2', 'fortran_order': False, 'shape': (0, 2, 1048576, 1048576, 1048576), }"),
+        "holds no items",
+    ),
     "npy of 2**40 items of no value (ids for each took forever)": (
         "x.npy",
         npy_header("{'descr': '|u1', 'fortran_order': False, 'shape': (1099511627776, 0, 3), }"),
@@ -1006,6 +1011,9 @@ CONFIG_CASES = {  # case: (config.yaml, what its one line says; None: accepted)
     "compile: maybe": (b"compile: maybe\n", "compile must be true or false"),
     "weight_decay: yes (a YAML boolean)": (b"weight_decay: yes\n", "weight_decay must be >= 0"),
     "model: null (the default)": (b"model: null\nepochs: 3\n", None),
+    "nodata: 10**400 (no float holds it)": (b"nodata: 1" + b"0" * 400 + b"\n", "nodata must be a number"),
+    "lr: 10**400": (b"lr: 1" + b"0" * 400 + b"\n", "lr must be a positive float"),
+    "checkpoint_every: 10**400 steps": (b"checkpoint_every: 1" + b"0" * 400 + b"\n", "checkpoint_every must be"),
 }
 
 
