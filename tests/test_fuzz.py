@@ -747,14 +747,21 @@ def test_a_changed_run_folder_loads_or_is_one_line(data, trained):
 
 @fuzz(60)
 @given(data=st.data())
-def test_a_changed_state_file_loads_or_is_one_line(data, trained):
+def test_a_changed_state_or_pca_file_loads_or_is_one_line(data, trained):
+    """state.pt (what --resume reads) and pca.safetensors (what evaluate reads)."""
+    from aekit.models.checkpoint import load_pca
     from aekit.training.state import load_state
 
     run, _ = trained
+    name = data.draw(st.sampled_from(("state.pt", "pca.safetensors")))
     with example_dir() as d:
-        changed = _changed_run(data, run, d, files=("state.pt",))
+        changed = _changed_run(data, run, d, files=(name,))
         with contract(changed, outside=d):
-            assert isinstance(load_state(changed), dict)
+            if name == "state.pt":
+                assert isinstance(load_state(changed), dict)
+            else:
+                pca = load_pca(changed)
+                assert pca.components.shape[0] == pca.mean.shape[0]
 
 
 YAML_VALUES = st.one_of(
