@@ -56,9 +56,11 @@ from aekit.data.base import LoadedData, Skipped
 # Pillow logs why a file cannot be decoded (e.g. a TIFF tag out of range) and, with no handler set up,
 # Python prints it to stderr: the file's skip reason already says it, on its one line
 logging.getLogger("PIL").addHandler(logging.NullHandler())
-# and warns about the malformed files it reads (corrupt EXIF, TIFF tags past the end, ...), two lines
-# each on stderr; a filter, not catch_warnings(), which is not thread-safe (files decode in threads)
+# and warns about the malformed files it reads (corrupt EXIF, TIFF tags past the end, ...) and of sizes
+# near its limit (which `probe` refuses, saying so), two lines each on stderr; a filter, not
+# catch_warnings(), which is not thread-safe (files decode in threads)
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_SIDE = 128
