@@ -845,7 +845,7 @@ def test_a_config_file_of_aliases_that_expand_to_a_billion_items_is_one_line(bom
 def as_a_program():
     """Logging as in `aekit`, which sets none up (pytest adds a handler): what a library logs then
     goes to stderr. (Python's warnings, which pytest records, are checked in a process of their own:
-    test_found_a_malformed_tiff_prints_nothing_beside_the_reason.)"""
+    test_found_malformed_images_print_nothing_beside_their_reasons.)"""
     import logging
 
     handlers = logging.root.handlers
@@ -976,24 +976,29 @@ def test_found_a_raster_whose_tiles_cannot_be_read_is_skipped(tmp_path):
     assert got.ids == ["a.tif"] and "unreadable pixels" in got.skipped[0].reason
 
 
-def test_found_a_malformed_tiff_prints_nothing_beside_the_reason(tmp_path):
-    """Pillow logs why a TIFF is bad and warns of corrupt EXIF: in a process that set up no logging
-    and keeps Python's warning filters (the CLI's), both went to stderr, four lines beside the one
-    line of the error. A process of its own: pytest undoes the warning filters a module sets."""
+def test_found_malformed_images_print_nothing_beside_their_reasons(tmp_path):
+    """Pillow logs why a TIFF is bad and warns of corrupt EXIF and of sizes near its limit: in a process
+    that set up no logging and keeps Python's warning filters (the CLI's), all of it went to stderr,
+    six lines beside aekit's one. A process of its own: pytest undoes the warning filters a module sets."""
     import subprocess
     import sys
 
     tiff = bytearray(image_seeds()["a.tif"])
     at = tiff.find(struct.pack("<HHI", 0x115, 3, 1))  # SamplesPerPixel, SHORT, 1 value
     tiff[at + 8 : at + 10] = struct.pack("<H", 54275)
-    (tmp_path / "imgs").mkdir()
+    write_pngs(tmp_path / "imgs", smooth_images(1, 8, 8, 1))
     (tmp_path / "imgs" / "many_samples.tif").write_bytes(bytes(tiff))
     (tmp_path / "imgs" / "exif_only.tif").write_bytes(b"II*\x00\x08\x00\x00\x00")
-    code = "from aekit.data.images import read_images\nread_images('imgs', show_progress=False)"
+    header = struct.pack(">IIBBBBB", 10_000, 10_000, 1, 0, 0, 0, 0)  # 10**8 px: over the limit, under twice it
+    chunks = [(b"IHDR", header), (b"IDAT", zlib.compress(b"\0" * 1251)), (b"IEND", b"")]
+    png = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks)
+    (tmp_path / "imgs" / "large.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png)
+    code = "from aekit.data.images import read_images\nfor s in read_images('imgs', show_progress=False).skipped:\n"
+    code += "    print(s.path, s.reason)"
     with contract(tmp_path):
         done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert done.stderr.strip().splitlines()[-1].startswith("aekit.core.errors.AekitError: no readable image"), done
-    assert "Warning" not in done.stderr and "samples per pixel" not in done.stderr, done.stderr
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert len(done.stdout.splitlines()) == 3 and "large.png image too large" in done.stdout, done.stdout
 
 
 def test_found_a_tar_member_larger_than_any_image_is_never_read(tmp_path, monkeypatch):
