@@ -196,3 +196,13 @@ def test_bad_variant_options(flags, needle, gray28, capsys):
         code = e.code
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and needle in err
+
+
+@pytest.mark.parametrize("variant", ["vae", "dae"])
+def test_a_table_trains_as_a_variational_or_denoising_autoencoder(variant, tmp_path):
+    """--model vae|dae wraps the table's mlp (it crashed: the wrapper has no `width`)."""
+    rows = np.random.default_rng(0).normal(size=(60, 6)).astype(np.float32)
+    run = aekit.train(rows, model=variant, max_steps=20, out=tmp_path / "run", verbose=False)
+    meta = aekit.load(run.path).meta
+    assert meta["model_kwargs"]["variant"] == variant and meta["model_kwargs"]["width"] > 0
+    assert aekit.load(run.path).score(rows[:5]).shape == (5,)

@@ -305,7 +305,7 @@ def build_model(cfg: TrainConfig, data: LoadedData, normalizer: Normalizer) -> t
     model = create_model(cfg.arch, **kwargs)
     model.use_normalizer(normalizer)  # models that work in pixel units too (noise, Bernoulli)
     if cfg.arch == "mlp":
-        kwargs["width"] = model.width  # resolved
+        kwargs["width"] = getattr(model, "backbone", model).width  # resolved (a VAE or DAE wraps the mlp)
     if is_builtin(cfg.arch):
         kwargs["depth"] = len(model.sizes) - 1  # resolved: the run rebuilds exactly this network
     return model, kwargs
