@@ -97,7 +97,8 @@ def test_exported_parts_match_pytorch(runs, name, fmt, ext, tmp_path):
                 recon, score = infer(x)
                 want = model.reconstruct(x, layout="NCHW")
                 errors[part, n] = relative_error(recon, want)
-                errors["score", n] = relative_error(score, model.score(x, layout="NCHW").astype(np.float32))
+                mse_score = model.score(x, layout="NCHW", metric="mse").astype(np.float32)  # the exported score
+                errors["score", n] = relative_error(score, mse_score)
                 mse = (((want - x) / model.scale) ** 2).mean(axis=(1, 2, 3))  # the score is this MSE
                 np.testing.assert_allclose(score, mse, rtol=1e-4)
                 if model.scale > 1:  # integer data: clamped to the valid range, as reconstruct does
@@ -130,8 +131,9 @@ def test_sidecar_describes_inputs_outputs_and_threshold(runs, tmp_path):
     for key in ("scale", "mean", "std"):
         assert side["normalization"][key] == meta["normalization"][key]
     assert side["aekit_version"] == aekit.__version__ and side["source_run"] == str(run.resolve())
-    assert side["threshold"] == meta["threshold"] and side["threshold"]["metric"] == "mse"  # set at training
-    assert f"{meta['threshold']['value']:.6g}" in side["outputs"][1]["meaning"]
+    mse_rule = meta["threshold"]["by_metric"]["mse"]  # set at training, beside the default score's
+    assert side["threshold"] == mse_rule and side["threshold"]["metric"] == "mse"
+    assert f"{mse_rule['value']:.6g}" in side["outputs"][1]["meaning"]
     assert side["check"]["runtime"] == "onnxruntime" and side["check"]["max_relative_error"] < RTOL
     # the usage lines run as they are, next to the file
     assert len(side["usage"]) == 3
@@ -281,7 +283,7 @@ def test_a_table_models_sidecar_gives_the_threshold_of_the_exported_mse_score(tm
     rows = np.random.default_rng(0).normal(size=(120, 6)).astype(np.float32)
     run = aekit.train(rows, out=tmp_path / "run", epochs=1, latent_dim=2, verbose=False).path
     meta = json.loads((run / "model.json").read_text())
-    assert meta["threshold"]["metric"] == "mse+latent"
+    assert meta["threshold"]["metric"] == "ensemble"
     aekit.export(run, tmp_path / "m.onnx")
     side = json.loads((tmp_path / "m.onnx.json").read_text())
     assert side["threshold"]["metric"] == "mse"

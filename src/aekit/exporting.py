@@ -271,7 +271,7 @@ def describe(meta: dict, run_dir: Path, path: Path, fmt: str, part: str, opset: 
     code = {"dtype": "float32", "shape": ["N", latent], "units": "latent codes, as aekit encode writes them"}
     clamped = f", clamped to [0, {norm['scale']:g}]" if float(norm["scale"]) > 1 else ""
     threshold = meta.get("threshold")
-    if threshold and threshold.get("metric") != "mse":  # tables: the exported score is the MSE, not the run's default
+    if threshold and threshold.get("metric") != "mse":  # the exported score is the MSE, not the run's default
         threshold = stored_threshold(meta, "mse")
     above = f"above {threshold['value']:.6g} (threshold.value)" if threshold else "above a threshold of your choice"
     if part == "full":
@@ -282,7 +282,8 @@ def describe(meta: dict, run_dir: Path, path: Path, fmt: str, part: str, opset: 
                 "name": "score",
                 "dtype": "float32",
                 "shape": ["N"],
-                "meaning": f"per-item reconstruction MSE (pixels in [0, 1]), as aekit score; anomalous when {above}",
+                "meaning": f"per-item reconstruction MSE (pixels in [0, 1]), as aekit score --metric mse; anomalous "
+                f"when {above}",
             },
         ]
     elif part == "encoder":

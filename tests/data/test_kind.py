@@ -11,13 +11,14 @@ from aekit.data.normalize import Normalizer
 def test_kinds_of_data():
     img = LoadedData(np.zeros((2, 3, 4, 4), np.uint8), ["a", "b"], 255.0)
     assert DataKind.of(img) == DataKind(table=False, bounded=True, masked=False, raster=False)
-    assert DataKind.of(img).units == PIXELS and DataKind.of(img).metrics == ("mse", "mae", "ssim", "mse+latent")
+    assert DataKind.of(img).units == PIXELS
+    assert DataKind.of(img).metrics == ("mse", "mae", "ssim", "mse+latent", "ensemble")
     floats = LoadedData(np.zeros((2, 1, 4, 4), np.float32), ["a", "b"], 1.0, mask=np.ones((2, 1, 4, 4), bool))
     assert DataKind.of(floats).units == OWN_UNITS and DataKind.of(floats).masked
     table = LoadedData(np.zeros((2, 5, 1, 1), np.float32), ["0", "1"], 1.0, columns=list("abcde"))
     kind = DataKind.of(table)
-    assert kind.table and kind.units == STANDARDISED and kind.metrics == ("mse", "mae", "mse+latent")
-    assert kind.item == "rows" and kind.default_metric == "mse+latent" and DataKind.of(img).default_metric == "mse"
+    assert kind.table and kind.units == STANDARDISED and kind.metrics == ("mse", "mae", "mse+latent", "ensemble")
+    assert kind.item == "rows" and kind.default_metric == "ensemble" == DataKind.of(img).default_metric
     assert DataKind.of_model({"table": {"columns": ["a"]}, "normalization": {"scale": 1.0}}) == kind
 
 

@@ -206,10 +206,10 @@ def test_score_and_reconstruct_keep_row_ids(tmp_path, table, table_csv):
     run = tmp_path / "run"
     assert main(["train", str(table_csv), *FAST, "--out", str(run)]) == 0
     t = json.loads((run / "model.json").read_text())["threshold"]
-    assert t["metric"] == "mse+latent" and set(t["by_metric"]) == {"mse", "mae"}  # tables: no SSIM
+    assert t["metric"] == "ensemble" and set(t["by_metric"]) == {"mse", "mae", "mse+latent"}  # tables: no SSIM
     assert "standardised units" in t["by_metric"]["mse"]["explanation"]
     with open(run / "validation_scores.csv") as f:
-        assert next(csv.reader(f)) == ["id", "score", "mae", "mse_plus_latent"]
+        assert next(csv.reader(f)) == ["id", "score", "mae", "mse_plus_latent", "ensemble"]
     odd = x[:40].copy()
     odd[17] = x[17] + 8 * x.std(0) * np.where(np.arange(F) % 2, 1, -1)  # breaks the columns' structure
     new = write_csv(tmp_path / "new.csv", ids[:40], odd, colours[:40])

@@ -45,11 +45,13 @@ def test_threshold_is_the_percentile_of_the_stored_validation_errors(run):
     rows = read_csv(run / "validation_scores.csv")
     summary = json.loads((run / "summary.json").read_text())
     assert len(rows) == summary["n_val"] == t["n"] == 4
-    errors = np.array([float(r["score"]) for r in rows])
-    assert t["metric"] == "mse" and t["rule"] == "percentile" and t["percentile"] == 99.0
+    errors = np.array([float(r["ensemble"]) for r in rows])  # the default score
+    assert t["metric"] == "ensemble" and t["rule"] == "percentile" and t["percentile"] == 99.0
     assert t["value"] == pytest.approx(np.percentile(errors, 99), rel=1e-5)
     assert "99th percentile" in t["explanation"] and f"{t['value']:.6g}" in t["explanation"]
-    assert set(t["by_metric"]) == {"mae", "ssim", "mse+latent"}
+    assert set(t["by_metric"]) == {"mse", "mae", "ssim", "mse+latent"}
+    mse = np.array([float(r["score"]) for r in rows])
+    assert t["by_metric"]["mse"]["value"] == pytest.approx(np.percentile(mse, 99), rel=1e-5)
     ssim = np.array([float(r["one_minus_ssim"]) for r in rows])
     assert t["by_metric"]["ssim"]["value"] == pytest.approx(np.percentile(ssim, 99), rel=1e-5)
 
@@ -59,7 +61,7 @@ def test_score_is_the_reconstruction_error_of_each_item(run, rgb_folder):
     x = np.random.default_rng(0).integers(0, 256, (5, 20, 24, 3), dtype=np.uint8)
     recon = model.reconstruct(x.astype(np.float32))  # float in: no rounding
     expected = ((np.clip(recon, 0, 255) / 255.0 - x / 255.0) ** 2).mean(axis=(1, 2, 3))
-    np.testing.assert_allclose(model.score(x), expected, rtol=1e-4)
+    np.testing.assert_allclose(model.score(x, metric="mse"), expected, rtol=1e-4)
     mae = model.score(x, metric="mae")
     np.testing.assert_allclose(mae, np.abs(np.clip(recon, 0, 255) / 255.0 - x / 255.0).mean(axis=(1, 2, 3)), rtol=1e-4)
     ssim = model.score(x, metric="ssim")
@@ -101,7 +103,7 @@ def test_threshold_overrides(run, rgb_folder, tmp_path):
     n, rule = flagged("--contamination", "0.25")
     assert n == 5 and rule["rule"] == "contamination"
     n, rule = flagged("--threshold-percentile", "50")
-    val = [float(r["score"]) for r in read_csv(run / "validation_scores.csv")]
+    val = [float(r["ensemble"]) for r in read_csv(run / "validation_scores.csv")]  # the default score's
     assert rule["value"] == pytest.approx(np.percentile(val, 50), rel=1e-5)
     n, rule = flagged("--metric", "ssim")
     assert rule["metric"] == "ssim" and "1 - SSIM" in rule["explanation"]
@@ -112,7 +114,7 @@ def test_training_with_contamination_stores_that_rule(rgb_folder, tmp_path):
                     out=tmp_path / "run")  # fmt: skip
     t = r.summary["threshold"]
     assert t["rule"] == "contamination" and t["contamination"] == 0.2 and t["percentile"] is None
-    val = [float(x["score"]) for x in read_csv(r.path / "validation_scores.csv")]
+    val = [float(x["ensemble"]) for x in read_csv(r.path / "validation_scores.csv")]  # the default score's
     assert t["value"] == pytest.approx(np.quantile(val, 0.8), rel=1e-5)
 
 
@@ -169,5 +171,5 @@ def test_worst_picture_names_each_item_with_its_score_and_flag(run, rgb_folder, 
     assert text.values == pytest.approx([float(r["score"]) for r in rows], rel=1e-5)
     assert text.flags == [r["is_anomaly"] == "true" for r in rows] == [True, True, False, False, False]
     assert text.value_name == "score"
-    assert text.title.startswith(f"the 5 highest mse scores of 20 items; threshold {threshold:.4g}")
+    assert text.title.startswith(f"the 5 highest ensemble scores of 20 items; threshold {threshold:.4g}")
     assert (tmp_path / "s_worst.png").stat().st_size > 0

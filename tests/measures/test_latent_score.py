@@ -41,13 +41,13 @@ def test_catches_rows_far_out_along_the_manifold_that_the_mse_misses(tmp_path):
     by_mse = auroc(labels, model.score(test, metric="mse"))
     by_both = auroc(labels, model.score(test, metric="mse+latent"))
     assert by_both > 0.95 and by_both > by_mse + 0.1, (by_mse, by_both)
-    assert model.score_metric == "mse+latent"  # the default score of a table model
-    np.testing.assert_array_equal(model.score(test), model.score(test, metric="mse+latent"))
+    assert model.score_metric == "ensemble"  # the default score, which has the latent distance as a part
+    assert auroc(labels, model.score(test)) > by_mse + 0.1
     meta = json.loads((run.path / "model.json").read_text())
     assert meta["latent_score"]["n"] > 500  # the training rows (90% of 600)
-    rule = meta["threshold"]  # the primary threshold is the default score's; the MSE's is kept beside it
+    rule = meta["threshold"]["by_metric"]["mse+latent"]  # beside the default score's threshold
     assert rule["metric"] == "mse+latent" and rule["value"] > 1.0 and "latent distance" in rule["explanation"]
-    assert model.threshold == rule["value"] and set(rule["by_metric"]) == {"mse", "mae"}
+    assert set(meta["threshold"]["by_metric"]) == {"mse", "mae", "mse+latent"}
     assert "mse_plus_latent" in (run.path / "validation_scores.csv").read_text().splitlines()[0]
 
 
@@ -56,7 +56,9 @@ def test_runs_without_statistics_say_how_to_score(tmp_path):
     run = aekit.train(rng.normal(size=(80, 6)).astype(np.float32), out=tmp_path / "run", epochs=1, verbose=False)
     meta_path = run.path / "model.json"
     meta = json.loads(meta_path.read_text())
-    del meta["latent_score"]  # as an older aekit wrote it
+    del meta["latent_score"], meta["ensemble"]  # as an older aekit wrote it
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(AekitError, match="--metric mse"):
         aekit.load(run.path).score(np.zeros((2, 6), np.float32), metric="mse+latent")
+    with pytest.raises(AekitError, match="--metric mse"):
+        aekit.load(run.path).score(np.zeros((2, 6), np.float32), metric="ensemble")

@@ -42,18 +42,21 @@ def channel_stats(
     chunk: int = 4096,
     min_std: float = 1e-3,
     mask: np.ndarray | None = None,
+    constant_std: float | None = None,
 ) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of rows `idx` of (N, C, H, W) raw data in [0, 1] units, read in
     chunks so that memory stays bounded for memory-mapped data. Sums are taken around the first
     chunk's mean (exact for columns far from zero, such as years or prices). The std is at least
     `min_std` (1e-3 for images; tables pass a tiny one) and 1e-6 of the mean's magnitude, so a
-    constant channel maps to 0 instead of dividing by zero. With a (N, 1, H, W) `mask` (True =
-    valid), only valid pixels count: nodata never shifts the statistics."""
+    constant channel maps to 0 instead of dividing by zero; with `constant_std` (tables: 1.0, as
+    scikit-learn's StandardScaler does) a channel constant in these rows is only centred, so that a
+    new value there is measured in its own units rather than blown up a millionfold. With a
+    (N, 1, H, W) `mask` (True = valid), only valid pixels count: nodata never shifts the statistics."""
     c = array.shape[1]
     idx = np.arange(len(array)) if idx is None else np.asarray(idx)
     if mask is None and array.dtype in (np.uint8, np.uint16):
         mean, std = _integer_stats(array, scale, idx, chunk)
-        return mean.tolist(), np.maximum(std, np.maximum(min_std, 1e-6 * np.abs(mean))).tolist()
+        return _floored(mean, std, min_std, constant_std)
     total, total_sq, count, shift = np.zeros(c), np.zeros(c), 0, None
     for i in range(0, len(idx), chunk):
         x = array[idx[i : i + chunk]].astype(np.float64) / scale
@@ -71,7 +74,16 @@ def channel_stats(
     offset = total / max(count, 1)
     std = np.sqrt(np.maximum(total_sq / max(count, 1) - offset**2, 0.0))
     mean = offset + shift
-    return mean.tolist(), np.maximum(std, np.maximum(min_std, 1e-6 * np.abs(mean))).tolist()
+    return _floored(mean, std, min_std, constant_std)
+
+
+def _floored(mean: np.ndarray, std: np.ndarray, min_std: float, constant_std: float | None) -> tuple[list, list]:
+    """The std at least `min_std` and 1e-6 of the mean's magnitude; `constant_std` where the channel
+    is constant (its spread within rounding of its mean)."""
+    floored = np.maximum(std, np.maximum(min_std, 1e-6 * np.abs(mean)))
+    if constant_std is not None:
+        floored = np.where(std <= 1e-9 * np.maximum(np.abs(mean), 1.0), constant_std, floored)
+    return mean.tolist(), floored.tolist()
 
 
 def _integer_stats(array: np.ndarray, scale: float, idx: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:

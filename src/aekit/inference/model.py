@@ -23,8 +23,9 @@ from aekit.config.choices import PRECISIONS
 from aekit.core.compute import compute_settings
 from aekit.core.devices import resolve_device
 from aekit.core.errors import AekitError
+from aekit.core.rundir import resolve_run
 from aekit.data.memory import from_nchw, infer_layout, to_nchw
-from aekit.models.checkpoint import load_model
+from aekit.models.checkpoint import load_model, load_references
 from aekit.models.registry import load_plugins
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow's RGB -> L
@@ -33,7 +34,15 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow's RGB -> L
 class Autoencoder:
     """A trained autoencoder: `encode`, `decode`, `reconstruct` on raw images."""
 
-    def __init__(self, model: torch.nn.Module, normalizer, meta: dict, device: str = "auto", precision: str = "fp32"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        normalizer,
+        meta: dict,
+        device: str = "auto",
+        precision: str = "fp32",
+        references: dict | None = None,
+    ):
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise AekitError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
@@ -44,6 +53,7 @@ class Autoencoder:
         self.model = self.compute.prepare(model).eval()
         self.normalizer = normalizer.to(self.device)
         self.meta = meta
+        self.references = references  # the ensemble score's kNN references (RUN/reference.safetensors)
         inp = meta["input"]
         self.input_shape: tuple[int, int, int] = (inp["channels"], inp["height"], inp["width"])
         self.latent_dim: int = meta["latent_dim"]
@@ -201,37 +211,28 @@ class Autoencoder:
         layout: str | None = None,
         mask: Any = None,
     ) -> np.ndarray:
-        """Per-item anomaly score (N,): reconstruction error in [0, 1] pixel units (`metric` mse,
-        mae or ssim = 1 - SSIM); table rows: in standardised units (mse or mae); mse+latent adds the
-        distance of the code from the training codes (measures/latent_score.py). Default: the run's
-        `score_metric` (mse+latent for tables, mse for images). Compare with
-        `threshold` (set at training time). `mask` (N, 1, H, W), True where valid, leaves nodata
-        pixels out (rasters)."""
+        """Per-item anomaly score (N,), higher = more anomalous. Default: the run's `score_metric`,
+        the ensemble of the reconstruction error and the distances from the training items
+        (measures/ensemble.py; about its number of parts for a typical normal item). Or: mse, mae,
+        ssim (1 - SSIM) of the reconstruction in [0, 1] pixel units (table rows: standardised units,
+        mse or mae); mse+latent, the MSE plus the distance of the code from the training codes.
+        Compare with `threshold` (set at training time). `mask` (N, 1, H, W), True where valid,
+        leaves nodata pixels out (rasters)."""
         from aekit.config.choices import METRICS, TABLE_METRICS
-        from aekit.measures.item_errors import item_errors
-        from aekit.measures.latent_score import METRIC as LATENT_METRIC
-        from aekit.measures.latent_score import combined
 
         allowed = METRICS if self.columns is None else TABLE_METRICS
         metric = metric or self.score_metric
         if metric not in allowed:
             raise AekitError(f"unknown metric {metric!r} for this model; choose one of {', '.join(allowed)}")
-        stats = self.meta.get("latent_score")
-        if metric == LATENT_METRIC and not stats:
+        if metric in ("mse+latent", "ensemble") and not self.meta.get("latent_score"):
             raise AekitError("this run has no latent statistics (trained by an older aekit): score it by --metric mse")
+        if metric == "ensemble" and not (self.meta.get("ensemble") and self.references):
+            raise AekitError(
+                "this run has no ensemble references (trained by an older aekit): score it by --metric mse"
+            )
         arr, lay = self._as_array(x, layout)
         factor = self._unit_factor(arr)
-
-        def errors(b: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
-            xn = self.normalizer.normalize(b)
-            out = self.model(xn)
-            base = "mse" if metric == LATENT_METRIC else metric
-            if self.columns is not None:  # tables: standardised units, as in training
-                e = item_errors(out.recon, xn, base)
-            else:
-                e = item_errors(self.normalizer.to_unit(out.recon, clamp=self.scale > 1), b / self.scale, base, m)
-            return combined(e, out.z, stats).to(e.device) if metric == LATENT_METRIC else e
-
+        errors = self._scorer(metric)
         if mask is None:
             return self._batched(errors, arr, lay, factor, batch_size).cpu().numpy().astype(np.float64)
         with torch.inference_mode():  # rasters with nodata: the mask goes along batch by batch, in fp32
@@ -244,9 +245,34 @@ class Autoencoder:
             ]
         return torch.cat(out).numpy().astype(np.float64)
 
+    def _scorer(self, metric: str):
+        """errors(raw batch, mask or None) -> (N,) scores under `metric`."""
+        from aekit.measures import ensemble
+        from aekit.measures.item_errors import item_errors
+        from aekit.measures.latent_score import combined
+
+        white = ensemble.whitening(self.meta["latent_score"]) if metric == "ensemble" else None
+
+        def errors(b: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
+            xn = self.normalizer.normalize(b)
+            out = self.model(xn)
+            if self.columns is not None:  # tables: standardised units, as in training
+                recon, target = out.recon, xn
+            else:
+                recon, target = self.normalizer.to_unit(out.recon, clamp=self.scale > 1), b / self.scale
+            if metric == "ensemble":
+                scales = self.meta["ensemble"]["scales"]
+                raw = ensemble.parts(scales, out, recon, target, xn, m, white, self.references)
+                return ensemble.combine(raw, scales).float().to(b.device)
+            e = item_errors(recon, target, "mse" if metric == "mse+latent" else metric, m)
+            return combined(e, out.z, self.meta["latent_score"]).to(e.device) if metric == "mse+latent" else e
+
+        return errors
+
     @property
     def score_metric(self) -> str:
-        """The run's default anomaly score: mse+latent for tables, mse for images (and older runs)."""
+        """The run's default anomaly score: ensemble (mse+latent for tables and mse for images in runs of
+        earlier versions)."""
         return self.meta.get("score_metric", "mse")
 
     @property
@@ -309,4 +335,5 @@ def load(
     folder never decides what is imported (SECURITY.md)."""
     load_plugins(plugins)
     model, normalizer, meta = load_model(run)
-    return Autoencoder(model, normalizer, meta, device=device, precision=precision)
+    refs = load_references(resolve_run(run), meta) if meta.get("ensemble") else None
+    return Autoencoder(model, normalizer, meta, device=device, precision=precision, references=refs)

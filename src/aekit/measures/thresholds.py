@@ -19,6 +19,8 @@ from aekit.config.train import check_rule
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write
 from aekit.data.kind import PIXELS, DataKind
+from aekit.measures.ensemble import METRIC as ENSEMBLE_METRIC
+from aekit.measures.ensemble import UNITS as ENSEMBLE_UNITS
 from aekit.measures.item_errors import METRIC_WORDS
 from aekit.measures.latent_score import LATENT_UNITS
 from aekit.measures.latent_score import METRIC as LATENT_METRIC
@@ -31,6 +33,7 @@ VALIDATION_COLUMNS = {
     "mae": "mae",
     "ssim": "one_minus_ssim",
     "mse+latent": "mse_plus_latent",
+    "ensemble": "ensemble",
 }  # metric -> column
 
 
@@ -45,7 +48,7 @@ def threshold_from(
 ) -> dict:
     """The threshold of `errors` by percentile or contamination, with a sentence explaining it;
     `of` says whose errors these are (e.g. "the 60 validation items"), `units` their units."""
-    units = LATENT_UNITS if metric == LATENT_METRIC else units
+    units = units_of(metric, units)
     check_rule(percentile, contamination)
     errors = np.asarray(errors, dtype=np.float64)
     errors = errors[np.isfinite(errors)]
@@ -69,6 +72,14 @@ def threshold_from(
         "n": int(errors.size),
         "explanation": f"an item is anomalous when its {METRIC_WORDS[metric]} ({units}) exceeds {value:.6g}, {how}",
     }
+
+
+def units_of(metric: str, units: str) -> str:
+    """What a score of `metric` is measured in: the data's units for a reconstruction error, or the
+    scale of a sum of parts each over its typical value."""
+    if metric == LATENT_METRIC:
+        return LATENT_UNITS
+    return ENSEMBLE_UNITS if metric == ENSEMBLE_METRIC else units
 
 
 def _ordinal(p: float) -> str:
@@ -149,7 +160,7 @@ def choose_threshold(
             "contamination": None,
             "n": None,
             "explanation": f"an item is anomalous when its {METRIC_WORDS[metric]} "
-            f"({LATENT_UNITS if metric == LATENT_METRIC else units}) "
+            f"({units_of(metric, units)}) "
             f"exceeds {threshold:.6g}, the value given on the command line",
         }
     if contamination is not None:

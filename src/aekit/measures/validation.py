@@ -13,6 +13,9 @@ import numpy as np
 import torch
 
 from aekit.data.kind import DataKind
+from aekit.measures.ensemble import METRIC as ENSEMBLE
+from aekit.measures.ensemble import combine, parts_of, scales_of, whitening
+from aekit.measures.ensemble import parts as ensemble_parts
 from aekit.measures.item_errors import item_errors
 from aekit.measures.latent_score import METRIC as LATENT_METRIC
 from aekit.measures.latent_score import combined
@@ -76,6 +79,7 @@ class FinalPass:
     comparison: dict  # autoencoder vs PCA: MSE, PSNR, SSIM overall and per channel, and the verdict
     errors: dict[str, np.ndarray]  # per-item errors under each of the kind's metrics (the threshold's data)
     latent: dict  # active_units and, for models with a posterior, kl_per_dim (nats)
+    ensemble_scales: dict | None = None  # the ensemble score's parts' means over these items (its calibration)
 
 
 @torch.no_grad()
@@ -91,25 +95,37 @@ def final_pass(
     m_all=None,
     scores=True,
     latent_stats: dict | None = None,
+    refs: dict | None = None,
+    skip_self: bool = False,
 ) -> FinalPass:
     """One pass over items `idx` for everything a run reports at its end: the metrics of the model
     and of PCA with the same number of components, per-item errors under every score metric
-    (unless not `scores`; mse+latent needs `latent_stats`), and latent statistics."""
+    (unless not `scores`; mse+latent needs `latent_stats`, ensemble also its kNN `refs`, which
+    hold these items themselves when `skip_self`), and latent statistics. The ensemble score is
+    calibrated on these items (FinalPass.ensemble_scales)."""
     image_metrics = not kind.table
     ae, lin = Metrics(image_metrics), Metrics(image_metrics)
     cpu_norm = copy.deepcopy(normalizer).cpu()  # PCA runs on the CPU; .cpu() on a module moves it in place
-    metrics = [m for m in (kind.metrics if scores else ()) if m != LATENT_METRIC or latent_stats is not None]
+    needs = {LATENT_METRIC: latent_stats is not None, ENSEMBLE: latent_stats is not None and refs is not None}
+    metrics = [m for m in (kind.metrics if scores else ()) if needs.get(m, True)]
     errors: dict[str, list] = {m: [] for m in metrics}
+    by_part: dict[str, list] = {}  # the ensemble's raw parts
+    white = whitening(latent_stats) if ENSEMBLE in errors else None
     zs, kls = [], []
     model.eval()
     for _, xb, mb in batches(x_all, m_all, idx, batch_size, device):
-        out = model(normalizer.normalize(xb))
+        xn = normalizer.normalize(xb)
+        out = model(xn)
         recon, target = kind.measured(normalizer, out.recon, xb)
         for m in errors:
-            if m != LATENT_METRIC:
+            if m not in (LATENT_METRIC, ENSEMBLE):
                 errors[m].append(item_errors(recon, target, m, mb).cpu())
         if LATENT_METRIC in errors:
             errors[LATENT_METRIC].append(combined(errors["mse"][-1], out.z, latent_stats))
+        if ENSEMBLE in errors:
+            got = ensemble_parts(parts_of(kind), out, recon, target, xn, mb, white, refs, skip_self)
+            for name, v in got.items():
+                by_part.setdefault(name, []).append(v)
         zs.append(out.z.float().cpu())
         if "kl" in out.stats:  # models with a posterior report each dimension's KL
             kls.append(out.stats["kl"].float().cpu())
@@ -131,4 +147,9 @@ def final_pass(
     latent: dict = {"active_units": int((var > ACTIVE_VARIANCE).sum())}
     if kls:
         latent["kl_per_dim"] = [round(float(v), 5) for v in torch.cat(kls).mean(0)]
-    return FinalPass(comparison, {m: torch.cat(v).double().numpy() for m, v in errors.items()}, latent)
+    scales = None
+    if by_part:
+        parts = {name: torch.cat(v) for name, v in by_part.items()}
+        scales = scales_of(parts)
+        errors[ENSEMBLE] = [combine(parts, scales)]
+    return FinalPass(comparison, {m: torch.cat(v).double().numpy() for m, v in errors.items()}, latent, scales)

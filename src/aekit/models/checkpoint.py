@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from aekit.config.choices import METRICS
+from aekit.config.choices import ENSEMBLE_PARTS, METRICS
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, resolve_run, write_json
 from aekit.data.normalize import Normalizer
@@ -192,6 +192,16 @@ def check_meta(meta: Any) -> None:
         raise ValueError(
             f"latent_score must hold a mean of {latent}, a {latent}x{latent} precision and an mse_scale > 0"
         )
+    ensemble = meta.get("ensemble")
+    if ensemble is not None and not (
+        stats
+        and isinstance(ensemble, dict)
+        and isinstance(ensemble.get("scales"), dict)
+        and ensemble["scales"]
+        and set(ensemble["scales"]) <= set(ENSEMBLE_PARTS)
+        and all(_float(v, True) and v > 0 for v in ensemble["scales"].values())
+    ):
+        raise ValueError(f"ensemble must hold a scale > 0 for each of its parts ({', '.join(ENSEMBLE_PARTS)})")
     threshold = meta.get("threshold")
     if threshold:
         by_metric = threshold.get("by_metric") or {} if isinstance(threshold, dict) else {}
@@ -223,6 +233,33 @@ def _float(value: Any, finite: bool) -> bool:
     except OverflowError:
         return False
     return not finite or math.isfinite(as_float)
+
+
+REFERENCE_FILE = "reference.safetensors"
+
+
+def save_references(run_dir: Path, refs: dict) -> None:
+    """The ensemble score's kNN references: whitened codes and pooled inputs of training items."""
+    tensors = {"codes": refs["codes"].contiguous(), "inputs": refs["inputs"].contiguous()}
+    atomic_write(run_dir / REFERENCE_FILE, lambda p: save_file(tensors, str(p)))
+
+
+def load_references(run_dir: Path, meta: dict) -> dict:
+    """The references of a run whose model.json has an ensemble score; one-line errors otherwise."""
+    path = run_dir / REFERENCE_FILE
+    try:
+        t = load_file(str(path))
+        codes, inputs = t["codes"].float(), t["inputs"].float()
+    except Exception as e:  # missing, truncated or altered: say which, never a traceback
+        raise AekitError(
+            f"cannot read {path} (the ensemble score's references): {_line(e)}; restore the run folder, or score "
+            "with --metric mse"
+        ) from None
+    if codes.ndim != 2 or inputs.ndim != 2 or len(codes) != len(inputs) or not len(codes):
+        raise AekitError(f"{path} does not hold this run's references (shapes changed); restore it or train again")
+    if codes.shape[1] != meta["latent_dim"] or not (torch.isfinite(codes).all() and torch.isfinite(inputs).all()):
+        raise AekitError(f"{path} does not fit this run's model (latent size or values); restore it or train again")
+    return {"codes": codes, "inputs": inputs}
 
 
 def save_pca(run_dir: Path, pca: PCA) -> None:

@@ -231,14 +231,28 @@ def recon(run_dir: Path, s: dict) -> dict | None:
     return {"latent_dim": s.get("latent_dim", "?"), "png": png_src(path.read_bytes()), "width": width}
 
 
+SCORE_MEANING = {  # what the run's default anomaly score is, in the report's words
+    "mse": "The anomaly score of an item is its reconstruction MSE: items unlike the training data are "
+    "reconstructed worse and score higher.",
+    "mse+latent": "The anomaly score of an item is its reconstruction MSE plus the distance of its code from the "
+    "training codes, each over its typical value.",
+    "ensemble": "The anomaly score of an item adds up several ways it can be unlike the training items: how badly "
+    "it is reconstructed, and how far its code and its input lie from the nearest training items (for tables: "
+    "from the typical row), each over its typical value on normal items, so that a typical normal item scores "
+    "about the number of parts.",
+}
+
+
 def scores(run_dir: Path, s: dict) -> dict | None:
     from aekit.measures.thresholds import VALIDATION_COLUMNS, VALIDATION_FILE, stored_threshold
 
+    meta = _json(run_dir / "model.json")
+    metric = meta.get("score_metric", "mse") if meta.get("score_metric") in VALIDATION_COLUMNS else "mse"
     rows = _csv(run_dir / VALIDATION_FILE)
-    values = _floats(rows, VALIDATION_COLUMNS["mse"]) if rows else []
+    values = _floats(rows, VALIDATION_COLUMNS[metric]) if rows else []  # the run's default score
     if not values:
         return None
-    thr = stored_threshold(_json(run_dir / "model.json"), "mse")
+    thr = stored_threshold(meta, metric)
     value = thr.get("value") if isinstance(thr, dict) else None
     value = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
     threshold = None
@@ -248,6 +262,7 @@ def scores(run_dir: Path, s: dict) -> dict | None:
     return {
         "n": len(values),
         "on": s.get("val_on", "validation split"),
+        "meaning": SCORE_MEANING.get(metric, SCORE_MEANING["mse"]),
         "threshold": threshold,
         "png": png_src(scores_png(values, value)),
         "width": fig_width(6.5),

@@ -20,10 +20,12 @@ from aekit.core.progress import console
 from aekit.core.rundir import write_json
 from aekit.data.base import LoadedData
 from aekit.measures.compare import comparison_table, say_verdict
+from aekit.measures.ensemble import K_NEIGHBOURS, references
 from aekit.measures.item_errors import item_errors
 from aekit.measures.latent_score import latent_statistics
 from aekit.measures.thresholds import threshold_from, write_validation_scores
 from aekit.measures.validation import FinalPass, final_pass, reconstruct_measured
+from aekit.models.checkpoint import save_references
 from aekit.training.console import print_end
 from aekit.training.setup import Setup
 from aekit.version import __version__
@@ -51,9 +53,24 @@ def finish(
     batch = s.cfg.batch_size * 4
     stats = latent_statistics(s.model, s.normalizer, s.x_all, s.train_idx, s.device, batch, s.kind, s.m_all)
     s.meta["latent_score"] = stats
+    refs = references(s.model, s.normalizer, s.x_all, s.train_idx, s.device, batch, stats, s.cfg.seed)
+    on_train = not len(s.val_idx)  # no validation split: the ensemble is calibrated on training items, not on itself
     res = final_pass(
-        s.model, s.normalizer, s.pca, s.x_all, s.eval_idx, s.device, batch, s.kind, s.m_all, latent_stats=stats
+        s.model,
+        s.normalizer,
+        s.pca,
+        s.x_all,
+        s.eval_idx,
+        s.device,
+        batch,
+        s.kind,
+        s.m_all,
+        latent_stats=stats,
+        refs=refs,
+        skip_self=on_train,
     )
+    save_references(run_dir, refs)
+    s.meta["ensemble"] = {"scales": res.ensemble_scales, "references": len(refs["items"]), "k": K_NEIGHBOURS}
     write_validation_scores(run_dir, [data.ids[i] for i in s.eval_idx.tolist()], res.errors)
     whose = f"the {len(s.eval_idx)} {'validation' if len(s.val_idx) else 'training'} items"
     rules = {

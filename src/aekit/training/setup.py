@@ -225,7 +225,10 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
         x_all = x_all.pin_memory()  # page-locked host memory: asynchronous copies to the GPU
     m_all = None if data.mask is None else torch.from_numpy(data.mask)
     min_std = 1e-12 if kind.table else 1e-3
-    mean, std = channel_stats(data.array, data.scale, train_idx.numpy(), min_std=min_std, mask=data.mask)
+    constant = 1.0 if kind.table else None  # a column constant in training is only centred (StandardScaler)
+    mean, std = channel_stats(
+        data.array, data.scale, train_idx.numpy(), min_std=min_std, mask=data.mask, constant_std=constant
+    )
     if shards:  # every process normalises alike: the statistics of all machines' training items
         mean, std = pooled_stats(mean, std, len(train_idx), ctx, min_std)
     normalizer = Normalizer(data.scale, mean, std).to(device)
