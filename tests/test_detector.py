@@ -198,3 +198,24 @@ def test_every_training_option_is_an_explicit_parameter():
     assert set(AutoencoderDetector().get_params()) == named
     with pytest.raises(TypeError, match="latent_dims"):
         AutoencoderDetector(latent_dims=3)
+
+
+class Frame:
+    """What the detector reads of a pandas DataFrame: values and column names."""
+
+    def __init__(self, values: np.ndarray, columns: list[str]):
+        self.values, self.columns = values, columns
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values
+
+
+def test_the_detector_names_the_columns_that_make_a_row_odd():
+    names = [f"sensor_{i}" for i in range(F)]
+    x = factor_rows(300, 0)
+    det = AutoencoderDetector(latent_dim=2, max_steps=200).fit(Frame(x, names))
+    odd = x[:5].copy()
+    odd[:, 3] += 10 * x[:, 3].std()
+    assert [t.split(";")[0] for t in det.top_features(Frame(odd, names))] == ["sensor_3"] * 5
+    shares = det.explain(Frame(odd, names))
+    assert shares.shape == (5, F) and np.allclose(shares.sum(1), 1) and (shares.argmax(1) == 3).all()

@@ -282,6 +282,25 @@ class AutoencoderDetector(_Base):
             return float(np.mean(y[top] == 1)) if n else 0.0
         raise NotImplementedError(f"scoring {scoring!r}: use roc_auc_score or prc_n_score")
 
+    def explain(self, X: Any) -> np.ndarray:
+        """Where each item is wrong: for rows (N, F), each column's share of the row's squared
+        reconstruction error (rows sum to 1); for images (N, H, W), the squared error per pixel
+        (`aekit score --maps` draws it)."""
+        self._check_fitted()
+        return self.model_.explain(self._check_X(X, reset=False))
+
+    def top_features(self, X: Any, k: int = 3) -> list[str]:
+        """Rows only: for each row, up to `k` column names joined by ";", those with the largest share
+        of its error (the columns that make it odd), as `aekit score` writes them."""
+        from aekit.inference.explain import top_features
+
+        shares = self.explain(X)
+        if shares.ndim != 2:
+            raise ValueError("top_features is for rows (N, F); for images, explain(X) gives the error per pixel")
+        names = getattr(self, "feature_names_in_", None)
+        names = [str(n) for n in names] if names is not None else self.model_.columns
+        return top_features(shares, names, k)
+
     def _confidence(self, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         from aekit.measures.confidence import exceed_confidence
 

@@ -89,6 +89,7 @@ def test_report_is_self_contained_with_every_section(trained):
         "loss curves",
         "validation images above their reconstructions",
         "histogram of anomaly scores",
+        "error maps of the highest-scoring validation items",
         "map of the embeddings",
     }
     assert all(im.width > 100 and im.height > 50 for im in images.values())
@@ -167,7 +168,7 @@ def test_text_from_the_run_folder_is_escaped_by_the_template(trained, tmp_path):
     assert "<code>&lt;i&gt;x&lt;/i&gt;.png</code>: a &amp; b" in page
     assert "<dt>&lt;u&gt;key&lt;/u&gt;</dt><dd>&lt;style&gt;*{display:none}&lt;/style&gt;</dd>" in page
     assert "<title>aekit report: run&lt;b&gt;x</title>" in page
-    assert len(page_images(page)) == 4  # the figures are still there (data URIs, marked safe)
+    assert len(page_images(page)) == 5  # the figures are still there (data URIs, marked safe)
 
 
 def test_report_errors_are_one_line(tmp_path, capsys):
@@ -257,7 +258,7 @@ def test_report_shows_its_figures_in_chromium(trained, tmp_path, monkeypatch):
     finally:
         driver.quit()
     assert title == f"aekit report: {run_dir.resolve().name}"
-    assert len(images) == 4, images
+    assert len(images) == 5, images
     for im in images:
         assert im["complete"] and im["natural"] > 0, f"image {im['alt']!r} did not load"
         assert im["shown"] > 150, f"image {im['alt']!r} is drawn {im['shown']} px wide"

@@ -110,10 +110,12 @@ class ReconstructOptions(UseOptions):
 
 @dataclass
 class ScoreOptions(UseOptions):
-    help: ClassVar[str] = "anomaly scores: reconstruction error of every item, with a threshold"
+    help: ClassVar[str] = "anomaly scores of every item, with a threshold and what makes an item odd"
     description: ClassVar[str] = (
         "Score DATA with a trained model: one row per item (path, score, is_anomaly, rank), "
-        "worst first. The score is the reconstruction error in [0, 1] pixel units; the threshold is the "
+        "worst first (tables: with top_features, the columns that make a row odd). The score is the run's "
+        "default, the ensemble of the reconstruction error and the distances from the training items "
+        "(--metric for another); the threshold is the "
         "one fixed at training time (by default the 99th percentile of the validation items' errors) "
         "unless one of --threshold, --threshold-percentile, --contamination is given. Also writes "
         "OUTPUT_worst.png (the worst items above their reconstructions) and OUTPUT_summary.json. "
@@ -125,8 +127,9 @@ class ScoreOptions(UseOptions):
     )
     metric: str | None = opt(
         None,
-        "mse, mae, ssim (1 - SSIM: structural dissimilarity), or mse+latent (MSE plus the code's distance from the "
-        "training codes, each over its training mean); default: the run's, mse for images, mse+latent for tables",
+        "ensemble (the default: the reconstruction error and the distances from the training items, each over "
+        "its typical value), mse, mae, ssim (1 - SSIM: structural dissimilarity), or mse+latent (MSE plus the "
+        "code's distance from the training codes)",
         choices=METRICS,
     )
     threshold: float | None = opt(None, "flag items whose score exceeds VALUE", metavar="VALUE")
@@ -139,6 +142,13 @@ class ScoreOptions(UseOptions):
         metavar="FRACTION",
     )
     worst: int = opt(16, "items in the worst-items picture (default 16)", metavar="N")
+    maps: str | None = opt(
+        None,
+        "images: write DIR/<the item's path>.png for each flagged item: the input, its reconstruction and "
+        "the per-pixel error as a heatmap (tables get a top_features column instead)",
+        metavar="DIR",
+    )
+    maps_limit: int = opt(100, "at most this many error maps, the highest scores first (default 100)", metavar="N")
     precision: str = opt("fp32", EXACT, choices=PRECISIONS)
     stride: int | None = opt(None, STRIDE_HELP, metavar="N")
 

@@ -103,7 +103,8 @@ LOCK_FILE = ".aekit.lock"
 # back as images by the next run. A run folder of an older aekit has no marker: model.json beside
 # config.yaml says the same.
 RUN_MARKER, SWEEP_MARKER, RECONSTRUCT_MARKER = ".aekit-run", ".aekit-sweep", ".aekit-reconstruct"
-OUTPUT_MARKERS = {RUN_MARKER: "run", SWEEP_MARKER: "sweep", RECONSTRUCT_MARKER: "reconstruct"}
+MAPS_MARKER = ".aekit-maps"
+OUTPUT_MARKERS = {RUN_MARKER: "run", SWEEP_MARKER: "sweep", RECONSTRUCT_MARKER: "reconstruct", MAPS_MARKER: "maps"}
 
 
 def aekit_output(folder: str | Path) -> str | None:

@@ -202,6 +202,25 @@ class Autoencoder:
             out = out[0]
         return torch.from_numpy(np.ascontiguousarray(out)) if is_tensor else out
 
+    def explain(self, x: Any, *, batch_size: int = 256, layout: str | None = None) -> np.ndarray:
+        """Where each item's reconstruction is wrong. Images: (N, H, W) squared error per pixel,
+        averaged over the channels, in the units of `score(metric="mse")` (pixels in [0, 1]; the
+        data's own units for float data). Table rows: (N, F) each column's share of the row's squared
+        error in standardised units (each row sums to 1): the columns that make it odd."""
+        arr, lay = self._as_array(x, layout)
+        factor = self._unit_factor(arr)
+
+        def errors(b: torch.Tensor) -> torch.Tensor:
+            xn = self.normalizer.normalize(b)
+            recon = self.model(xn).recon
+            if self.columns is not None:
+                sq = (recon - xn).float() ** 2  # (B, F, 1, 1)
+                return (sq / sq.sum(dim=1, keepdim=True).clamp_min(1e-30))[:, :, 0, 0]
+            unit = self.normalizer.to_unit(recon, clamp=self.scale > 1)
+            return ((unit - b / self.scale).float() ** 2).mean(dim=1)  # (B, H, W)
+
+        return self._batched(errors, arr, lay, factor, batch_size).cpu().numpy()
+
     def score(
         self,
         x: Any,

@@ -20,6 +20,7 @@ from aekit.config.train import check_rule
 from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, resolve_run, write_json
+from aekit.inference.explain import check_maps_dir, top_features, write_maps
 from aekit.measures.thresholds import choose_threshold
 
 
@@ -32,45 +33,49 @@ def check_score_output(path: str | Path) -> Path:
     return check_output(p)
 
 
-def write_scores(
-    path: Path, ids: list[str], scores: np.ndarray, flags: np.ndarray, metric: str, id_name: str = "path"
-) -> None:
-    """Rows sorted worst first: path (a table's id column), score, is_anomaly, rank."""
+def write_scores(path: Path, result: Scores, id_name: str = "path") -> None:
+    """Rows sorted worst first: path (a table's id column), score, is_anomaly, rank, and for tables
+    top_features."""
+    scores, flags, ids, top = result.scores, result.is_anomaly, result.ids, result.top_features
     order = np.argsort(-scores, kind="stable")
     if path.suffix.lower() == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table(
-            {
-                id_name: [ids[i] for i in order],
-                "score": scores[order].astype(np.float64),
-                "is_anomaly": flags[order].astype(bool),
-                "rank": np.arange(1, len(order) + 1),
-            }
-        )
+        columns = {
+            id_name: [ids[i] for i in order],
+            "score": scores[order].astype(np.float64),
+            "is_anomaly": flags[order].astype(bool),
+            "rank": np.arange(1, len(order) + 1),
+        }
+        if top is not None:
+            columns["top_features"] = [top[i] for i in order]
+        table = pa.table(columns)
         atomic_write(path, lambda t: pq.write_table(table, t))
         return
 
     def write(t: Path) -> None:
         with open(t, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow([id_name, "score", "is_anomaly", "rank"])
+            w.writerow([id_name, "score", "is_anomaly", "rank", *(["top_features"] if top is not None else [])])
             for rank, i in enumerate(order, 1):
-                w.writerow([ids[i], f"{float(scores[i]):.7g}", str(bool(flags[i])).lower(), rank])
+                more = [top[i]] if top is not None else []
+                w.writerow([ids[i], f"{float(scores[i]):.7g}", str(bool(flags[i])).lower(), rank, *more])
 
     atomic_write(path, write)
 
 
 @dataclass
 class Scores:
-    """Per-item anomaly scores of some data, in its order, with the threshold used."""
+    """Per-item anomaly scores of some data, in its order, with the threshold used; for table rows
+    also `top_features`, the columns that make each row odd ("a;b;c", inference/explain.py)."""
 
     ids: list[str]
     scores: np.ndarray
     is_anomaly: np.ndarray
     threshold: dict
     summary: dict
+    top_features: list[str] | None = None
 
 
 def score_to_file(o: ScoreOptions) -> Scores:
@@ -90,14 +95,19 @@ def score_to_file(o: ScoreOptions) -> Scores:
         )
 
     out = _check_score_args(o)
+    maps = check_maps_dir(o.maps, o.data) if o.maps is not None else None
     run_dir = resolve_run(o.run)
     ctx, model = load_on_rank(run_dir, o.device, o.precision)  # under torchrun each rank scores its share
+    if maps is not None and model.columns is not None:
+        raise AekitError("--maps draws images; a table's scores file names the columns that make a row odd instead")
     metric = o.metric or model.score_metric
     verbose = o.verbose and ctx.main
     if model.columns is not None and metric not in TABLE_METRICS:
         raise AekitError(f"metric {metric} is for images; score table rows by {' or '.join(TABLE_METRICS)}")
     items = model_data(model, o.data, o, ctx, shards=True)
     if items.stream is not None:  # tar shards: read on the fly, one batch at a time
+        if maps is not None:
+            raise AekitError(f"--maps reads the flagged items again: extract {o.data} into a folder (tar -xf) first")
         keep = max(0, o.worst) if out is not None else 0
 
         def score(x: np.ndarray) -> np.ndarray:
@@ -119,8 +129,13 @@ def score_to_file(o: ScoreOptions) -> Scores:
     flags = scores > rule["value"]
     summary = _summary(run_dir, items, metric, flags, rule)
     result = Scores(ids=list(items.ids), scores=scores, is_anomaly=flags, threshold=rule, summary=summary)
+    if model.columns is not None:  # the columns that make each row odd
+        result.top_features = top_features(model.explain(items.array, batch_size=o.batch_size), model.columns)
     if out is None or not ctx.main:  # rank 0 writes the merged output
         return result
+    if maps is not None:
+        written = write_maps(maps, model, items, result, o.maps_limit, o.batch_size)
+        summary["maps"] = {"folder": str(maps), "files": len(written), "limit": o.maps_limit}
     _write_outputs(out, result, model, items, o.worst, o.batch_size, verbose)
     return result
 
@@ -166,8 +181,8 @@ def _write_outputs(
     """The scores file, the picture of the worst items next to it, the JSON summary and a report."""
     from aekit.core.progress import console
 
-    scores, summary = result.scores, result.summary
-    write_scores(out, items.ids, scores, result.is_anomaly, summary["metric"], id_name=items.id_name or "row")
+    summary = result.summary
+    write_scores(out, result, id_name=items.id_name or "row")
     grid = out.with_name(out.stem + "_worst.png")
     n_shown = _write_worst_grid(grid, model, items, result, worst, batch_size)
     summary.update(output=str(out), worst_grid=str(grid) if n_shown else None)
@@ -180,6 +195,11 @@ def _write_outputs(
             f"wrote {out} (worst first), "
             + (f"{grid.name} (worst {n_shown}: originals above reconstructions) " if n_shown else "")
             + f"and {out.stem}_summary.json"
+            + (
+                f"; error maps of {summary['maps']['files']} flagged item(s) in {summary['maps']['folder']}"
+                if "maps" in summary
+                else ""
+            )  # fmt: skip
         )
 
 

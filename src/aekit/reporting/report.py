@@ -31,6 +31,8 @@ from aekit.reporting.embedding_map import FILENAME as EMBEDDINGS_FILE
 from aekit.reporting.embedding_map import write_embedding_map
 from aekit.reporting.figures import DPI, MAX_GROUPS, OTHER, embedding_png, fig_width, legend_groups, scores_png
 from aekit.reporting.templating import STYLE, esc, img, png_src, render_page
+from aekit.reporting.worst_maps import FILENAME as WORST_MAPS
+from aekit.reporting.worst_maps import write_worst_maps
 from aekit.version import __version__
 
 __all__ = [
@@ -70,6 +72,10 @@ def report_after_training(run_dir: Path, data, *, seed: int, device: str, verbos
         write_embedding_map(run_dir, data, seed=seed, device=device)
     except Exception as e:  # noqa: BLE001 - the run must survive anything the map runs into
         warnings.warn(f"could not write {EMBEDDINGS_FILE} ({type(e).__name__}: {e})", stacklevel=3)
+    try:
+        write_worst_maps(run_dir, data, device=device)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"could not write {WORST_MAPS} ({type(e).__name__}: {e})", stacklevel=3)
     try:
         path = report(run_dir)
     except Exception as e:  # noqa: BLE001
@@ -231,6 +237,17 @@ def recon(run_dir: Path, s: dict) -> dict | None:
     return {"latent_dim": s.get("latent_dim", "?"), "png": png_src(path.read_bytes()), "width": width}
 
 
+def _maps(path: Path) -> dict | None:
+    """The worst items' error maps (worst_maps.png) at their natural width, up to the page's."""
+    if not path.is_file():
+        return None
+    from PIL import Image
+
+    with Image.open(path) as im:
+        width = min(im.width, 700)
+    return {"png": png_src(path.read_bytes()), "file": path.name, "width": width}
+
+
 SCORE_MEANING = {  # what the run's default anomaly score is, in the report's words
     "mse": "The anomaly score of an item is its reconstruction MSE: items unlike the training data are "
     "reconstructed worse and score higher.",
@@ -259,10 +276,12 @@ def scores(run_dir: Path, s: dict) -> dict | None:
     if value is not None:
         text = thr.get("explanation") or f"an item is anomalous when its score exceeds {value:.4g}"
         threshold = {"text": text, "above": sum(v > value for v in values)}
+    maps = run_dir / WORST_MAPS
     return {
         "n": len(values),
         "on": s.get("val_on", "validation split"),
         "meaning": SCORE_MEANING.get(metric, SCORE_MEANING["mse"]),
+        "maps": _maps(maps),
         "threshold": threshold,
         "png": png_src(scores_png(values, value)),
         "width": fig_width(6.5),
