@@ -216,7 +216,7 @@ def test_score_and_reconstruct_keep_row_ids(tmp_path, table, table_csv):
     assert main(["score", str(run), str(new), "-o", str(tmp_path / "s.csv"), "--quiet"]) == 0
     with open(tmp_path / "s.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["id", "score", "is_anomaly", "rank"] and len(rows) == 40
+    assert list(rows[0]) == ["id", "score", "is_anomaly", "rank", "top_features"] and len(rows) == 40
     assert rows[0]["id"] == ids[17] and rows[0]["is_anomaly"] == "true"  # worst first, by its id
     assert sum(r["is_anomaly"] == "true" for r in rows) <= 3
     np.testing.assert_allclose(

@@ -1,5 +1,6 @@
 """GeoTIFF out: a large raster tiled, reconstructed and stitched back; error maps; the CLI."""
 
+import csv
 import json
 
 import numpy as np
@@ -140,6 +141,15 @@ def test_cli_reconstruct_and_score_write_geotiffs(scene, tmp_path, capsys):
     assert main(["score", run, path, "-o", str(tmp_path / "err.tif"), "--quiet"]) == 0
     err, profile = _read(tmp_path / "err.tif")
     assert err.shape == (1, H, W) and profile["dtype"] == "float32"
+    # beside the error map, the tiles' scores and flags, worst first, with the threshold of the run
+    tiles = list(csv.DictReader(open(tmp_path / "err_tiles.csv")))
+    assert len(tiles) > 20 and tiles[0]["path"].startswith("big.tif[") and tiles[0]["rank"] == "1"
+    assert {t["is_anomaly"] for t in tiles} <= {"true", "false"}
+    summary = json.loads((tmp_path / "err_tiles_summary.json").read_text())
+    assert summary["error_maps"]["rasters"][0]["output"] == str(tmp_path / "err.tif")
+    assert summary["threshold"]["value"] == json.loads((scene["run"] / "model.json").read_text())["threshold"]["value"]
+    assert aekit.score(scene["run"], path, tmp_path / "maps").ids[0].startswith("big.tif[")  # a folder of maps
+    assert (tmp_path / "maps" / "big_error.tif").is_file() and (tmp_path / "maps" / "tiles.csv").is_file()
     # a table instead: one score per grid patch, nodata left out
     assert main(["score", run, path, "-o", str(tmp_path / "scores.csv"), "--quiet"]) == 0
     summary = json.loads((tmp_path / "scores_summary.json").read_text())

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -62,3 +64,30 @@ def test_channel_stats_of_integer_images_match_float_sums(dtype, scale):
     np.testing.assert_allclose(std, ref.std(axis=(0, 2, 3)), rtol=1e-10)
     const = np.full((4, 1, 3, 3), 7, dtype)
     assert channel_stats(const, scale)[1] == [1e-3]  # a constant channel gets the floor, not 0
+
+
+def test_psnr_of_data_in_their_own_units_uses_their_range():
+    """uint16 bands or float data kept in their units: PSNR over each channel's range, not over 1
+    (which gave -40 dB for errors of a few hundred)."""
+    from aekit.measures.metrics import Metrics
+
+    target = torch.linspace(0, 30000, 2 * 2 * 8 * 8).reshape(2, 2, 8, 8)
+    target[:, 1] /= 10  # channel 1 spans 3000
+    recon = target + 100.0
+    own = Metrics(own_units=True)
+    own.update(recon, target)
+    r = own.result()
+    ranges = [float(target[:, c].max() - target[:, c].min()) for c in range(2)]
+    assert r["per_channel"]["psnr"] == pytest.approx([10 * math.log10(x**2 / 1e4) for x in ranges])
+    assert r["psnr"] == pytest.approx(10 * math.log10(max(ranges) ** 2 / 1e4)) and r["psnr"] > 0
+
+
+def test_a_run_in_the_datas_own_units_says_so_and_has_a_positive_psnr(tmp_path, capsys):
+    import aekit
+
+    x = (np.random.default_rng(0).random((60, 2, 12, 12)) * 5000 + 10000).astype(np.float32)
+    run = aekit.train(x, max_steps=30, latent_dim=4, out=tmp_path / "run", verbose=True)
+    err = capsys.readouterr().err
+    assert "(the data's own units)" in err and "(pixels)" not in err
+    s = run.summary
+    assert s["mse_units"] == s["metric_units"] == "the data's own units" and s["val_psnr"] > 0

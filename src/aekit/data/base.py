@@ -45,6 +45,7 @@ class LoadedData:
     raster: dict | None = None  # rasters only: bands, nodata, patch size, CRS... (see data/rasters.py)
     shard: dict | None = None  # a folder read in node shards under torchrun: node, nodes, files... (data/shards.py)
     stream: dict | None = None  # tar shards read on the fly: `array` is their first sample (data/stream.py)
+    adapted: dict | None = None  # images made to fit a plan given to the reader: counts and an example (images.py)
 
     def __len__(self) -> int:
         return len(self.array)

@@ -93,6 +93,7 @@ def index_of(data: LoadedData, **extra) -> dict:
         "skipped": [{"path": s.path, "reason": s.reason} for s in data.skipped],
         "n_found": data.n_found,
         "notes": data.notes,
+        "adapted": data.adapted,
         "n_valid": len(data.ids),
         **extra,
         "created": time.time(),
@@ -285,6 +286,7 @@ def _load(entry: Path, limit: int, check: bool = True) -> tuple[LoadedData, dict
         skipped=[Skipped(**s) for s in index["skipped"]],
         n_found=index["n_found"],
         notes=[*index["notes"], f"decoded images reused from the cache ({where}): {entry}"],
+        adapted=index.get("adapted"),
     )
     return data, index
 

@@ -348,7 +348,26 @@ def read_images(
         skipped=skipped,
         n_found=len(files) + len(others),
         notes=notes,
+        adapted=adaptation([probes[i] for i in kept], user, plan),
     )
+
+
+def adaptation(probes: list[Probe], user: _Plan, plan: _Plan) -> dict | None:
+    """How many images a plan given to the reader (a model's channels and size) made fit: colour ones
+    made gray or gray ones colour, and other sizes resized; None when every image was as planned."""
+    channels = sum(p.gray != (plan.channels == 1) for p in probes) if user.channels is not None else 0
+    other = [p.size for p in probes if p.size != tuple(plan.size)] if user.size is not None else []
+    if not channels and not other:
+        return None
+    example = Counter(other).most_common(1)[0][0] if other else None
+    return {
+        "n": len(probes),
+        "channels": channels,
+        "to_channels": plan.channels,
+        "resized": len(other),
+        "example_size": list(example) if example else None,
+        "to_size": list(plan.size),
+    }
 
 
 SAMPLE = 64  # headers read up front to guess the plan

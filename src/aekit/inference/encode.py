@@ -13,6 +13,7 @@ from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.data import LoadedData, Skipped
 from aekit.data.source import Request, open_data
+from aekit.inference.guard import check_data
 from aekit.inference.model import Autoencoder, check_batch_size, load
 from aekit.inference.shard_pass import shard_pass
 from aekit.inference.vectors import check_output, write_vectors
@@ -56,6 +57,8 @@ def encode_items(o: EncodeOptions) -> Encoded:
     precision = training_precision(o.run) if o.precision == "auto" else o.precision
     ctx, model = load_on_rank(o.run, o.device, precision)  # under torchrun each rank encodes its share
     items = model_data(model, o.data, o, ctx, shards=True)
+    if ctx.main:  # data unlike the training data: said, never silent
+        check_data(model, items, o.verbose)
     batch = o.batch_size
     if items.stream is not None:  # tar shards: read on the fly, one batch at a time
 

@@ -18,6 +18,7 @@ from aekit.core.errors import AekitError
 from aekit.core.progress import console
 from aekit.core.rundir import atomic_write, check_output_file, resolve_run, write_json
 from aekit.data.kind import DataKind
+from aekit.inference.guard import check_data
 from aekit.measures.compare import comparison_table, say_verdict
 from aekit.measures.detection import detection_metrics, parse_labels, write_detection_png
 from aekit.measures.validation import final_pass
@@ -55,6 +56,7 @@ def evaluate_reconstruction(o: EvaluateOptions) -> dict:
     model = load(run_dir, device=o.device)
     pca = load_pca(run_dir)
     items = model_data(model, o.data, o)
+    check_data(model, items, o.verbose)
     x_all = torch.from_numpy(items.array)
     columns = model.columns
     m_all = None if items.mask is None else torch.from_numpy(items.mask)
@@ -183,9 +185,8 @@ def _score(o: EvaluateOptions, data: Any, **changes: Any):
     from aekit.inference.score import score_to_file
 
     shared = {name: getattr(o, name) for name in UseOptions.names()}
-    return score_to_file(
-        ScoreOptions(**{**shared, "data": data, "metric": o.metric, "threshold": o.threshold, **changes})
-    )
+    options = ScoreOptions(**{**shared, "data": data, "metric": o.metric, "threshold": o.threshold, **changes})
+    return score_to_file(options, guard=False)  # anomalous sets are meant to be unlike the training data
 
 
 def _names(value: str | list[str]) -> set[str]:

@@ -349,7 +349,8 @@ def raster_outputs(
         what = "reconstructed" if kind == "reconstruction" else "error maps of"
         where = out if single else f"{out}/"
         extra = (
-            f"; mean error {summary['mean_error']:.6g} (normalised units, valid pixels)"
+            f" (per pixel: the squared error of each band over its training spread, the mean over bands; mean "
+            f"{summary['mean_error']:.6g} over valid pixels)"
             if summary.get("mean_error") is not None
             else ""
         )

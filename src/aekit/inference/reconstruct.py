@@ -104,6 +104,7 @@ def reconstruct_to_dir(o: ReconstructOptions) -> dict:
     a grid of `o.stride` (default: half the patch; see raster_outputs.py)."""
     from aekit.core.progress import console
     from aekit.inference.encode import model_data
+    from aekit.inference.guard import check_data, say_skipped
     from aekit.inference.model import check_batch_size, load
     from aekit.inference.raster_outputs import is_raster_path, raster_outputs
 
@@ -119,6 +120,8 @@ def reconstruct_to_dir(o: ReconstructOptions) -> dict:
         n = len(res["rasters"])
         return {"out": str(out), "n_items": n, "files": n, "skipped": len(res["skipped"]), "rasters": res["rasters"]}
     items = model_data(model, data, o)
+    check_data(model, items, o.verbose)
+    say_skipped(items.skipped, o.verbose)
     if model.columns is not None and o.compare:
         raise AekitError("--compare writes pictures of images; a table's reconstruction is reconstructions.csv")
     _mark(out)

@@ -8,7 +8,7 @@ written worst first, keyed by path or, for tables, by their identifier.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from aekit.core import distributed
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, resolve_run, write_json
 from aekit.inference.explain import check_maps_dir, top_features, write_maps
+from aekit.inference.guard import check_data, flagged_warning, say, say_skipped
 from aekit.measures.thresholds import choose_threshold
 
 
@@ -78,7 +79,7 @@ class Scores:
     top_features: list[str] | None = None
 
 
-def score_to_file(o: ScoreOptions) -> Scores:
+def score_to_file(o: ScoreOptions, guard: bool = True) -> Scores:
     """Score every item of `o.data` with the model in `o.run`. With `o.output`, write it (worst
     first), a PNG grid of the worst items next to it and a JSON summary with the threshold. Rasters
     with an output that is not a table (.tif, or a folder) get per-pixel error maps instead
@@ -88,11 +89,17 @@ def score_to_file(o: ScoreOptions) -> Scores:
     from aekit.inference.raster_outputs import raster_outputs, wants_error_maps
     from aekit.inference.shard_pass import shard_pass
 
-    if wants_error_maps(o.data, o.output):
+    if wants_error_maps(o.data, o.output):  # rasters: error maps as GeoTIFFs, and the tiles' scores beside them
         model = load(o.run, device=o.device, precision=o.precision)
-        return raster_outputs(
+        maps = raster_outputs(
             model, o.data, o.output, kind="error", stride=o.stride, batch_size=o.batch_size, verbose=o.verbose
         )
+        result = score_to_file(replace(o, output=str(tiles_path(Path(o.output)))), guard)
+        result.summary["error_maps"] = {k: v for k, v in maps.items() if k != "skipped"}
+        if "output" in result.summary:  # rank 0 wrote the table and its summary
+            table = Path(result.summary["output"])
+            write_json(table.with_name(table.stem + "_summary.json"), result.summary)
+        return result
 
     out = _check_score_args(o)
     maps = check_maps_dir(o.maps, o.data) if o.maps is not None else None
@@ -128,6 +135,11 @@ def score_to_file(o: ScoreOptions) -> Scores:
     )
     flags = scores > rule["value"]
     summary = _summary(run_dir, items, metric, flags, rule)
+    if guard and ctx.main:  # data unlike the training data: said, never silent (inference/guard.py)
+        flagged = flagged_warning(flags, rule)
+        summary["warnings"] = check_data(model, items, verbose) + flagged
+        say(flagged, verbose)
+        say_skipped(items.skipped, verbose)
     result = Scores(ids=list(items.ids), scores=scores, is_anomaly=flags, threshold=rule, summary=summary)
     if model.columns is not None:  # the columns that make each row odd
         result.top_features = top_features(model.explain(items.array, batch_size=o.batch_size), model.columns)
@@ -138,6 +150,15 @@ def score_to_file(o: ScoreOptions) -> Scores:
         summary["maps"] = {"folder": str(maps), "files": len(written), "limit": o.maps_limit}
     _write_outputs(out, result, model, items, o.worst, o.batch_size, verbose)
     return result
+
+
+def tiles_path(output: Path) -> Path:
+    """Where the tiles' scores go beside raster error maps: DIR/tiles.csv, or NAME_tiles.csv."""
+    return (
+        output.with_name(output.stem + "_tiles.csv")
+        if output.suffix.lower() in (".tif", ".tiff")
+        else (output / "tiles.csv")
+    )
 
 
 def _check_score_args(o: ScoreOptions) -> Path | None:
@@ -199,7 +220,7 @@ def _write_outputs(
                 f"; error maps of {summary['maps']['files']} flagged item(s) in {summary['maps']['folder']}"
                 if "maps" in summary
                 else ""
-            )  # fmt: skip
+            )
         )
 
 

@@ -18,7 +18,7 @@ METRIC_WORDS = {
     "mae": "mean absolute reconstruction error",
     "ssim": "structural dissimilarity (1 - SSIM)",
     "mse+latent": "reconstruction MSE plus latent distance (each over its training mean)",
-    "ensemble": "reconstruction error and distances from the training items (each over its typical value)",
+    "ensemble": "ensemble score: reconstruction error plus distances from the training items",
 }
 
 

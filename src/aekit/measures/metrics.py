@@ -55,19 +55,24 @@ def squared_error(recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
     return ((recon - target) ** 2 * m).sum(), m.sum() * target.shape[1]
 
 
-def psnr(mse: float) -> float | None:
-    """PSNR in dB for data in [0, 1]; None where it has no finite value (a perfect reconstruction,
-    or an MSE that is not finite)."""
-    return float(10 * math.log10(1.0 / mse)) if 0 < mse < math.inf else None
+def psnr(mse: float, data_range: float = 1.0) -> float | None:
+    """PSNR in dB for data spanning `data_range` (1 for pixels in [0, 1]); None where it has no
+    finite value (a perfect reconstruction, an MSE that is not finite, data without a range)."""
+    ok = 0 < mse < math.inf and 0 < data_range < math.inf
+    return float(10 * math.log10(data_range**2 / mse)) if ok else None
 
 
 class Metrics:
     """Accumulates squared error and SSIM over batches of (recon, target) in [0, 1] units.
 
-    `image_metrics=False` (tables, in standardised units): MSE only; PSNR and SSIM are None."""
+    `image_metrics=False` (tables, in standardised units): MSE only; PSNR and SSIM are None.
+    `own_units` (float data and rasters in their own units): PSNR over each channel's range in the
+    targets (max - min of the valid values), never over a range of 1 (which made it negative)."""
 
-    def __init__(self, image_metrics: bool = True) -> None:
+    def __init__(self, image_metrics: bool = True, own_units: bool = False) -> None:
         self.image_metrics = image_metrics
+        self.own_units = own_units
+        self.low, self.high = None, None  # (C,) the targets' range, with own_units
         self.sq = None  # (C,) summed squared error
         self.ssim = None  # (C,) summed SSIM
         self.pixels = 0  # per channel
@@ -81,6 +86,12 @@ class Metrics:
             mask = mask.to(recon.device)
             recon = torch.where(mask, recon, target)  # nodata: no error
         sq = ((recon - target) ** 2).sum(dim=(0, 2, 3)).double().cpu()
+        if self.own_units:
+            valid = target if mask is None else torch.where(mask, target, target.new_tensor(float("nan")))
+            flat = valid.transpose(0, 1).reshape(target.shape[1], -1).double().cpu()
+            lo, hi = flat.nan_to_num(math.inf).amin(1), flat.nan_to_num(-math.inf).amax(1)
+            self.low = lo if self.low is None else torch.minimum(self.low, lo)
+            self.high = hi if self.high is None else torch.maximum(self.high, hi)
         self.sq = sq if self.sq is None else self.sq + sq
         if self.image_metrics:
             if mask is None:
@@ -99,11 +110,12 @@ class Metrics:
         if not self.image_metrics:
             return {"mse": mse, "psnr": None, "ssim": None, "per_channel": {"mse": mse_c, "psnr": None, "ssim": None}}
         ssim_c = (self.ssim / max(self.images, 1)).tolist()
+        ranges = (self.high - self.low).tolist() if self.own_units and self.low is not None else [1.0] * len(mse_c)
         return {
             "mse": mse,
-            "psnr": psnr(mse),
+            "psnr": psnr(mse, max(ranges)),
             "ssim": float(sum(ssim_c) / len(ssim_c)),
-            "per_channel": {"mse": mse_c, "psnr": [psnr(m) for m in mse_c], "ssim": ssim_c},
+            "per_channel": {"mse": mse_c, "psnr": [psnr(m, r) for m, r in zip(mse_c, ranges)], "ssim": ssim_c},
         }
 
 

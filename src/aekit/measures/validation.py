@@ -104,7 +104,8 @@ def final_pass(
     hold these items themselves when `skip_self`), and latent statistics. The ensemble score is
     calibrated on these items (FinalPass.ensemble_scales)."""
     image_metrics = not kind.table
-    ae, lin = Metrics(image_metrics), Metrics(image_metrics)
+    own = image_metrics and not kind.bounded  # PSNR over the data's own range, not a range of 1
+    ae, lin = Metrics(image_metrics, own), Metrics(image_metrics, own)
     cpu_norm = copy.deepcopy(normalizer).cpu()  # PCA runs on the CPU; .cpu() on a module moves it in place
     needs = {LATENT_METRIC: latent_stats is not None, ENSEMBLE: latent_stats is not None and refs is not None}
     metrics = [m for m in (kind.metrics if scores else ()) if needs.get(m, True)]
@@ -136,7 +137,7 @@ def final_pass(
     model.train()
     a, b = ae.result(), lin.result()
     comparison = {
-        "units": "standardised" if kind.table else "pixels in [0, 1]",
+        "units": "standardised" if kind.table else kind.units,
         "n_items": len(idx),
         "latent_dim": pca.components.shape[1],
         "autoencoder": a,

@@ -137,9 +137,7 @@ def make_summary(
         "image_size": [h, w],
         "model": cfg.model,
         **({"columns": data.columns, "id_column": data.id_name} if s.kind.table else {}),
-        "metric_units": "standardised (columns: mean 0, std 1 on the training rows)"
-        if s.kind.table
-        else "pixels in [0, 1]",
+        "metric_units": "standardised (columns: mean 0, std 1 on the training rows)" if s.kind.table else s.kind.units,
         "arch": cfg.arch,
         "latent_dim": cfg.latent_dim,
         **res.latent,

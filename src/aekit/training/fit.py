@@ -280,7 +280,7 @@ def metrics_row(epoch: int, sums: dict, seen: int, val: dict, lr: float, elapsed
 
 
 def epoch_line(row: dict, s: Setup) -> str:
-    units = "standardised" if s.kind.table else "pixels"
+    units = "standardised" if s.kind.table else ("pixels" if s.kind.bounded else "the data's own units")
     return (
         f"epoch {row['epoch']:>3}  loss train {row['train_loss']:.5f} val {row['val_loss']:.5f}  "
         f"val MSE {row['val_mse']:.6f} ({units})  lr {row['lr']:.2e}  {row['images_per_s']:.0f} {s.kind.item}/s"
