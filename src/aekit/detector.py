@@ -112,11 +112,12 @@ class AutoencoderDetector(_Base):
         default None, a temporary folder removed after `fit` (the model stays in memory).
     verbose
         print aekit's progress while fitting (default False).
-    model, arch, plugins, depth, width, channels, layout, image_size, beta, kl_warmup_epochs, free_bits,
-    recon_loss, noise, epochs, patience, batch_size, lr, weight_decay, val_fraction, augment, max_time,
-    checkpoint_every, precision, compile, log, log_dir
-        the `aekit train` options of the same names (see `aekit train --help`); None (the
-        default) means aekit's default. Any other keyword is a TypeError naming the valid ones.
+    training options
+        model, arch, plugins, depth, width, channels, layout, image_size, beta, kl_warmup_epochs,
+        free_bits, recon_loss, noise, epochs, patience, batch_size, lr, weight_decay, val_fraction,
+        augment, max_time, checkpoint_every, precision, compile, log, log_dir: the `aekit train`
+        options of the same names (see `aekit train --help`); None (the default) means aekit's
+        default.
 
     Attributes
     ----------
