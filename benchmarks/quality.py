@@ -73,8 +73,12 @@ def run_pca(x_train: np.ndarray, x_test: np.ndarray, k: int) -> dict:
     a = torch.from_numpy(x_train.reshape(len(x_train), -1)).float() / 255
     mean = a.mean(0)
     a -= mean
-    _, vecs = torch.linalg.eigh((a.T @ a).double())
-    basis = vecs[:, -k:].float()  # top-k principal directions
+    if a.shape[1] <= a.shape[0]:
+        _, vecs = torch.linalg.eigh((a.T @ a).double())
+        basis = vecs[:, -k:].float()  # top-k principal directions
+    else:  # more values than items (128x128 photos): the same directions from the items' Gram matrix
+        vals, u = torch.linalg.eigh((a @ a.T).double())
+        basis = (a.T.double() @ (u[:, -k:] / vals[-k:].clamp_min(1e-12).sqrt())).float()
     b = torch.from_numpy(x_test.reshape(len(x_test), -1)).float() / 255 - mean
     recon = ((b @ basis) @ basis.T + mean).numpy().reshape(x_test.shape)
     return {"method": f"PCA-{k}", "budget_s": None, "test_mse": mse(recon, x_test), "seconds": time.perf_counter() - t0}
