@@ -34,3 +34,32 @@ def test_tuning_survives_a_libc_without_mallopt(monkeypatch):
     monkeypatch.setattr(compute, "_ALLOCATOR_TUNED", False)
     monkeypatch.delenv("AEKIT_MALLOC", raising=False)
     compute.tune_allocator()  # no error
+
+
+def refuse_autocast(*args, **kwargs):
+    raise RuntimeError("unsupported autocast device_type 'mps'")  # what torch < 2.5 says on a Mac, even disabled
+
+
+def test_fp32_enters_no_autocast_and_reduced_precision_does(monkeypatch):
+    monkeypatch.setattr(torch, "autocast", refuse_autocast)
+    with compute.compute_settings(torch.device("cpu"), "fp32").autocast():
+        pass  # fp32: torch.autocast is never called
+    with pytest.raises(RuntimeError, match="unsupported autocast"):
+        compute.compute_settings(torch.device("cpu"), "bf16").autocast()
+    monkeypatch.undo()
+    with compute.compute_settings(torch.device("cpu"), "bf16").autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_reduced_precision_on_mps_needs_torch_2_5_and_says_so(monkeypatch):
+    from aekit.core.errors import AekitError
+
+    mps = torch.device("mps")
+    assert compute.compute_settings(mps, "auto").amp_dtype is None  # auto on MPS: fp32, any torch
+    monkeypatch.setattr(torch, "__version__", "2.4.1")
+    assert compute.compute_settings(mps, "fp32").amp_dtype is None
+    for precision in ("bf16", "fp16"):
+        with pytest.raises(AekitError, match=rf"--precision {precision} on Apple MPS needs torch 2\.5 or newer"):
+            compute.compute_settings(mps, precision)
+    monkeypatch.setattr(torch, "__version__", "2.5.0")
+    assert compute.compute_settings(mps, "bf16").amp_dtype is torch.bfloat16

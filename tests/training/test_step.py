@@ -77,3 +77,20 @@ def test_a_step_is_skipped_when_another_process_says_so():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     out = train_step(model, opt, x, settings, agree=lambda finite: finite)
     assert "skipped" not in out and not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_an_fp32_step_never_enters_autocast(monkeypatch):
+    """torch < 2.5 raises on torch.autocast("mps", enabled=False): fp32 steps must not call it."""
+    from aekit.core.compute import compute_settings
+    from aekit.training.step import make_optimizer, train_step
+
+    def refuse(*a, **k):
+        raise RuntimeError("unsupported autocast device_type 'mps'")
+
+    monkeypatch.setattr(torch, "autocast", refuse)
+    model = create_model("conv", in_shape=(1, 16, 16), latent_dim=4, depth=2, width=8)
+    opt = make_optimizer(model.parameters(), 1e-3, 0.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    terms = train_step(model, opt, torch.randn(4, 1, 16, 16), compute_settings(torch.device("cpu"), "fp32"))
+    assert "skipped" not in terms and math.isfinite(float(terms["loss"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # it stepped

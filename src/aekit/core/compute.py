@@ -6,13 +6,17 @@ the device; training (training/step.py) and inference (inference/model.py) both 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import re
 import sys
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from aekit.core.errors import AekitError
 
 
 @dataclass
@@ -29,6 +33,16 @@ class ComputeSettings:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return torch.compile(model) if self.compile else model
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the reduced precision when one is on; in fp32 no autocast context at all.
+
+        Every forward pass (train_step, inference batches) enters this, never `torch.autocast`
+        itself: torch before 2.5 refuses `torch.autocast("mps", enabled=False)` ("unsupported
+        autocast device_type"), disabled or not, so an fp32 context would crash every step on a Mac."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def describe(self) -> str:
         precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.amp_dtype]
@@ -72,6 +86,25 @@ def tune_allocator() -> None:
         pass
 
 
+MPS_AUTOCAST_TORCH = (2, 5)  # the first torch whose autocast takes device_type "mps"
+
+
+def torch_version() -> tuple[int, int]:
+    """(major, minor) of the installed torch."""
+    m = re.match(r"(\d+)\.(\d+)", torch.__version__)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def check_autocast(device: torch.device, precision: str) -> None:
+    """bf16/fp16 on Apple MPS need autocast on MPS, which torch has since 2.5: a one-line error before."""
+    if device.type == "mps" and precision != "fp32" and torch_version() < MPS_AUTOCAST_TORCH:
+        need = ".".join(map(str, MPS_AUTOCAST_TORCH))
+        raise AekitError(
+            f"--precision {precision} on Apple MPS needs torch {need} or newer (this is torch {torch.__version__}); "
+            f"pass --precision fp32, or upgrade torch (pip install 'torch>={need}')"
+        )
+
+
 def compute_settings(device: torch.device, precision: str = "auto", compile: bool = False) -> ComputeSettings:
     if device.type == "cpu":
         tune_allocator()
@@ -82,6 +115,7 @@ def compute_settings(device: torch.device, precision: str = "auto", compile: boo
             precision = "bf16" if cpu_has_bf16() else "fp32"
         else:
             precision = "fp32"
+    check_autocast(device, precision)
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     # channels_last pays off with reduced precision on CPUs (oneDNN) and on tensor-core GPUs
     channels_last = amp is not None and device.type in ("cpu", "cuda")

@@ -310,13 +310,12 @@ class Autoencoder:
         Raw images (layout given) are converted one batch at a time: memory stays at one batch of
         floats whatever the size of the input. Latent codes (layout None) go in as they are."""
         check_batch_size(batch_size)
-        amp = self.compute.amp_dtype
 
         def run(chunk):
             return fn(chunk if layout is None else self._to_tensor(chunk, layout, factor)).float()
 
         out = None
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=bool(amp)):
+        with torch.inference_mode(), self.compute.autocast():
             for i in range(0, len(data), batch_size):
                 r = run(data[i : i + batch_size])
                 if out is None:  # one output allocated up front: no small results left between the

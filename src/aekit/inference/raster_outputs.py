@@ -88,12 +88,11 @@ def _predict(model: Autoencoder, x: np.ndarray, kind: str, batch_size: int) -> n
     """(n, C, h, w) raw values (nodata already filled) -> reconstructions in raw units, or the
     (n, 1, h, w) per-pixel error in normalised units."""
     norm, scale = model.normalizer, model.scale
-    amp = model.compute.amp_dtype
     outs = []
     for i in range(0, len(x), batch_size):
         xb = torch.from_numpy(x[i : i + batch_size]).to(model.device)
         xn = norm.normalize(xb)
-        with torch.autocast(model.device.type, dtype=amp or torch.float32, enabled=bool(amp)):
+        with model.compute.autocast():
             y = model.model(xn).recon.float()
         if kind == "error":
             out = ((y - xn) ** 2).mean(dim=1, keepdim=True)

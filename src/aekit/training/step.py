@@ -45,7 +45,7 @@ def train_step(
     steps or stops on its own."""
     if s.channels_last:
         xn = xn.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(s.device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None):
+    with s.autocast():  # fp32: no autocast context (compute.py)
         out = model(xn)
     # the loss is computed in fp32 whatever the autocast dtype
     terms = loss_fn(model)(out, xn if target is None else target, mask, epoch)
