@@ -1,75 +1,112 @@
 """CPU stand-ins for what a GPU machine does, so that device bugs show on the CPU CI machine.
 
-- `OnMPS`: a CPU tensor that says it lives on Apple MPS (`.device` is mps) and refuses what MPS
-  refuses: antialiased interpolation (NotImplementedError, as torch says on a Mac) and float64
-  (TypeError, as torch says: "MPS framework doesn't support float64"). `.cpu()` gives a `FromMPS`
-  tensor, a CPU tensor that goes back "to MPS" with `.to(device)`: the round trip a fix must make.
-- `tiny_autoencoder()`: an `aekit.Autoencoder` of an untrained conv model, built in milliseconds.
+`fake_mps` (a fixture) makes this machine look like a Mac with Apple MPS and no CUDA, on the CPU:
+
+- `torch.backends.mps.is_available()` is True and `torch.cuda.is_available()` False, so
+  `--device auto` and `resolve_device("mps")` pick "mps";
+- `t.to("mps")` of any tensor, and any factory given `device="mps"` (`torch.arange(..., device=
+  x.device)`), give an `OnMPS` tensor: a CPU tensor whose `.device` says mps and which refuses what
+  MPS refuses, with torch's own words: float64 and uint16 (TypeError), antialiased bilinear
+  interpolation (NotImplementedError) and `.numpy()` (TypeError). Operations on it give `OnMPS`
+  tensors, as operations on an MPS tensor stay on MPS; `.cpu()` / `.to("cpu")` give plain tensors.
+- a module moved `.to("mps")` keeps its parameters on the CPU (plain tensors): the stand-in is about
+  the data that flows through it.
+
+`tiny_autoencoder()` builds an `aekit.Autoencoder` of an untrained conv model in milliseconds.
 """
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 MPS = torch.device("mps")
 MPS_ANTIALIAS = "The operator 'aten::_upsample_bilinear2d_aa.out' is not currently implemented for the MPS device."
 MPS_FLOAT64 = "Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64."
+MPS_NUMPY = "can't convert mps:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor to host memory first."
+MPS_LACKS = {
+    torch.float64: MPS_FLOAT64,
+    torch.uint16: "Trying to convert UInt16 to the MPS backend but it does not have support for that dtype.",
+}
 
 
-def _is_float64(func, args, kwargs) -> bool:
+def _is(device, kind: str) -> bool:
+    return isinstance(device, (str, torch.device)) and torch.device(device).type == kind
+
+
+def _to_float64(func, args, kwargs) -> bool:
     if func is torch.Tensor.double:
         return True
-    if func is torch.Tensor.to:
-        return torch.float64 in (*args[1:], kwargs.get("dtype"))
-    return False
+    return func is torch.Tensor.to and torch.float64 in (*args[1:], kwargs.get("dtype"))
 
 
-def _to_mps(func, args, kwargs) -> bool:
-    """`t.to(mps)` / `t.to(device=mps)` / `t.to("mps")`."""
-    if func is not torch.Tensor.to:
-        return False
-    targets = [*args[1:], kwargs.get("device")]
-    return any(str(a) == "mps" or (isinstance(a, torch.device) and a.type == "mps") for a in targets)
+def _moves_to(func, args, kwargs, kind: str) -> bool:
+    """`t.to(kind)` / `t.to(device=kind, ...)` / `t.to(torch.device(kind), dtype)`."""
+    return func is torch.Tensor.to and any(_is(a, kind) for a in (*args[1:], kwargs.get("device")))
+
+
+def _on_cpu(args, kwargs) -> tuple[list, dict]:
+    """The arguments of a call with every "mps" device made "cpu"."""
+    args = ["cpu" if _is(a, "mps") else a for a in args]
+    return args, {k: "cpu" if k == "device" and _is(v, "mps") else v for k, v in kwargs.items()}
+
+
+def on_mps(t: torch.Tensor) -> OnMPS:
+    """A copy of `t` "on MPS"; a type MPS lacks is refused as MPS refuses it."""
+    if t.dtype in MPS_LACKS:
+        raise TypeError(MPS_LACKS[t.dtype])
+    with torch._C.DisableTorchFunctionSubclass():
+        return t.clone().as_subclass(OnMPS)
 
 
 class OnMPS(torch.Tensor):
-    """A CPU tensor standing in for one on MPS (see the module's docstring). Results of operations on
-    it stay `OnMPS`, as results of operations on an MPS tensor stay on MPS."""
+    """A CPU tensor standing in for one on MPS (see the module's docstring)."""
 
     @property
     def device(self) -> torch.device:
         return MPS
+
+    def __deepcopy__(self, memo):
+        with torch._C.DisableTorchFunctionSubclass():
+            return memo.setdefault(id(self), on_mps(self))
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.interpolate and kwargs.get("antialias"):
             raise NotImplementedError(MPS_ANTIALIAS)
-        if _is_float64(func, args, kwargs):
+        if _to_float64(func, args, kwargs):
             raise TypeError(MPS_FLOAT64)
-        if func is torch.Tensor.cpu:
+        if func is torch.Tensor.numpy:
+            raise TypeError(MPS_NUMPY)
+        if func is torch.Tensor.cpu or _moves_to(func, args, kwargs, "cpu"):
             with torch._C.DisableTorchFunctionSubclass():
-                return args[0].clone().as_subclass(FromMPS)
-        if _to_mps(func, args, kwargs):
-            return args[0]
+                return func(*args, **kwargs).clone()  # a plain tensor: on the host now
         return super().__torch_function__(func, types, args, kwargs)
 
 
-class FromMPS(torch.Tensor):
-    """A CPU tensor copied from an `OnMPS` one: `.to(mps)` makes it `OnMPS` again."""
+class FakeMPS(TorchFunctionMode):
+    """Moves to "mps" and factories on "mps" give OnMPS tensors (see the module's docstring)."""
 
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if _to_mps(func, args, kwargs):
-            with torch._C.DisableTorchFunctionSubclass():
-                return args[0].clone().as_subclass(OnMPS)
-        return super().__torch_function__(func, types, args, kwargs)
+        if _moves_to(func, args, kwargs, "mps") or _is(kwargs.get("device"), "mps"):
+            args, kwargs = _on_cpu(args, kwargs)
+            if func is torch.Tensor.to and isinstance(args[0], OnMPS):
+                return func(*args, **kwargs)  # already there (a dtype change is checked by OnMPS)
+            return on_mps(func(*args, **kwargs))
+        return func(*args, **kwargs)
 
 
-def on_mps(t: torch.Tensor) -> OnMPS:
-    return t.clone().as_subclass(OnMPS)
+@pytest.fixture
+def fake_mps(monkeypatch):
+    """This machine as a Mac with MPS and no CUDA, for the test's duration (see the module's docstring)."""
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with FakeMPS():
+        yield MPS
 
 
 def tiny_autoencoder(channels: int = 1, size: int = 16, latent: int = 4, seed: int = 0, **kw):
@@ -88,4 +125,4 @@ def tiny_autoencoder(channels: int = 1, size: int = 16, latent: int = 4, seed: i
         "latent_dim": latent,
         "score_metric": "mse",
     }
-    return Autoencoder(model, normalizer, meta, device="cpu", **kw)
+    return Autoencoder(model, normalizer, meta, **{"device": "cpu", **kw})

@@ -5,9 +5,10 @@ pickles that load on a machine without the GPU they were made on. tests/standins
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from tests.standins import tiny_autoencoder
+from tests.standins import MPS, fake_mps, tiny_autoencoder  # noqa: F401 (fake_mps: a fixture)
 
 
 def test_fp32_inference_never_enters_autocast(monkeypatch):
@@ -34,3 +35,43 @@ def test_fp32_raster_patches_never_enter_autocast(monkeypatch):
     monkeypatch.setattr(torch, "autocast", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("unsupported")))
     np.testing.assert_array_equal(_predict(model, patches, "error", 2), expected)
     assert _predict(model, patches, "reconstruction", 2).shape == (3, 2, 16, 16)
+
+
+def with_scores(model, images: np.ndarray):
+    """`model` given the latent statistics and ensemble references that training would have written,
+    computed from `images` on the CPU."""
+    from aekit.data.kind import DataKind
+    from aekit.measures import ensemble
+    from aekit.measures.latent_score import latent_statistics
+
+    x_all, idx, cpu = torch.from_numpy(images[:, None]), torch.arange(len(images)), torch.device("cpu")
+    stats = latent_statistics(model.model, model.normalizer, x_all, idx, cpu, 8, DataKind())
+    model.meta.update(latent_score=stats, ensemble={"scales": dict.fromkeys(ensemble.parts_of(DataKind()), 1.0)})
+    model.references = ensemble.references(model.model, model.normalizer, x_all, idx, cpu, 8, stats, 0)
+    return model
+
+
+METRICS = ("mse", "mae", "ssim", "mse+latent", "ensemble")
+
+
+@pytest.mark.usefixtures("fake_mps")
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float64])
+def test_inference_on_the_mps_standin_gives_the_cpus_results(dtype):
+    """tests/standins.py: tensors moved to "mps" refuse float64, uint16 and .numpy() as MPS does;
+    every verb and score of a model on "mps" must give what the CPU gives."""
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (24, 16, 16), dtype=np.uint8)
+    images = (rng.integers(0, 256, (5, 16, 16)) * (257 if dtype == np.uint16 else 1)).astype(dtype)
+    cpu, mps = with_scores(tiny_autoencoder(), train), with_scores(tiny_autoencoder(device="auto"), train)
+    assert mps.device == MPS and cpu.device.type == "cpu"
+    for verb in ("encode", "reconstruct", "explain"):
+        np.testing.assert_allclose(
+            getattr(mps, verb)(images), getattr(cpu, verb)(images), rtol=1e-5, atol=1e-7, err_msg=verb
+        )
+    for metric in METRICS:
+        np.testing.assert_allclose(
+            mps.score(images, metric=metric), cpu.score(images, metric=metric), rtol=1e-5, atol=1e-7
+        )
+    z = cpu.encode(images)
+    np.testing.assert_allclose(mps.decode(z), cpu.decode(z), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(mps.decode(torch.from_numpy(z).double()), cpu.decode(z), rtol=1e-5, atol=1e-7)

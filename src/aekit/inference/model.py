@@ -24,6 +24,7 @@ from aekit.core.compute import compute_settings
 from aekit.core.devices import resolve_device
 from aekit.core.errors import AekitError
 from aekit.core.rundir import resolve_run
+from aekit.core.transfer import host_cast
 from aekit.data.memory import from_nchw, infer_layout, to_nchw
 from aekit.models.checkpoint import load_model, load_references
 from aekit.models.registry import load_plugins
@@ -108,7 +109,7 @@ class Autoencoder:
         return self._to_tensor(arr, layout, self._unit_factor(arr))
 
     def _to_tensor(self, arr: np.ndarray, layout: str, factor: float) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(to_nchw(arr, layout))).to(self.device)
+        t = host_cast(torch.from_numpy(np.ascontiguousarray(to_nchw(arr, layout))), self.device).to(self.device)
         # to float and to channels_last in one pass (two passes cost ~5x more on a CPU)
         cl = self.compute.channels_last and t.ndim == 4
         t = t.to(dtype=torch.float32, memory_format=torch.channels_last if cl else torch.preserve_format)
@@ -143,7 +144,7 @@ class Autoencoder:
         if have == want:
             return t
         if have in (3, 4) and want == 1:
-            luma = torch.tensor(LUMA, device=t.device).view(1, 3, 1, 1)
+            luma = t.new_tensor(LUMA).view(1, 3, 1, 1)
             return (t[:, :3] * luma).sum(1, keepdim=True)
         if have == 4 and want == 3:
             return t[:, :3]
@@ -284,7 +285,9 @@ class Autoencoder:
                 raw = ensemble.parts(scales, out, recon, target, xn, m, white, self.references)
                 return ensemble.combine(raw, scales).float().to(b.device)
             e = item_errors(recon, target, "mse" if metric == "mse+latent" else metric, m)
-            return combined(e, out.z, self.meta["latent_score"]).to(e.device) if metric == "mse+latent" else e
+            if metric == "mse+latent":  # float64 on the CPU: float32 before it goes back (MPS has no float64)
+                return combined(e, out.z, self.meta["latent_score"]).float().to(e.device)
+            return e
 
         return errors
 

@@ -30,6 +30,7 @@ import torch
 
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write
+from aekit.core.transfer import host_cast
 from aekit.data.rasters import (
     RASTER_SUFFIXES,
     RasterOptions,
@@ -90,7 +91,7 @@ def _predict(model: Autoencoder, x: np.ndarray, kind: str, batch_size: int) -> n
     norm, scale = model.normalizer, model.scale
     outs = []
     for i in range(0, len(x), batch_size):
-        xb = torch.from_numpy(x[i : i + batch_size]).to(model.device)
+        xb = host_cast(torch.from_numpy(x[i : i + batch_size]), model.device).to(model.device)
         xn = norm.normalize(xb)
         with model.compute.autocast():
             y = model.model(xn).recon.float()

@@ -99,8 +99,8 @@ def parts(names, out, recon, target, xn, mask, white, refs: dict, skip_self: boo
 
 
 def combine(raw: dict, scales: dict) -> torch.Tensor:
-    """The score: each part over its scale, summed (float64)."""
-    return sum(raw[name].double() / scales[name] for name in scales)
+    """The score: each part over its scale, summed (float64, on the CPU)."""
+    return sum(raw[name].cpu().double() / scales[name] for name in scales)
 
 
 @torch.no_grad()
@@ -124,4 +124,4 @@ def references(model, normalizer, x_all, train_idx, device, batch_size: int, lat
 
 def scales_of(raw: dict) -> dict:
     """Each part's mean over the calibration items (the divisor that makes a typical item 1)."""
-    return {name: max(float(v.double().mean()), 1e-12) for name, v in raw.items()}
+    return {name: max(float(v.cpu().double().mean()), 1e-12) for name, v in raw.items()}

@@ -40,8 +40,8 @@ def latent_statistics(model, normalizer, x_all, idx, device, batch_size: int, ki
         mb = None if m_all is None else m_all[part].to(device)
         out = model(normalizer.normalize(xb))
         recon, target = kind.measured(normalizer, out.recon, xb)
-        mses.append(item_errors(recon, target, "mse", mb).double().cpu())
-        zs.append(out.z.double().cpu())
+        mses.append(item_errors(recon, target, "mse", mb).cpu().double())  # MPS: no float64
+        zs.append(out.z.cpu().double())
     model.train()
     z = torch.cat(zs)
     mean = z.mean(0)
@@ -57,8 +57,9 @@ def latent_statistics(model, normalizer, x_all, idx, device, batch_size: int, ki
 
 
 def combined(mse: torch.Tensor, z: torch.Tensor, stats: dict) -> torch.Tensor:
-    """The score of items with per-item `mse` (N,) and codes `z` (N, latent_dim)."""
-    d = z.double().cpu() - torch.tensor(stats["mean"], dtype=torch.float64)
+    """The score of items with per-item `mse` (N,) and codes `z` (N, latent_dim), float64 on the CPU
+    (whatever the device of the inputs: MPS has no float64)."""
+    d = z.cpu().double() - torch.tensor(stats["mean"], dtype=torch.float64)
     precision = torch.tensor(stats["precision"], dtype=torch.float64)
     distance = (d @ precision * d).sum(1) / d.shape[1]
-    return mse.double().cpu() / stats["mse_scale"] + distance
+    return mse.cpu().double() / stats["mse_scale"] + distance

@@ -85,10 +85,10 @@ class Metrics:
         if mask is not None:
             mask = mask.to(recon.device)
             recon = torch.where(mask, recon, target)  # nodata: no error
-        sq = ((recon - target) ** 2).sum(dim=(0, 2, 3)).double().cpu()
+        sq = ((recon - target) ** 2).sum(dim=(0, 2, 3)).cpu().double()  # float64 on the host (MPS has none)
         if self.own_units:
             valid = target if mask is None else torch.where(mask, target, target.new_tensor(float("nan")))
-            flat = valid.transpose(0, 1).reshape(target.shape[1], -1).double().cpu()
+            flat = valid.transpose(0, 1).reshape(target.shape[1], -1).cpu().double()
             lo, hi = flat.nan_to_num(math.inf).amin(1), flat.nan_to_num(-math.inf).amax(1)
             self.low = lo if self.low is None else torch.minimum(self.low, lo)
             self.high = hi if self.high is None else torch.maximum(self.high, hi)
@@ -100,7 +100,8 @@ class Metrics:
                 per_image = ssim_per_channel(recon, target, mask)
                 counted = per_image[:, 0].isfinite()  # images with a valid window centre
                 ss, n_images = per_image[counted].sum(0), int(counted.sum())
-            self.ssim = ss.double().cpu() if self.ssim is None else self.ssim + ss.double().cpu()
+            ss = ss.cpu().double()
+            self.ssim = ss if self.ssim is None else self.ssim + ss
             self.images += n_images
         self.pixels += target.shape[0] * target.shape[2] * target.shape[3] if mask is None else int(mask.sum())
 

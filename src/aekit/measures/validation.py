@@ -153,4 +153,4 @@ def final_pass(
         parts = {name: torch.cat(v) for name, v in by_part.items()}
         scales = scales_of(parts)
         errors[ENSEMBLE] = [combine(parts, scales)]
-    return FinalPass(comparison, {m: torch.cat(v).double().numpy() for m, v in errors.items()}, latent, scales)
+    return FinalPass(comparison, {m: torch.cat(v).cpu().double().numpy() for m, v in errors.items()}, latent, scales)
