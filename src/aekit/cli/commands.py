@@ -21,10 +21,15 @@ def cmd_train(o: c.TrainOptions, args: argparse.Namespace) -> int:
 
     o.check(args.batch_size, launched())
     if o.devices is not None and o.devices > 1 and not launched():
-        if o.resume:  # a run that cannot go on says so once, before torchrun starts N processes
-            from aekit.training.workflow import check_resume
+        # what cannot run says so once, before torchrun starts N processes
+        from aekit.core.distributed import check_backend
+        from aekit.training.workflow import check_resume, launch_config
 
-            check_resume(o.resume, o.data, config=o.config, out=o.out, **train_options(args))
+        if o.resume:
+            cfg = check_resume(o.resume, o.data, config=o.config, out=o.out, **train_options(args))[0]
+        else:
+            cfg = launch_config(o.config, train_options(args))
+        check_backend(cfg.device, o.devices)
         return launch(o.devices, args.argv)
     run = train(o.data, out=o.out, config=o.config, verbose=o.verbose, resume=o.resume, **train_options(args))
     if int(os.environ.get("RANK", "0")) == 0:

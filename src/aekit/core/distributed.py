@@ -1,7 +1,8 @@
 """Several processes through PyTorch's own engine: `torchrun ... -m aekit train` (or `--devices N`).
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; `start()` joins the process group (nccl on CUDA,
-gloo on CPU) and gives each rank its device. The trainer then
+gloo on CPU) and gives each rank its device. Apple MPS has no backend: DistributedDataParallel
+does not take MPS tensors, so several processes on a Mac are refused (`check_backend`). The trainer then
 
 - splits every global batch of `--batch-size` items into equal contiguous slices, one per rank
   (`rank_slice`; a short last batch is padded by wrapping round, as DistributedSampler does), so
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from aekit.core.devices import mps_available
 from aekit.core.errors import AekitError
 from aekit.core.launch import launched
 
@@ -76,11 +78,24 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
+def check_backend(device: str, processes: int | str = "several") -> None:
+    """Several processes train on CUDA (nccl) or on the CPU (gloo); on Apple MPS, which no process
+    group backend serves and DistributedDataParallel does not take, a one-line error."""
+    kind = device.split(":")[0]
+    on_mps = kind == "mps" or (kind == "auto" and not torch.cuda.is_available() and mps_available())
+    if on_mps:
+        raise AekitError(
+            f"{processes} processes cannot train on Apple MPS (DistributedDataParallel does not support it): train "
+            "on one process (drop --devices; it uses MPS), or pass --device cpu to train several CPU processes"
+        )
+
+
 def start(device: str = "auto") -> Context:
     """Join the process group of a torchrun launch (idempotent); one process: a trivial context."""
     if not launched():
         return Context()
     if not dist.is_initialized():
+        check_backend(device, os.environ.get("WORLD_SIZE", "several"))
         stop_with_launcher()
         use_cuda = device.split(":")[0] in ("auto", "cuda") and torch.cuda.is_available()
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -109,6 +109,12 @@ def _writes_of(run_dir: Path, ctx):
         yield Path(tmp)
 
 
+def launch_config(config: str | Path | None, options: dict) -> TrainConfig:
+    """The configuration `aekit train --devices N` would train with: its device is checked before
+    torchrun starts (several processes on Apple MPS are refused once, not once per process)."""
+    return make_config(load_yaml(config) if config else None, **options)
+
+
 def check_models(cfg: TrainConfig, named: Any) -> None:
     """The modules the user named (--plugin, plugins=) imported and --arch found among the registered
     models, and --log's package installed, before any data is read: one-line errors otherwise.
