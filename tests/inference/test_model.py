@@ -75,3 +75,25 @@ def test_inference_on_the_mps_standin_gives_the_cpus_results(dtype):
     z = cpu.encode(images)
     np.testing.assert_allclose(mps.decode(z), cpu.decode(z), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(mps.decode(torch.from_numpy(z).double()), cpu.decode(z), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.usefixtures("fake_mps")
+def test_resizing_on_mps_goes_through_the_cpu_and_back():
+    """MPS has no antialiased bilinear resizing (the stand-in refuses it as torch on a Mac does)."""
+    from aekit.inference.model import fit_size
+
+    x = torch.rand(2, 3, 40, 30)
+    on_mps = x.to("mps")
+    with pytest.raises(NotImplementedError, match="not currently implemented for the MPS device"):
+        torch.nn.functional.interpolate(on_mps, size=(20, 15), mode="bilinear", antialias=True)
+    got = fit_size(on_mps, (16, 16))
+    assert got.device == MPS and got.shape == (2, 3, 16, 16)
+    torch.testing.assert_close(got.cpu(), fit_size(x, (16, 16)), rtol=0, atol=0)
+
+
+@pytest.mark.usefixtures("fake_mps")
+def test_images_of_another_size_are_fitted_on_mps():
+    images = np.random.default_rng(0).integers(0, 256, (3, 24, 20, 3), dtype=np.uint8)  # RGB, not 16x16
+    cpu, mps = tiny_autoencoder(), tiny_autoencoder(device="mps")
+    np.testing.assert_allclose(mps.encode(images), cpu.encode(images), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(mps.reconstruct(images), cpu.reconstruct(images), atol=1)  # uint8, rounded

@@ -330,8 +330,14 @@ class Autoencoder:
         return self.normalizer.to_unit(recon, clamp=self.scale > 1) * self.scale
 
 
+NO_ANTIALIAS = ("mps",)  # devices without antialiased bilinear resizing (aten::_upsample_bilinear2d_aa)
+
+
 def fit_size(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize (N, C, h, w) to cover `size` keeping the aspect ratio, then center-crop to it."""
+    """Resize (N, C, h, w) to cover `size` keeping the aspect ratio, then center-crop to it.
+    On a device without antialiased resizing (MPS) the batch is resized on the CPU and moved back."""
+    if t.device.type in NO_ANTIALIAS:
+        return fit_size(t.cpu(), size).to(t.device)
     h, w = size
     s = max(h / t.shape[-2], w / t.shape[-1])
     nh, nw = max(h, round(t.shape[-2] * s)), max(w, round(t.shape[-1] * s))
