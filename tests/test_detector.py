@@ -219,3 +219,31 @@ def test_the_detector_names_the_columns_that_make_a_row_odd():
     assert [t.split(";")[0] for t in det.top_features(Frame(odd, names))] == ["sensor_3"] * 5
     shares = det.explain(Frame(odd, names))
     assert shares.shape == (5, F) and np.allclose(shares.sum(1), 1) and (shares.argmax(1) == 3).all()
+
+
+def test_a_detector_fitted_on_a_gpu_predicts_after_unpickling_on_a_machine_without_one(tmp_path):
+    """The pickled model holds CPU tensors and the device it ran on; unpickled where that device is
+    missing (a subprocess without CUDA), it runs on the CPU with the same scores."""
+    import os
+    import pickle
+
+    import torch
+
+    x = factor_rows(200, 0)
+    det = AutoencoderDetector(latent_dim=2, max_steps=30).fit(x)
+    want = det.decision_function(x[:20])
+    det.model_.device = det.model_.compute.device = torch.device("cuda")  # as fitted on a GPU
+    (tmp_path / "det.pkl").write_bytes(pickle.dumps(det))
+    np.save(tmp_path / "x.npy", x[:20])
+    code = (
+        "import pickle, sys, numpy as np, torch\n"
+        "assert not torch.cuda.is_available()\n"
+        "det = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "assert det.model_.device.type == 'cpu', det.model_.device\n"
+        "np.save(sys.argv[2], det.predict(np.load(sys.argv[3])))\n"
+        "np.save(sys.argv[4], det.decision_function(np.load(sys.argv[3])))\n"
+    )
+    args = [str(tmp_path / n) for n in ("det.pkl", "labels.npy", "x.npy", "scores.npy")]
+    subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, check=True)
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), want, rtol=1e-6)
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), (want > det.threshold_).astype(int))

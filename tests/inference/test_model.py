@@ -97,3 +97,43 @@ def test_images_of_another_size_are_fitted_on_mps():
     cpu, mps = tiny_autoencoder(), tiny_autoencoder(device="mps")
     np.testing.assert_allclose(mps.encode(images), cpu.encode(images), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(mps.reconstruct(images), cpu.reconstruct(images), atol=1)  # uint8, rounded
+
+
+def devices_pickled(obj) -> set[str]:
+    """The device types of the tensors a pickle of `obj` holds."""
+    import io
+    import pickle
+
+    seen = set()
+
+    class Recorder(pickle.Pickler):
+        def reducer_override(self, o):
+            if isinstance(o, torch.Tensor):
+                seen.add(o.device.type)
+            return NotImplemented
+
+    Recorder(io.BytesIO()).dump(obj)
+    return seen
+
+
+def test_a_pickled_model_holds_cpu_tensors_and_goes_back_to_its_device(monkeypatch):
+    import pickle
+
+    from tests.standins import FakeMPS
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 16, 16), dtype=np.uint8)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    with FakeMPS():
+        model = with_scores(tiny_autoencoder(device="mps"), images)
+        assert model.normalizer.mean.device == MPS  # the stand-in's buffers are "on MPS"
+        assert devices_pickled(model) == {"cpu"}
+        data = pickle.dumps(model)
+        back = pickle.loads(data)  # MPS is here: back on it
+        assert back.device == MPS and back.normalizer.mean.device == MPS
+        want = model.score(images, metric="ensemble")
+        np.testing.assert_allclose(back.score(images, metric="ensemble"), want, rtol=1e-6)
+        assert model.normalizer.mean.device == MPS  # pickling left the original where it was
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    here = pickle.loads(data)  # no MPS: on the CPU
+    assert here.device.type == "cpu" and here.compute.channels_last and here.normalizer.mean.device.type == "cpu"
+    np.testing.assert_allclose(here.score(images, metric="ensemble"), want, rtol=1e-5, atol=1e-7)

@@ -11,6 +11,7 @@ rasters take values in the rasters' own units, of any numeric type, with nodata 
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 from typing import Any
@@ -44,15 +45,9 @@ class Autoencoder:
         precision: str = "fp32",
         references: dict | None = None,
     ):
-        self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise AekitError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-        # fp32 by default: embeddings and scores are exact and reproducible; channels_last is
-        # free speed on CPUs (oneDNN) and GPUs whatever the precision
-        self.compute = compute_settings(self.device, precision)
-        self.compute.channels_last = self.device.type in ("cpu", "cuda")
-        self.model = self.compute.prepare(model).eval()
-        self.normalizer = normalizer.to(self.device)
+        self._place(model, normalizer, resolve_device(device), precision)
         self.meta = meta
         self.references = references  # the ensemble score's kNN references (RUN/reference.safetensors)
         inp = meta["input"]
@@ -62,6 +57,36 @@ class Autoencoder:
         table = meta.get("table")
         self.columns: list[str] | None = table["columns"] if table else None  # a table model's features
         self.id_column: str | None = table.get("id_column") if table else None
+
+    def _place(self, model: torch.nn.Module, normalizer, device: torch.device, precision: str) -> None:
+        """The model and normaliser on `device`, run in `precision`."""
+        self.device = device
+        # fp32 by default: embeddings and scores are exact and reproducible; channels_last is
+        # free speed on CPUs (oneDNN) and GPUs whatever the precision
+        self.compute = compute_settings(device, precision)
+        self.compute.channels_last = device.type in ("cpu", "cuda")
+        self.model = self.compute.prepare(model).eval()
+        self.normalizer = normalizer.to(device)
+
+    # -- pickling: a model used on a GPU loads on a machine without one -----------------------
+    def __getstate__(self) -> dict:
+        """Every tensor on the CPU (model, normaliser, references), with the device and precision
+        it ran in: a detector fitted on a GPU and pickled loads on a machine that has none."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("model", "normalizer", "compute")}
+        state["device"] = str(self.device)
+        state["precision"] = PRECISION_NAMES[self.compute.amp_dtype]
+        state["model"], state["normalizer"] = on_host(self.model), on_host(self.normalizer)
+        if self.references is not None:
+            state["references"] = {k: v.cpu() for k, v in self.references.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Back on the device it was saved from where this machine has it, else on the CPU."""
+        state = dict(state)
+        model, normalizer, precision = state.pop("model"), state.pop("normalizer"), state.pop("precision")
+        device = device_here(state.pop("device"))
+        self.__dict__.update(state)
+        self._place(model, normalizer, device, precision)
 
     def __repr__(self) -> str:
         c, h, w = self.input_shape
@@ -344,6 +369,28 @@ def fit_size(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     t = F.interpolate(t, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
     y, x = (nh - h) // 2, (nw - w) // 2
     return t[..., y : y + h, x : x + w]
+
+
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}  # autocast dtype -> --precision
+
+
+def on_host(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `module` with its parameters and buffers on the CPU, made without a second copy on
+    the device (deepcopy, told the CPU copy of each tensor)."""
+    memo: dict[int, Any] = {id(p): torch.nn.Parameter(p.detach().cpu(), p.requires_grad) for p in module.parameters()}
+    memo.update({id(b): b.cpu() for b in module.buffers()})
+    return copy.deepcopy(module, memo)
+
+
+def device_here(saved: str) -> torch.device:
+    """The device `saved` (e.g. "cuda:0", "mps") where this machine has it, else the CPU."""
+    try:
+        device = resolve_device(saved)
+    except AekitError:  # no CUDA or MPS here
+        return torch.device("cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        return torch.device("cpu")
+    return device
 
 
 def check_batch_size(batch_size: int) -> None:
