@@ -79,7 +79,8 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
     bar = TrainingBar(cfg, steps, verbose)
 
     def save(now: float) -> None:  # atomically: a crash from here on resumes from this point
-        save_state(run_dir, {**loop.state(s.model, opt, now - t_start, s.device), "data_machines": data_machines(s)})
+        state = loop.state(s.model, opt, now - t_start, s.device, s.compute.scaler)
+        save_state(run_dir, {**state, "data_machines": data_machines(s)})
 
     every = None if cfg.checkpoint_every is None else Checkpoints(cfg.checkpoint_every, save)
     try:
@@ -138,7 +139,7 @@ def start(s: Setup, opt, run_dir: Path, resume: dict | None, verbose: bool) -> L
             f"the run read its image folder in node shards on {resume.get('data_machines', 1)} machine(s) "
             f"(RUN/shards.json) and this resume on {data_machines(s)}: resume it on as many machines"
         )
-    loop = Loop.restore(resume, s.model, opt, s.device)
+    loop = Loop.restore(resume, s.model, opt, s.device, s.compute.scaler)
     if loop.partial is not None and len(loop.partial["order"]) != s.epoch_length:
         raise AekitError(
             f"the data hold {s.epoch_length} training items where the run's checkpoint has "

@@ -1,13 +1,13 @@
 """Exact resume: the training state at the end of every epoch, saved atomically and loaded safely.
 
 `RUN/state.pt` holds what the next epoch needs to go on exactly as if nothing had happened: the
-model and optimizer states, the batch-order/augmentation generator and the global random state
-(a VAE's samples, a DAE's noise), the epoch and step counters, the learning-rate factor of the
-NaN guard, the best score and weights so far, the metrics rows and the time already spent (so a
-`--max-time` budget is kept across the interruption). It is written to a temporary file and
-renamed, so a crash at any moment leaves the previous epoch's state. It holds only tensors,
-numbers, strings and containers and is read with `torch.load(weights_only=True)`: a file that
-would need to run code to load is refused.
+model and optimizer states, fp16's gradient scaler (its scale and growth count), the
+batch-order/augmentation generator and the global random state (a VAE's samples, a DAE's noise),
+the epoch and step counters, the learning-rate factor of the NaN guard, the best score and weights
+so far, the metrics rows and the time already spent (so a `--max-time` budget is kept across the
+interruption). It is written to a temporary file and renamed, so a crash at any moment leaves the
+previous epoch's state. It holds only tensors, numbers, strings and containers and is read with
+`torch.load(weights_only=True)`: a file that would need to run code to load is refused.
 
 `Loop` is where training stands (what state.pt holds); `Checkpoints` saves it inside epochs too
 (--checkpoint-every), with the epoch's resume point (training/batches.py).
@@ -88,7 +88,8 @@ class Loop:
             return True
         return False
 
-    def state(self, model, opt, elapsed: float, device: torch.device) -> dict:
+    def state(self, model, opt, elapsed: float, device: torch.device, scaler=None) -> dict:
+        """What state.pt holds; `scaler` the fp16 GradScaler (compute.py), None otherwise."""
         state = {
             "epoch": self.epoch,
             "step": self.step,
@@ -106,14 +107,18 @@ class Loop:
         }
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(device)
+        if scaler is not None:  # numbers only: read back with weights_only=True
+            state["scaler"] = scaler.state_dict()
         return state
 
     @classmethod
-    def restore(cls, state: dict, model, opt, device: torch.device) -> Loop:
+    def restore(cls, state: dict, model, opt, device: torch.device, scaler=None) -> Loop:
         """Go on exactly where the last checkpoint left off (state.py): after its epoch, or inside
-        the next one at the batch after the checkpoint."""
+        the next one at the batch after the checkpoint; with fp16's `scaler` at its saved scale."""
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         gen = torch.Generator()
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
