@@ -47,3 +47,29 @@ def test_a_torchrun_launch_on_mps_is_refused_before_the_process_group(mac, monke
     distributed.check_backend("auto")
     with pytest.raises(AekitError):
         distributed.check_backend("mps")
+
+
+def joined(monkeypatch, device: str = "cpu") -> dict:
+    """The keyword arguments `start(device)` joins the process group with (under a 2-process launch)."""
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kw: calls.append(kw))
+    distributed.start(device)
+    return calls[0]
+
+
+def test_the_process_group_waits_an_hour_or_aekit_dist_timeout(monkeypatch):
+    from datetime import timedelta
+
+    monkeypatch.delenv("AEKIT_DIST_TIMEOUT", raising=False)
+    assert joined(monkeypatch) == {"backend": "gloo", "timeout": timedelta(minutes=60)}  # not NCCL's 10 minutes
+    monkeypatch.setenv("AEKIT_DIST_TIMEOUT", "7200")
+    assert joined(monkeypatch)["timeout"] == timedelta(hours=2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
+    assert joined(monkeypatch, "auto") == {"backend": "nccl", "timeout": timedelta(hours=2)}
+    for bad in ("soon", "0", "-5", "inf", "nan"):
+        monkeypatch.setenv("AEKIT_DIST_TIMEOUT", bad)
+        with pytest.raises(AekitError, match="AEKIT_DIST_TIMEOUT=.*give the seconds"):
+            distributed.timeout()

@@ -20,11 +20,14 @@ results and rank 0 writes the one merged output.
 
 A process that waits long for the others (to join the process group, or at the barrier around
 reading the data) says so every WAIT_REPORT_S seconds, one process per machine, so a job whose
-peer never started is not silent.
+peer never started is not silent. How long it waits before giving up is the process group's
+timeout: AEKIT_DIST_TIMEOUT seconds, 60 minutes by default (`timeout`), longer than NCCL's own
+10 minutes, which a first decode of a large folder by local rank 0 can outlast.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -32,6 +35,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -41,6 +45,7 @@ from aekit.core.errors import AekitError
 from aekit.core.launch import launched
 
 WAIT_REPORT_S = 20.0  # a process waiting this long for the others says so, and again every as long
+TIMEOUT_S = 3600.0  # default AEKIT_DIST_TIMEOUT: how long a collective (a barrier) waits for the others
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,27 @@ def start(device: str = "auto") -> Context:
             )
 
         with waiting(joining, local_rank == 0):
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout())
     return context()
+
+
+def timeout() -> timedelta:
+    """How long a process waits at a barrier or collective for the others before the job fails:
+    AEKIT_DIST_TIMEOUT seconds, default TIMEOUT_S (60 min). NCCL's default, 10 minutes, is shorter
+    than the first decode of a large image folder, which local rank 0 does while the others wait."""
+    raw = os.environ.get("AEKIT_DIST_TIMEOUT", "").strip()
+    if not raw:
+        return timedelta(seconds=TIMEOUT_S)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= 365 * 86400):
+        raise AekitError(
+            f"AEKIT_DIST_TIMEOUT={raw!r}: give the seconds a process waits for the others (e.g. 7200), or unset it "
+            f"for the default {TIMEOUT_S:.0f}"
+        )
+    return timedelta(seconds=seconds)
 
 
 def stop_with_launcher() -> None:
