@@ -63,3 +63,18 @@ def test_reduced_precision_on_mps_needs_torch_2_5_and_says_so(monkeypatch):
             compute.compute_settings(mps, precision)
     monkeypatch.setattr(torch, "__version__", "2.5.0")
     assert compute.compute_settings(mps, "bf16").amp_dtype is torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    "capability, precision",
+    [((7, 0), None), ((7, 5), None), ((8, 0), torch.bfloat16), ((8, 6), torch.bfloat16), ((9, 0), torch.bfloat16)],
+)
+def test_auto_precision_on_cuda_is_bf16_from_ampere_on_else_fp32(monkeypatch, capability, precision):
+    """V100 (7.0) and T4/RTX 20xx (7.5) report bf16 as supported (emulated): auto gives fp32 there."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what those GPUs say
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda *a, **k: pytest.fail("no scaler outside fp16"))
+    s = compute.compute_settings(torch.device("cuda"), "auto")
+    assert s.amp_dtype is precision and s.scaler is None
+    assert s.channels_last == (precision is not None)
+    assert compute.compute_settings(torch.device("cuda"), "bf16").amp_dtype is torch.bfloat16  # asked for: kept

@@ -105,12 +105,24 @@ def check_autocast(device: torch.device, precision: str) -> None:
         )
 
 
+NATIVE_BF16 = (8, 0)  # CUDA compute capability with bf16 tensor cores: Ampere (A100, RTX 30xx) and later
+
+
+def cuda_has_bf16(device: torch.device) -> bool:
+    """True on GPUs with native bf16 (compute capability 8.0 and up). `torch.cuda.is_bf16_supported()`
+    is also True on older ones (T4, V100, RTX 20xx: 7.x), where bf16 is emulated and slower than fp32.
+    `--precision auto` picks fp32 there, not fp16: fp16 would need a gradient scaler and can overflow
+    in a user's model, and fp32 gives the exact, repeatable results; `--precision fp16` is the
+    user's choice for the speed of those GPUs' fp16 tensor cores."""
+    return torch.cuda.get_device_capability(device) >= NATIVE_BF16
+
+
 def compute_settings(device: torch.device, precision: str = "auto", compile: bool = False) -> ComputeSettings:
     if device.type == "cpu":
         tune_allocator()
     if precision == "auto":
         if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+            precision = "bf16" if cuda_has_bf16(device) else "fp32"
         elif device.type == "cpu":
             precision = "bf16" if cpu_has_bf16() else "fp32"
         else:
