@@ -29,10 +29,18 @@ class ComputeSettings:
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Move the model to the device in the chosen memory format; compile if asked."""
+        return self.compiled(self.place(model))
+
+    def place(self, model: nn.Module) -> nn.Module:
+        """The model on the device, in the chosen memory format (the same parameters)."""
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        return torch.compile(model) if self.compile else model
+        return model
+
+    def compiled(self, module: nn.Module) -> nn.Module:
+        """`torch.compile(module)` when compile is on; under DDP, `module` is the DDP wrapper."""
+        return torch.compile(module) if self.compile else module
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Autocast to the reduced precision when one is on; in fp32 no autocast context at all.

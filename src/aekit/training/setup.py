@@ -250,11 +250,7 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
         ms = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in seconds.items())
         data.notes.append(f"precision auto: {precision}, the faster here (a training step: {ms})")
     compute = compute_settings(device, cfg.precision, cfg.compile)
-    train_model = compute.prepare(model)  # the same parameters; maybe compiled or channels_last
-    if ctx.active:  # gradients averaged over the ranks in backward()
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    train_model = training_module(model, compute, ctx)  # the same parameters
     save_pca(run_dir, pca)
     if shards:
         if ctx.main:
@@ -279,6 +275,21 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
         cfg, kind, ctx, device, train_idx, val_idx, eval_idx, x_all, m_all, normalizer, model, train_model,
         compute, pca, meta, n_params, rgb, shards, stream,
     )  # fmt: skip
+
+
+def training_module(model: AEModule, compute: ComputeSettings, ctx: distributed.Context) -> torch.nn.Module:
+    """What the steps run, with the model's parameters: on the device (maybe channels_last), in
+    DistributedDataParallel under torchrun (gradients averaged over the ranks in backward()), then
+    compiled with --compile. Compiling the DDP module, not wrapping a compiled model in DDP, is
+    PyTorch's way: DDPOptimizer splits the graph at DDP's gradient buckets, so the all-reduce of one
+    bucket overlaps the backward pass of the next."""
+    module = compute.place(model)
+    if ctx.active:
+        device = compute.device
+        module = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return compute.compiled(module)
 
 
 def build_model(cfg: TrainConfig, data: LoadedData, normalizer: Normalizer) -> tuple[AEModule, dict]:
