@@ -78,3 +78,32 @@ def test_auto_precision_on_cuda_is_bf16_from_ampere_on_else_fp32(monkeypatch, ca
     assert s.amp_dtype is precision and s.scaler is None
     assert s.channels_last == (precision is not None)
     assert compute.compute_settings(torch.device("cuda"), "bf16").amp_dtype is torch.bfloat16  # asked for: kept
+
+
+FLAGS = [
+    (torch.backends.cudnn, "deterministic", True),
+    (torch.backends.cudnn, "benchmark", False),
+    (torch.backends.cuda.matmul, "allow_tf32", False),
+    (torch.backends.cudnn, "allow_tf32", False),
+]
+
+
+def test_fp32_on_cuda_is_made_bit_for_bit_and_nothing_else_is():
+    saved = [getattr(m, n) for m, n, _ in FLAGS]
+    try:
+        for module, name, want in FLAGS:
+            setattr(module, name, not want)  # the opposite
+        untouched = [
+            compute.ComputeSettings(torch.device("cuda"), torch.bfloat16, True, False),
+            compute.ComputeSettings(torch.device("cuda"), torch.float16, True, False),
+            compute.ComputeSettings(torch.device("cpu"), None, False, False),
+            compute.ComputeSettings(torch.device("mps"), None, False, False),
+        ]
+        for s in untouched:
+            assert not compute.make_repeatable(s)
+            assert [getattr(m, n) for m, n, want in FLAGS] == [not want for _, _, want in FLAGS], s
+        assert compute.make_repeatable(compute.ComputeSettings(torch.device("cuda:1"), None, False, False))
+        assert [getattr(m, n) for m, n, _ in FLAGS] == [want for _, _, want in FLAGS]
+    finally:  # torch's global flags as they were (monkeypatch cannot delete-restore cuBLAS's)
+        for (module, name, _), value in zip(FLAGS, saved):
+            setattr(module, name, value)

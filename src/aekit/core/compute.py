@@ -71,6 +71,22 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def make_repeatable(s: ComputeSettings) -> bool:
+    """fp32 on CUDA: cuDNN's deterministic algorithms, its autotuner off, and TF32 off for matmuls
+    and convolutions (on since Ampere for cuDNN: fp32 convolutions would run with a 10-bit
+    mantissa), so that a run repeats bit for bit with the same seed on the same GPU and software,
+    and a resumed run ends as one never stopped. Returns True when it set them (for the rest of the
+    process). bf16 and fp16 autocast are not bit for bit and are left alone: they are chosen for
+    speed; the CPU is deterministic as it is."""
+    if s.device.type != "cuda" or s.amp_dtype is not None:
+        return False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return True
+
+
 _ALLOCATOR_TUNED = False
 
 

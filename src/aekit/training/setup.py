@@ -17,7 +17,7 @@ import torch
 
 from aekit.config.train import TrainConfig
 from aekit.core import distributed
-from aekit.core.compute import ComputeSettings, compute_settings, cpu_has_bf16
+from aekit.core.compute import ComputeSettings, compute_settings, cpu_has_bf16, make_repeatable
 from aekit.core.devices import resolve_device
 from aekit.core.errors import AekitError
 from aekit.core.plots import preview_channels
@@ -250,6 +250,7 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
         ms = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in seconds.items())
         data.notes.append(f"precision auto: {precision}, the faster here (a training step: {ms})")
     compute = compute_settings(device, cfg.precision, cfg.compile)
+    make_repeatable(compute)  # fp32 on CUDA: bit for bit (cuDNN deterministic, no TF32)
     train_model = training_module(model, compute, ctx)  # the same parameters
     save_pca(run_dir, pca)
     if shards:
