@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from aekit.config.choices import PRECISIONS
-from aekit.core.compute import compute_settings
+from aekit.core.compute import compute_settings, make_repeatable
 from aekit.core.devices import resolve_device
 from aekit.core.errors import AekitError
 from aekit.core.rundir import resolve_run
@@ -65,6 +65,7 @@ class Autoencoder:
         # free speed on CPUs (oneDNN) and GPUs whatever the precision
         self.compute = compute_settings(device, precision)
         self.compute.channels_last = device.type in ("cpu", "cuda")
+        make_repeatable(self.compute)  # fp32 on CUDA: scores as exact as the threshold set in training
         self.model = self.compute.prepare(model).eval()
         self.normalizer = normalizer.to(device)
 
