@@ -29,6 +29,7 @@ import math
 import torch
 from torch.nn import functional as F
 
+from aekit.core.transfer import HostGather
 from aekit.data.kind import DataKind
 from aekit.measures.item_errors import item_errors
 
@@ -113,9 +114,10 @@ def references(model, normalizer, x_all, train_idx, device, batch_size: int, lat
         idx = idx[pick.sort().values]
     white = whitening(latent)
     codes, inputs = [], []
+    xs = HostGather(x_all, device)
     model.eval()
     for i in range(0, len(idx), batch_size):
-        xn = normalizer.normalize(x_all[idx[i : i + batch_size]].to(device))
+        xn = normalizer.normalize(xs(idx[i : i + batch_size]))
         codes.append(whiten(model.encode(xn), white))
         inputs.append(input_view(xn).cpu().half())
     model.train()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from aekit.core.transfer import HostGather
 from aekit.data.kind import DataKind
 from aekit.measures.item_errors import item_errors
 
@@ -33,11 +34,11 @@ def latent_statistics(model, normalizer, x_all, idx, device, batch_size: int, ki
     if len(idx) > MAX_ITEMS:
         idx = idx[torch.linspace(0, len(idx) - 1, MAX_ITEMS).round().long()]
     zs, mses = [], []
+    xs, ms = HostGather(x_all, device), None if m_all is None else HostGather(m_all, device)
     model.eval()
     for i in range(0, len(idx), batch_size):
         part = idx[i : i + batch_size]
-        xb = x_all[part].to(device)
-        mb = None if m_all is None else m_all[part].to(device)
+        xb, mb = xs(part), None if ms is None else ms(part)
         out = model(normalizer.normalize(xb))
         recon, target = kind.measured(normalizer, out.recon, xb)
         mses.append(item_errors(recon, target, "mse", mb).cpu().double())  # MPS: no float64

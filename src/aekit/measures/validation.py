@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from aekit.core.transfer import HostGather, host_cast
 from aekit.data.kind import DataKind
 from aekit.measures.ensemble import METRIC as ENSEMBLE
 from aekit.measures.ensemble import combine, parts_of, scales_of, whitening
@@ -27,11 +28,12 @@ ACTIVE_VARIANCE = 0.01  # a latent dimension is active when its code varies more
 
 
 def batches(x_all: torch.Tensor, m_all: torch.Tensor | None, idx: torch.Tensor, batch_size: int, device):
-    """(start, raw batch on the device, its mask or None) over items `idx`."""
+    """(start, raw batch on the device, its mask or None) over items `idx` (on CUDA through a
+    pinned buffer: core/transfer.py)."""
+    xs, ms = HostGather(x_all, device), None if m_all is None else HostGather(m_all, device)
     for i in range(0, len(idx), batch_size):
         part = idx[i : i + batch_size]
-        mb = None if m_all is None else m_all[part].to(device)
-        yield i, x_all[part].to(device, non_blocking=True), mb
+        yield i, xs(part), None if ms is None else ms(part)
 
 
 @torch.no_grad()
@@ -69,9 +71,10 @@ def validation_loss(model, normalizer, x_all, idx, device, batch_size: int, kind
 def reconstruct_measured(model, normalizer, x_raw: torch.Tensor, device, kind: DataKind) -> np.ndarray:
     """Reconstructions of a few raw items in the kind's units (for pictures)."""
     model.eval()
-    recon = model(normalizer.normalize(x_raw.to(device))).recon
+    x_raw = host_cast(x_raw, device).to(device)
+    recon = model(normalizer.normalize(x_raw)).recon
     model.train()
-    return kind.measured(normalizer, recon, x_raw.to(device))[0].float().cpu().numpy()
+    return kind.measured(normalizer, recon, x_raw)[0].float().cpu().numpy()
 
 
 @dataclass

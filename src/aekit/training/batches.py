@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import torch
 
 from aekit.core import distributed
+from aekit.core.transfer import HostGather, host_cast
 from aekit.data.base import Skipped
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
@@ -53,6 +54,8 @@ class MemoryBatches:
     def __init__(self, s, gen: torch.Generator, resumed: dict | None) -> None:
         self.s, self.gen = s, gen
         self.step_items = s.shards.node_batch if s.shards else s.cfg.batch_size  # of `order` per step
+        self.x = HostGather(s.x_all, s.device)  # on CUDA through a pinned buffer (core/transfer.py)
+        self.m = None if s.m_all is None else HostGather(s.m_all, s.device)
         if resumed is None:
             self.order, self.seed = epoch_order(s, gen)
             self.next = 0
@@ -92,8 +95,7 @@ class MemoryBatches:
                 flips = torch.cat([flips, flips[: len(batch) - len(flips)]])
             part = distributed.rank_slice(batch, s.ctx)
             batch, flips = batch[part], None if flips is None else flips[part]
-        xb = s.x_all[batch].to(s.device, non_blocking=True)
-        mb = None if s.m_all is None else s.m_all[batch].to(s.device, non_blocking=True)
+        xb, mb = self.x(batch), None if self.m is None else self.m(batch)
         if flips is not None:  # while still 1 byte a value
             xb = mirror(xb, flips, mb)
         return channels_last(xb, s), mb
@@ -131,7 +133,7 @@ class StreamBatches:
                 xb = mirror(
                     xb.clone() if xb.dtype == torch.uint8 else xb, torch.rand(len(xb), generator=self.gen) < 0.5
                 )
-            yield channels_last(xb.to(s.device, non_blocking=True), s), None
+            yield channels_last(host_cast(xb, s.device).to(s.device, non_blocking=True), s), None
 
     def _pull(self, batches, known: set[str]) -> torch.Tensor | None:
         """The next non-empty batch of this rank; None at the end of its part. Members that could not

@@ -220,9 +220,7 @@ def prepare(data: LoadedData, cfg: TrainConfig, run_dir: Path) -> Setup:
         stream = {**data.stream, "n_train": n_epoch, "exclude": [data.ids[i] for i in val_idx.tolist()]}
         stream["skipped"] = data.skipped  # the epochs add what they could not use
     cfg = resolve_for_data(cfg, data, n_epoch)  # arch, latent size, epochs (see defaults.py)
-    x_all = torch.from_numpy(data.array)
-    if device.type == "cuda" and not isinstance(data.array, np.memmap):
-        x_all = x_all.pin_memory()  # page-locked host memory: asynchronous copies to the GPU
+    x_all = torch.from_numpy(data.array)  # batches go to the device through a pinned buffer (core/transfer.py)
     m_all = None if data.mask is None else torch.from_numpy(data.mask)
     min_std = 1e-12 if kind.table else 1e-3
     constant = 1.0 if kind.table else None  # a column constant in training is only centred (StandardScaler)
