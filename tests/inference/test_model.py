@@ -137,3 +137,23 @@ def test_a_pickled_model_holds_cpu_tensors_and_goes_back_to_its_device(monkeypat
     here = pickle.loads(data)  # no MPS: on the CPU
     assert here.device.type == "cpu" and here.compute.channels_last and here.normalizer.mean.device.type == "cpu"
     np.testing.assert_allclose(here.score(images, metric="ensemble"), want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.usefixtures("fake_mps")
+def test_batched_results_are_gathered_on_the_host_not_the_device():
+    """Only one batch lives on the device: the (N, ...) output is allocated on the CPU."""
+    images = np.random.default_rng(0).integers(0, 256, (7, 16, 16), dtype=np.uint8)
+    outs = []
+    for model in (tiny_autoencoder(), tiny_autoencoder(device="mps")):
+        arr, layout = model._as_array(images, None)
+        seen = []
+
+        def encode(b, model=model, seen=seen):
+            seen.append(b.device)
+            return model.model.encode(model.normalizer.normalize(b))
+
+        out = model._batched(encode, arr, layout, model._unit_factor(arr), 3)
+        assert type(out) is torch.Tensor and out.device.type == "cpu" and out.shape == (7, 4)
+        assert seen == [model.device] * 3  # batches of 3, 3 and 1 on the model's device
+        outs.append(out)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-7)

@@ -335,9 +335,10 @@ class Autoencoder:
         return self.meta.get("threshold")
 
     def _batched(self, fn, data, layout: str | None, factor: float, batch_size: int) -> torch.Tensor:
-        """fn over batches of `data`, concatenated, in the chosen precision; no autograd; fp32 out.
-        Raw images (layout given) are converted one batch at a time: memory stays at one batch of
-        floats whatever the size of the input. Latent codes (layout None) go in as they are."""
+        """fn over batches of `data`, concatenated on the CPU, in the chosen precision; no autograd;
+        fp32 out. Raw images (layout given) are converted one batch at a time: device memory stays
+        at one batch whatever the size of the input, each result copied to the host output. Latent
+        codes (layout None) go in as they are."""
         check_batch_size(batch_size)
 
         def run(chunk):
@@ -347,8 +348,8 @@ class Autoencoder:
         with torch.inference_mode(), self.compute.autocast():
             for i in range(0, len(data), batch_size):
                 r = run(data[i : i + batch_size])
-                if out is None:  # one output allocated up front: no small results left between the
-                    out = r.new_empty((len(data), *r.shape[1:]))  # batches' buffers (heap fragmentation)
+                if out is None:  # one output allocated up front, on the host: no small results left
+                    out = torch.empty((len(data), *r.shape[1:]))  # between the batches' buffers (heap fragmentation)
                 out[i : i + len(r)] = r
         return out
 
