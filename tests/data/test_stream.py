@@ -91,3 +91,21 @@ def test_an_empty_tar_is_an_error(tmp_path):
         pass
     with pytest.raises(AekitError, match="no readable image sample"):
         read_stream(tmp_path / "empty.tar")
+
+
+@pytest.mark.parametrize(
+    "cpus, local, shards, workers",
+    [(32, None, 100, 8), (32, "8", 100, 4), (16, "4", 100, 4), (8, "8", 100, 1), (4, "16", 100, 1), (32, "2", 3, 3)],
+)
+def test_workers_share_the_machines_cpus_among_its_processes(monkeypatch, cpus, local, shards, workers):
+    from aekit.data import stream
+
+    monkeypatch.setattr(stream.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(stream.os, "cpu_count", lambda: cpus)
+    if local is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    assert stream.workers_for(shards) == workers
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "garbage")  # not torchrun's: one process
+    assert stream.workers_for(shards) == min(shards, cpus, 8)

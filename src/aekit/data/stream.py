@@ -348,9 +348,19 @@ class ShardStream(torch.utils.data.IterableDataset):
             yield (torch.from_numpy(np.stack(out)) if out else None), list(bad)
 
 
+MAX_WORKERS = 8  # DataLoader workers per process
+
+
 def workers_for(n_shards: int) -> int:
+    """DataLoader workers of one process: at most one per shard it reads and MAX_WORKERS, and its
+    share of the machine's CPUs: under torchrun the LOCAL_WORLD_SIZE processes of a machine split
+    them (8 GPUs of a 32-CPU machine: 4 workers each, not 8 each on 32 CPUs)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(n_shards, cpus, 8))
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(1, min(n_shards, cpus // local, MAX_WORKERS))
 
 
 def epoch_batches(stream: dict, batch: int, seed: int, exclude, rank: int = 0, world: int = 1) -> Iterator:
