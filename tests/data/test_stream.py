@@ -109,3 +109,23 @@ def test_workers_share_the_machines_cpus_among_its_processes(monkeypatch, cpus, 
     assert stream.workers_for(shards) == workers
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "garbage")  # not torchrun's: one process
     assert stream.workers_for(shards) == min(shards, cpus, 8)
+
+
+def test_workers_hand_over_pinned_batches_when_asked(monkeypatch):
+    """Training on CUDA asks for pinned batches (training/batches.py): asynchronous copies to the GPU."""
+    from aekit.data import stream
+
+    class Shards:
+        def __init__(self, *a):
+            pass
+
+        def mine(self, rank, world):
+            return [0, 1]
+
+    made = []
+    monkeypatch.setattr(stream, "ShardStream", Shards)
+    monkeypatch.setattr(torch.utils.data, "DataLoader", lambda ds, **kw: made.append(kw["pin_memory"]) or [])
+    for pin in (False, True):
+        stream.epoch_batches({"shards": [], "plan": None}, 4, 0, [], pin=pin)
+    stream.epoch_batches({"shards": [], "plan": None}, 4, 0, [])
+    assert made == [False, True, False]

@@ -363,12 +363,17 @@ def workers_for(n_shards: int) -> int:
     return max(1, min(n_shards, cpus // local, MAX_WORKERS))
 
 
-def epoch_batches(stream: dict, batch: int, seed: int, exclude, rank: int = 0, world: int = 1) -> Iterator:
-    """The batches of one epoch (see ShardStream), decoded by DataLoader worker processes."""
+def epoch_batches(
+    stream: dict, batch: int, seed: int, exclude, rank: int = 0, world: int = 1, pin: bool = False
+) -> Iterator:
+    """The batches of one epoch (see ShardStream), decoded by DataLoader worker processes; with
+    `pin` (training on CUDA) in page-locked memory, so their copy to the GPU is asynchronous."""
     ds = ShardStream(stream["shards"], stream["plan"], batch, seed, exclude, rank, world)
     n_mine = len(ds.mine(0, 1))
     workers = workers_for(n_mine) if n_mine > 1 else 0
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, worker_init_fn=_worker_init)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=None, num_workers=workers, worker_init_fn=_worker_init, pin_memory=pin
+    )
     return iter(loader)
 
 

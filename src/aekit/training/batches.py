@@ -121,7 +121,8 @@ class StreamBatches:
         s, ctx = self.s, self.s.ctx
         known = {k.path for k in s.stream["skipped"]}
         per_rank = s.cfg.batch_size // ctx.world
-        batches = epoch_batches(s.stream, per_rank, self.seed, s.stream["exclude"], ctx.rank, ctx.world)
+        pin = s.device.type == "cuda"  # the workers' batches in pinned memory: asynchronous copies
+        batches = epoch_batches(s.stream, per_rank, self.seed, s.stream["exclude"], ctx.rank, ctx.world, pin)
         while True:
             xb = self._pull(batches, known)
             if distributed.any_rank(xb is None, s.device, ctx):
@@ -129,11 +130,11 @@ class StreamBatches:
             self.b += 1
             if self.b <= self.done:  # trained on before the checkpoint this run resumed from
                 continue
-            if s.cfg.augment == "flip":  # on the host, on a copy of what the workers decoded
-                xb = mirror(
-                    xb.clone() if xb.dtype == torch.uint8 else xb, torch.rand(len(xb), generator=self.gen) < 0.5
-                )
-            yield channels_last(host_cast(xb, s.device).to(s.device, non_blocking=True), s), None
+            flip = s.cfg.augment == "flip"
+            xb = host_cast(xb, s.device).to(s.device, non_blocking=True, copy=flip)
+            if flip:  # on the device, on a copy of what the workers decoded (the pinned batch is copied as it is)
+                xb = mirror(xb, torch.rand(len(xb), generator=self.gen) < 0.5)
+            yield channels_last(xb, s), None
 
     def _pull(self, batches, known: set[str]) -> torch.Tensor | None:
         """The next non-empty batch of this rank; None at the end of its part. Members that could not
