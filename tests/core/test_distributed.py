@@ -27,7 +27,7 @@ def test_several_processes_on_mps_are_refused_in_one_line_before_torchrun(mac, t
     for device in ([], ["--device", "mps"], ["--device", "auto"]):
         assert main(["train", str(tmp_path), "--devices", "2", *device]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "2 processes cannot train on Apple MPS" in err, err
+        assert len(err.splitlines()) == 1 and "2 processes cannot run on Apple MPS" in err, err
         assert "--device cpu" in err and "Traceback" not in err
     assert mac == []  # torchrun was never started
     assert main(["train", str(tmp_path), "--devices", "2", "--device", "cpu"]) == 0
@@ -41,7 +41,7 @@ def test_a_torchrun_launch_on_mps_is_refused_before_the_process_group(mac, monke
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(dist, "init_process_group", lambda *a, **k: pytest.fail("joined a process group"))
     for device in ("auto", "mps"):
-        with pytest.raises(AekitError, match="2 processes cannot train on Apple MPS"):
+        with pytest.raises(AekitError, match="2 processes cannot run on Apple MPS"):
             distributed.start(device)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with both: auto is CUDA (nccl)
     distributed.check_backend("auto")

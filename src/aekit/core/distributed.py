@@ -84,14 +84,16 @@ def _env_int(name: str, default: int) -> int:
 
 
 def check_backend(device: str, processes: int | str = "several") -> None:
-    """Several processes train on CUDA (nccl) or on the CPU (gloo); on Apple MPS, which no process
-    group backend serves and DistributedDataParallel does not take, a one-line error."""
+    """Several processes run on CUDA (nccl) or on the CPU (gloo); on Apple MPS, which no process
+    group backend serves and DistributedDataParallel does not take, a one-line error (training,
+    and encode/score under torchrun)."""
     kind = device.split(":")[0]
     on_mps = kind == "mps" or (kind == "auto" and not torch.cuda.is_available() and mps_available())
     if on_mps:
         raise AekitError(
-            f"{processes} processes cannot train on Apple MPS (DistributedDataParallel does not support it): train "
-            "on one process (drop --devices; it uses MPS), or pass --device cpu to train several CPU processes"
+            f"{processes} processes cannot run on Apple MPS (no process group backend or DistributedDataParallel "
+            "supports it): run one process (without --devices or torchrun; it uses MPS), or pass --device cpu for "
+            "several CPU processes"
         )
 
 
