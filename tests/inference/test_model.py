@@ -157,3 +157,14 @@ def test_batched_results_are_gathered_on_the_host_not_the_device():
         assert seen == [model.device] * 3  # batches of 3, 3 and 1 on the model's device
         outs.append(out)
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-7)
+
+
+def test_a_model_pickled_by_an_earlier_aekit_still_loads():
+    """Before __getstate__ a pickle held the object's attributes as they were (compute included)."""
+    import pickle
+
+    model = tiny_autoencoder()
+    images = np.random.default_rng(0).integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    old = object.__new__(type(model))
+    old.__setstate__(pickle.loads(pickle.dumps(dict(model.__dict__))))
+    np.testing.assert_array_equal(old.encode(images), model.encode(images))

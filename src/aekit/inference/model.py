@@ -83,6 +83,9 @@ class Autoencoder:
 
     def __setstate__(self, state: dict) -> None:
         """Back on the device it was saved from where this machine has it, else on the CPU."""
+        if "precision" not in state:  # pickled by an earlier aekit, whole: its tensors where they ran
+            self.__dict__.update(state)
+            return
         state = dict(state)
         model, normalizer, precision = state.pop("model"), state.pop("normalizer"), state.pop("precision")
         device = device_here(state.pop("device"))
