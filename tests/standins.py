@@ -7,7 +7,8 @@
 - `t.to("mps")` of any tensor, and any factory given `device="mps"` (`torch.arange(..., device=
   x.device)`), give an `OnMPS` tensor: a CPU tensor whose `.device` says mps and which refuses what
   MPS refuses, with torch's own words: float64 and uint16 (TypeError), antialiased bilinear
-  interpolation (NotImplementedError) and `.numpy()` (TypeError). Operations on it give `OnMPS`
+  interpolation (NotImplementedError) and `.numpy()` (TypeError); and a `non_blocking` copy to it
+  (RuntimeError), which on MPS can silently corrupt the data (pytorch/pytorch#139550). Operations on it give `OnMPS`
   tensors, as operations on an MPS tensor stay on MPS; `.cpu()` / `.to("cpu")` give plain tensors.
 - a module moved `.to("mps")` keeps its parameters on the CPU (plain tensors): the stand-in is about
   the data that flows through it.
@@ -26,6 +27,7 @@ MPS = torch.device("mps")
 MPS_ANTIALIAS = "The operator 'aten::_upsample_bilinear2d_aa.out' is not currently implemented for the MPS device."
 MPS_FLOAT64 = "Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64."
 MPS_NUMPY = "can't convert mps:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor to host memory first."
+MPS_NON_BLOCKING = "a non_blocking copy to MPS can silently corrupt the data (pytorch/pytorch#139550)"
 MPS_LACKS = {
     torch.float64: MPS_FLOAT64,
     torch.uint16: "Trying to convert UInt16 to the MPS backend but it does not have support for that dtype.",
@@ -93,6 +95,8 @@ class FakeMPS(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if _moves_to(func, args, kwargs, "mps") or _is(kwargs.get("device"), "mps"):
+            if kwargs.get("non_blocking") or (func is torch.Tensor.to and True in args[2:]):
+                raise RuntimeError(MPS_NON_BLOCKING)
             args, kwargs = _on_cpu(args, kwargs)
             if func is torch.Tensor.to and isinstance(args[0], OnMPS):
                 return func(*args, **kwargs)  # already there (a dtype change is checked by OnMPS)

@@ -11,6 +11,9 @@ The CI machine has no GPU, so these read the source (ast) for the patterns that 
    by then, whatever device it came from. `.cpu()` costs nothing on a host tensor, so the rule asks
    for it even where the value is already there. A few places are listed in FLOAT64_ALLOWED with the
    reason they never see an MPS tensor; a listed place that no longer makes float64 fails the test.
+3. No `non_blocking=True` written out: a copy to MPS with it can silently corrupt the data
+   (pytorch/pytorch#139550), so asynchronous copies are asked for with
+   `non_blocking=asynchronous(device)` (core/transfer.py: CUDA only).
 """
 
 from __future__ import annotations
@@ -115,3 +118,15 @@ def test_float64_tensors_are_made_on_the_host():
     assert not bad, f"float64 on a device (MPS has none): move to the CPU first, `x.cpu().double()`: {bad}"
     stale = [k for k in FLOAT64_ALLOWED if k not in places]
     assert not stale, f"FLOAT64_ALLOWED lists places that no longer make float64: {stale}"
+
+
+def test_non_blocking_copies_are_asked_for_on_cuda_only():
+    found = [
+        f"{path}:{node.lineno}"
+        for path, tree in sources().items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.keyword)
+        and node.arg == "non_blocking"
+        and not (isinstance(node.value, ast.Call) and dotted(node.value.func) == "asynchronous")
+    ]
+    assert not found, f"non_blocking=asynchronous(device) (CUDA only; MPS corrupts such copies): {found}"

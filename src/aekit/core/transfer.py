@@ -7,6 +7,8 @@
   the decode cache) and copied to the device. On CUDA they are gathered into a page-locked (pinned)
   buffer that is reused from batch to batch, so the copy is asynchronous (`non_blocking` only is
   from pinned memory) and the data set is never held twice (pinning the whole array copied it).
+- `non_blocking` copies are asked for on CUDA only (`asynchronous`): on MPS a non_blocking copy
+  from host memory can silently corrupt the data (pytorch/pytorch#139550, #83015).
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import torch
 
 # what torch on MPS holds (float64 never; uint16/32/64 not before torch 2.x, depending on macOS)
 MPS_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.float32)
+
+
+def asynchronous(device: torch.device) -> bool:
+    """Whether a copy to `device` may be `non_blocking`: on CUDA only (MPS corrupts such copies)."""
+    return device.type == "cuda"
 
 
 def host_cast(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -41,10 +48,10 @@ class HostGather:
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         if not self.pinned:
-            return host_cast(self.src[idx], self.device).to(self.device, non_blocking=True)
+            return host_cast(self.src[idx], self.device).to(self.device, non_blocking=asynchronous(self.device))
         rows = self.rows(len(idx))
         torch.index_select(self.src, 0, idx, out=rows)
-        out = host_cast(rows, self.device).to(self.device, non_blocking=True, copy=True)
+        out = host_cast(rows, self.device).to(self.device, non_blocking=asynchronous(self.device), copy=True)
         if self.device.type == "cuda":
             self.copied = torch.cuda.Event()
             self.copied.record()

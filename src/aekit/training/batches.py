@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import torch
 
 from aekit.core import distributed
-from aekit.core.transfer import HostGather, host_cast
+from aekit.core.transfer import HostGather, asynchronous, host_cast
 from aekit.data.base import Skipped
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
@@ -131,7 +131,7 @@ class StreamBatches:
             if self.b <= self.done:  # trained on before the checkpoint this run resumed from
                 continue
             flip = s.cfg.augment == "flip"
-            xb = host_cast(xb, s.device).to(s.device, non_blocking=True, copy=flip)
+            xb = host_cast(xb, s.device).to(s.device, non_blocking=asynchronous(s.device), copy=flip)
             if flip:  # on the device, on a copy of what the workers decoded (the pinned batch is copied as it is)
                 xb = mirror(xb, torch.rand(len(xb), generator=self.gen) < 0.5)
             yield channels_last(xb, s), None
