@@ -137,12 +137,23 @@ def run_pythae(name: str, model, x_train: np.ndarray, x_test: np.ndarray, budget
     torch.manual_seed(0)
     cfg = BaseTrainerConfig()
     train = torch.from_numpy(x_train).permute(0, 3, 1, 2).float() / 255
-    test = torch.from_numpy(x_test).permute(0, 3, 1, 2).float() / 255
     opt = getattr(torch.optim, cfg.optimizer_cls)(model.parameters(), lr=cfg.learning_rate)
+    batch = cfg.per_device_train_batch_size
+    return timed_training(
+        name, lambda: torch.randperm(len(train)).split(batch), lambda idx: model({"data": train[idx]}, epoch=1).loss,
+        model.reconstruct, opt, x_test, budgets,
+    )  # fmt: skip
+
+
+def timed_training(name: str, epoch, loss_of, reconstruct, opt, x_test: np.ndarray, budgets: list[float]) -> list:
+    """Steps of `opt` on `loss_of(batch)` over `epoch()` (a new pass of batches each call) until the
+    largest budget; the test MSE of `reconstruct` when each budget has passed (scoring time does not
+    count)."""
+    test = torch.from_numpy(x_test).permute(0, 3, 1, 2).float() / 255
     rows, pending, t0, steps = [], sorted(budgets), time.perf_counter(), 0
     while pending:
-        for idx in torch.randperm(len(train)).split(cfg.per_device_train_batch_size):
-            loss = model({"data": train[idx]}, epoch=1).loss
+        for batch in epoch():
+            loss = loss_of(batch)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -150,10 +161,10 @@ def run_pythae(name: str, model, x_train: np.ndarray, x_test: np.ndarray, budget
             elapsed = time.perf_counter() - t0
             if elapsed >= pending[0]:
                 with torch.no_grad():
-                    recon = torch.cat([model.reconstruct(b) for b in test.split(256)]).permute(0, 2, 3, 1).numpy()
+                    recon = torch.cat([reconstruct(b) for b in test.split(256)]).permute(0, 2, 3, 1).numpy()
                 rows.append({"method": name, "budget_s": pending.pop(0), "test_mse": mse(recon, x_test),
                              "seconds": elapsed, "steps": steps})  # fmt: skip
-                t0 += time.perf_counter() - t0 - elapsed  # scoring time does not count
+                t0 += time.perf_counter() - t0 - elapsed
                 if not pending:
                     break
     return rows
@@ -202,25 +213,8 @@ def run_naive(train_files: list[Path], x_test: np.ndarray, k: int, budgets: list
     model = NaiveAutoencoder((c, *x_test.shape[1:3]), k)
     loader = torch.utils.data.DataLoader(NaiveDataset(train_files, c), batch_size=32, shuffle=True)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    test = torch.from_numpy(x_test).permute(0, 3, 1, 2).float() / 255
-    rows, pending, t0, steps = [], sorted(budgets), time.perf_counter(), 0
-    while pending:
-        for x in loader:
-            loss = nn.functional.mse_loss(model(x), x)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
-            elapsed = time.perf_counter() - t0
-            if elapsed >= pending[0]:
-                with torch.no_grad():
-                    recon = torch.cat([model(b) for b in test.split(256)]).permute(0, 2, 3, 1).numpy()
-                rows.append({"method": "naive", "budget_s": pending.pop(0), "test_mse": mse(recon, x_test),
-                             "seconds": elapsed, "steps": steps})  # fmt: skip
-                t0 += time.perf_counter() - t0 - elapsed  # scoring time does not count
-                if not pending:
-                    break
-    return rows
+    return timed_training("naive", lambda: loader, lambda x: nn.functional.mse_loss(model(x), x), model, opt, x_test,
+                          budgets)  # fmt: skip
 
 
 def machine() -> dict:
