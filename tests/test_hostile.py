@@ -502,6 +502,56 @@ D = "tests/data/"
 FAULTS: list[tuple[str, str, str]] = [
     # case, what the user sees, the test
     (
+        "random and mutated bytes as PNG, JPEG, TIFF, BMP, GIF and WebP files (hypothesis; `make fuzz`: 2000 examples)",
+        "read, or one line (exit 2); never a traceback, a hang, a huge allocation or a write outside the output",
+        "tests/test_fuzz.py::test_image_files_read_or_one_line_error",
+    ),
+    (
+        "random and mutated bytes as GeoTIFF rasters (hypothesis)",
+        "read or skipped with the reason, or one line; input unchanged",
+        "tests/test_fuzz.py::test_rasters_read_or_one_line_error",
+    ),
+    (
+        "random and mutated .npy/.npz files and headers (hypothesis)",
+        "read, or one line; a header claiming gigabytes is never allocated",
+        "tests/test_fuzz.py::test_array_files_read_or_one_line_error",
+    ),
+    (
+        "random and mutated CSV and Parquet tables (hypothesis)",
+        "read, or one line",
+        "tests/test_fuzz.py::test_tables_read_or_one_line_error",
+    ),
+    (
+        "random and mutated tar shards, .tar.gz included (hypothesis)",
+        "members read or skipped and counted, or one line; a member larger than any image is never read",
+        "tests/test_fuzz.py::test_tar_shards_read_or_one_line_error",
+    ),
+    (
+        "a changed decode-cache entry (hypothesis: mutated index, arrays, alias)",
+        "rebuilt, never trusted; nothing deleted outside the cache",
+        "tests/test_fuzz.py::test_a_changed_image_cache_entry_is_rebuilt_never_trusted",
+    ),
+    (
+        "a changed run folder: model.json, model.safetensors (hypothesis)",
+        "loads, or one line (exit 2)",
+        "tests/test_fuzz.py::test_a_changed_run_folder_loads_or_is_one_line",
+    ),
+    (
+        "a changed state.pt or pca.safetensors (hypothesis)",
+        "loads, or one line",
+        "tests/test_fuzz.py::test_a_changed_state_or_pca_file_loads_or_is_one_line",
+    ),
+    (
+        "a changed config.yaml (hypothesis: bytes and values)",
+        "a config, or one line",
+        "tests/test_fuzz.py::test_a_changed_config_file_loads_or_is_one_line",
+    ),
+    (
+        "a YAML file of aliases that expand to a billion items",
+        "exit 2, one line: `... more than 10000 values once its aliases are expanded`",
+        "tests/test_fuzz.py::test_a_config_file_of_aliases_that_expand_to_a_billion_items_is_one_line",
+    ),
+    (
         "model.json naming code (os:system, or a module that runs code on import) on every command that reads a "
         "run: encode, score, reconstruct, evaluate, export, sample, interpolate, `aekit.load`, `aekit.encode`",
         "exit 2: `unknown arch ... aekit never imports code because a file names it; if you trust that module, "
