@@ -81,15 +81,17 @@ def clean_registry():
     the modules imported from its temporary folder."""
     from aekit.models import registry
 
+    def forget_mypkg():  # another test's mypkg (tests/models) may be imported already
+        for name in [m for m in sys.modules if m.split(".")[0] == "mypkg"]:
+            del sys.modules[name]
+
     saved = {name: dict(getattr(registry, name)) for name in ("_REGISTRY", "_DESCRIPTIONS")}
-    modules = set(sys.modules)
+    forget_mypkg()
     yield
     for name, value in saved.items():
         getattr(registry, name).clear()
         getattr(registry, name).update(value)
-    for name in set(sys.modules) - modules:
-        if name.split(".")[0] == "mypkg":
-            del sys.modules[name]
+    forget_mypkg()
 
 
 @pytest.mark.e2e

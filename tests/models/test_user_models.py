@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,14 +74,16 @@ ENCODE = (
 
 
 @pytest.fixture
-def user_package(tmp_path, monkeypatch) -> Path:
+def user_package(tmp_path, monkeypatch) -> Iterator[Path]:
     """mypkg/models.py in a folder of its own, importable here (and in children given PYTHONPATH)."""
     root = tmp_path / "userlib"
     (root / "mypkg").mkdir(parents=True)
     (root / "mypkg" / "__init__.py").write_text("")
     (root / "mypkg" / "models.py").write_text(textwrap.dedent(USER_MODELS))
     monkeypatch.syspath_prepend(str(root))
-    return root
+    yield root
+    for name in [m for m in sys.modules if m.split(".")[0] == "mypkg"]:  # its folder goes with tmp_path
+        del sys.modules[name]
 
 
 def images(n: int = 48, seed: int = 0) -> np.ndarray:
