@@ -97,10 +97,8 @@ def test_exported_parts_match_pytorch(runs, name, fmt, ext, tmp_path):
                 recon, score = infer(x)
                 want = model.reconstruct(x, layout="NCHW")
                 errors[part, n] = relative_error(recon, want)
-                mse_score = model.score(x, layout="NCHW", metric="mse").astype(np.float32)  # the exported score
-                errors["score", n] = relative_error(score, mse_score)
-                mse = (((want - x) / model.scale) ** 2).mean(axis=(1, 2, 3))  # the score is this MSE
-                np.testing.assert_allclose(score, mse, rtol=1e-4)
+                # the exported score is aekit score's default (the ensemble, its references in the file)
+                errors["score", n] = relative_error(score, model.score(x, layout="NCHW").astype(np.float32))
                 if model.scale > 1:  # integer data: clamped to the valid range, as reconstruct does
                     assert recon.min() >= 0 and recon.max() <= model.scale
                 else:
@@ -131,9 +129,8 @@ def test_sidecar_describes_inputs_outputs_and_threshold(runs, tmp_path):
     for key in ("scale", "mean", "std"):
         assert side["normalization"][key] == meta["normalization"][key]
     assert side["aekit_version"] == aekit.__version__ and side["source_run"] == str(run.resolve())
-    mse_rule = meta["threshold"]["by_metric"]["mse"]  # set at training, beside the default score's
-    assert side["threshold"] == mse_rule and side["threshold"]["metric"] == "mse"
-    assert f"{mse_rule['value']:.6g}" in side["outputs"][1]["meaning"]
+    assert side["threshold"] == meta["threshold"] and side["threshold"]["metric"] == "ensemble"  # set at training
+    assert f"{meta['threshold']['value']:.6g}" in side["outputs"][1]["meaning"]
     assert side["check"]["runtime"] == "onnxruntime" and side["check"]["max_relative_error"] < RTOL
     # the usage lines run as they are, next to the file
     assert len(side["usage"]) == 3
@@ -277,17 +274,30 @@ def test_exposing_export_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_a_table_models_sidecar_gives_the_threshold_of_the_exported_mse_score(tmp_path):
-    """A table run's default score is mse+latent; the exported model outputs the MSE, so its sidecar
-    carries the MSE's threshold, and the exported score equals Autoencoder.score(metric="mse")."""
+def test_a_table_models_file_scores_as_aekit_score_and_an_older_runs_gives_the_mse(tmp_path):
+    """A table run's file outputs its default score (the ensemble) with its threshold; a run of an
+    earlier aekit, whose default was mse+latent and which has no ensemble, outputs the MSE with the
+    MSE's threshold."""
     rows = np.random.default_rng(0).normal(size=(120, 6)).astype(np.float32)
     run = aekit.train(rows, out=tmp_path / "run", epochs=1, latent_dim=2, verbose=False).path
     meta = json.loads((run / "model.json").read_text())
     assert meta["threshold"]["metric"] == "ensemble"
     aekit.export(run, tmp_path / "m.onnx")
     side = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert side["threshold"] == meta["threshold"]
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    _, score = session.run(None, {session.get_inputs()[0].name: rows[:5, :, None, None]})
+    np.testing.assert_allclose(score, aekit.load(run).score(rows[:5]), rtol=1e-4, atol=1e-6)
+
+    older = {**meta, "score_metric": "mse+latent"}
+    del older["ensemble"]
+    older["threshold"] = {**meta["threshold"]["by_metric"]["mse+latent"], "by_metric": {
+        "mse": meta["threshold"]["by_metric"]["mse"], "mae": meta["threshold"]["by_metric"]["mae"]}}  # fmt: skip
+    (run / "model.json").write_text(json.dumps(older))
+    aekit.export(run, tmp_path / "old.onnx")
+    side = json.loads((tmp_path / "old.onnx.json").read_text())
     assert side["threshold"]["metric"] == "mse"
     assert side["threshold"]["value"] == meta["threshold"]["by_metric"]["mse"]["value"]
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "old.onnx"))
     _, score = session.run(None, {session.get_inputs()[0].name: rows[:5, :, None, None]})
     np.testing.assert_allclose(score, aekit.load(run).score(rows[:5], metric="mse"), rtol=1e-4, atol=1e-6)

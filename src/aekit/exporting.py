@@ -31,9 +31,10 @@ from aekit.config.commands import ExportOptions
 from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write, check_creatable, check_output_file, resolve_run, write_json
 from aekit.data.normalize import Normalizer
+from aekit.measures.ensemble import scorer_of
 from aekit.measures.item_errors import item_errors
 from aekit.measures.thresholds import stored_threshold
-from aekit.models.checkpoint import load_model
+from aekit.models.checkpoint import load_model, load_references
 from aekit.version import __version__
 
 NAMES = {"onnx": "ONNX", "torchscript": "TorchScript"}
@@ -58,12 +59,14 @@ class Exportable(nn.Module):
         shape: tuple[int, int, int],
         latent: int,
         table: bool = False,
+        scorer: nn.Module | None = None,
     ):
         super().__init__()
         self.model, self.normalizer, self.part, self.table = model, normalizer, part, table
         self.shape, self.latent_dim = shape, latent
         self.scale = float(normalizer.scale)
         self.clamp = self.scale > 1  # integer images cannot leave [0, scale]
+        self.scorer = scorer  # the run's ensemble score (measures/ensemble.py), with its references inside
 
     def example(self, n: int, seed: int = 0) -> torch.Tensor:
         """A seeded input batch of n: images uniform over the data's range, or normal latent codes."""
@@ -79,11 +82,12 @@ class Exportable(nn.Module):
         if self.part == "decoder":
             return n.to_unit(self.model.decode(x), clamp=self.clamp) * n.scale  # (N, C, H, W)
         xn = n.normalize(x)
-        recon = self.model(xn).recon
-        unit = n.to_unit(recon, clamp=self.clamp)  # (N, C, H, W) in [0, 1] units
-        # (N,) as Autoencoder.score(metric="mse") and its threshold: tables in standardised units
-        score = item_errors(recon, xn, "mse") if self.table else item_errors(unit, x / n.scale, "mse")
-        return unit * n.scale, score
+        out = self.model(xn)
+        unit = n.to_unit(out.recon, clamp=self.clamp)  # (N, C, H, W) in [0, 1] units
+        recon, target = (out.recon, xn) if self.table else (unit, x / n.scale)  # tables: standardised units
+        if self.scorer is not None:  # (N,) as Autoencoder.score(): the run's default score and threshold
+            return unit * n.scale, self.scorer(out.z, recon, target, xn)
+        return unit * n.scale, item_errors(recon, target, "mse")  # runs without an ensemble: the MSE
 
 
 def format_for(output: str | Path) -> str:
@@ -137,7 +141,11 @@ def export(o: ExportOptions) -> Path:
     model, normalizer, meta = load_model(run_dir)  # on the CPU, in eval mode
     shape = (meta["input"]["channels"], meta["input"]["height"], meta["input"]["width"])
     # no gradients: a traced model would otherwise hand its users outputs that require grad
-    module = Exportable(model, normalizer, part, shape, meta["latent_dim"], table=bool(meta.get("table")))
+    scorer = None
+    if part == "full" and meta.get("ensemble"):  # the default score, its references inside the file
+        scorer = scorer_of(meta, load_references(run_dir, meta))
+    table = bool(meta.get("table"))
+    module = Exportable(model, normalizer, part, shape, meta["latent_dim"], table=table, scorer=scorer)
     module = module.eval().requires_grad_(False)
     example = module.example(EXAMPLE_BATCH)
     with _quiet(), torch.no_grad():
@@ -271,9 +279,16 @@ def describe(meta: dict, run_dir: Path, path: Path, fmt: str, part: str, opset: 
     code = {"dtype": "float32", "shape": ["N", latent], "units": "latent codes, as aekit encode writes them"}
     clamped = f", clamped to [0, {norm['scale']:g}]" if float(norm["scale"]) > 1 else ""
     threshold = meta.get("threshold")
-    if threshold and threshold.get("metric") != "mse":  # the exported score is the MSE, not the run's default
-        threshold = stored_threshold(meta, "mse")
+    metric = "ensemble" if meta.get("ensemble") else "mse"  # what the file's score computes
+    if threshold and threshold.get("metric") != metric:  # a run whose default was mse+latent: the MSE's
+        threshold = stored_threshold(meta, metric)
     above = f"above {threshold['value']:.6g} (threshold.value)" if threshold else "above a threshold of your choice"
+    meaning = (
+        "per-item anomaly score, as aekit score computes it (the ensemble of the reconstruction error and the "
+        "distances from the training items, its references inside the file)"
+        if metric == "ensemble"
+        else "per-item reconstruction MSE (pixels in [0, 1]), as aekit score --metric mse"
+    )
     if part == "full":
         inputs = [{"name": "images", **image}]
         outputs = [
@@ -282,8 +297,7 @@ def describe(meta: dict, run_dir: Path, path: Path, fmt: str, part: str, opset: 
                 "name": "score",
                 "dtype": "float32",
                 "shape": ["N"],
-                "meaning": f"per-item reconstruction MSE (pixels in [0, 1]), as aekit score --metric mse; anomalous "
-                f"when {above}",
+                "meaning": f"{meaning}; anomalous when {above}",
             },
         ]
     elif part == "encoder":

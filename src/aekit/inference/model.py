@@ -300,7 +300,7 @@ class Autoencoder:
         from aekit.measures.item_errors import item_errors
         from aekit.measures.latent_score import combined
 
-        white = ensemble.whitening(self.meta["latent_score"]) if metric == "ensemble" else None
+        scorer = ensemble.scorer_of(self.meta, self.references).to(self.device) if metric == "ensemble" else None
 
         def errors(b: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
             xn = self.normalizer.normalize(b)
@@ -310,9 +310,7 @@ class Autoencoder:
             else:
                 recon, target = self.normalizer.to_unit(out.recon, clamp=self.scale > 1), b / self.scale
             if metric == "ensemble":
-                scales = self.meta["ensemble"]["scales"]
-                raw = ensemble.parts(scales, out, recon, target, xn, m, white, self.references)
-                return ensemble.combine(raw, scales).float().to(b.device)
+                return scorer(out.z, recon, target, xn, m)
             e = item_errors(recon, target, "mse" if metric == "mse+latent" else metric, m)
             if metric == "mse+latent":  # float64 on the CPU: float32 before it goes back (MPS has no float64)
                 return combined(e, out.z, self.meta["latent_score"]).float().to(e.device)

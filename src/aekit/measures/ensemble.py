@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from aekit.core.transfer import HostGather
@@ -50,58 +51,70 @@ def parts_of(kind: DataKind) -> tuple[str, ...]:
 
 
 def input_view(xn: torch.Tensor) -> torch.Tensor:
-    """(N, D) the normalised input average-pooled so that D <= about MAX_VIEW, float32."""
+    """(N, D) the normalised input average-pooled in f x f windows so that D <= about MAX_VIEW
+    (the last window of a side that f does not divide averages what it holds), float32."""
     c, h, w = xn.shape[1:]
     f = max(1, math.ceil(math.sqrt(c * h * w / MAX_VIEW)))
     if f > 1:
-        xn = F.adaptive_avg_pool2d(xn.float(), (max(1, math.ceil(h / f)), max(1, math.ceil(w / f))))
-    return xn.float().reshape(len(xn), -1)
+        xn = F.avg_pool2d(xn.float(), f, f, ceil_mode=True, count_include_pad=False)
+    return xn.float().flatten(1)
 
 
 def whitening(latent: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, W) with |(z - mean) @ W|^2 the Mahalanobis distance under the latent statistics."""
+    """(mean, W) with |(z - mean) @ W|^2 the Mahalanobis distance under the latent statistics
+    (computed in float64 on the CPU, returned in float32)."""
     mean = torch.tensor(latent["mean"], dtype=torch.float64)
     vals, vecs = torch.linalg.eigh(torch.tensor(latent["precision"], dtype=torch.float64))
-    return mean, vecs * vals.clamp_min(0).sqrt()
+    return mean.float(), (vecs * vals.clamp_min(0).sqrt()).float()
 
 
-def whiten(z: torch.Tensor, white: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    mean, w = white
-    return ((z.cpu().double() - mean) @ w).float()
+def knn_mean(queries: torch.Tensor, refs: torch.Tensor, k: int, skip: int = 0) -> torch.Tensor:
+    """(N,) mean distance of each query to its k nearest references, the `skip` nearest left out
+    (queries that are references themselves). |q|^2 - 2 q.r + |r|^2 as matrix products: what
+    torch.cdist computes for these sizes, written out so that ONNX exports it."""
+    d2 = (queries * queries).sum(1, keepdim=True) - 2 * queries @ refs.T + (refs * refs).sum(1)[None]
+    return d2.clamp_min(0).sqrt().topk(k + skip, dim=1, largest=False).values[:, skip:].mean(1)
 
 
-def knn_distance(queries: torch.Tensor, refs: torch.Tensor, k: int = K_NEIGHBOURS, skip_self: bool = False):
-    """(N,) mean distance of each query to its k nearest references (the nearest left out with
-    `skip_self`: queries that are references themselves), on the CPU in float32."""
-    q, r = queries.float().cpu(), refs.float().cpu()
-    skip = int(skip_self and len(r) > 1)  # a single reference is the only neighbour there is
-    k = max(1, min(k, len(r) - skip))
-    d = torch.cdist(q, r).topk(k + skip, dim=1, largest=False).values
-    return d[:, skip:].mean(1)
+class EnsembleScorer(nn.Module):
+    """The ensemble score of a batch, as one module: training calibrates it (`parts` of the
+    validation items), `Autoencoder.score` and the exported ONNX/TorchScript file compute it (the
+    same operations, float32, on any device)."""
 
+    def __init__(self, names, latent: dict, refs: dict, scales: dict | None = None, skip_self: bool = False):
+        super().__init__()
+        self.names = tuple(names)
+        mean, w = whitening(latent)
+        self.register_buffer("mean", mean)
+        self.register_buffer("white", w)
+        self.register_buffer("codes", refs["codes"].float())
+        self.register_buffer("inputs", refs["inputs"].float())
+        self.skip = int(skip_self and len(refs["codes"]) > 1)  # a single reference is the only neighbour there is
+        self.k = max(1, min(K_NEIGHBOURS, len(refs["codes"]) - self.skip))
+        self.scales = dict(scales or {})
 
-def parts(names, out, recon, target, xn, mask, white, refs: dict, skip_self: bool = False) -> dict:
-    """The raw parts `names` (N,) of a batch: `out` the model's output on the normalised batch `xn`,
-    `recon` and `target` in the kind's units, `white` the latent whitening, `refs` the references."""
-    got = {}
-    for name in names:
-        if name in ("mse", "ssim"):
-            got[name] = item_errors(recon, target, name, mask).float().cpu()
-        elif name == "code_knn":
-            got[name] = knn_distance(whiten(out.z, white), refs["codes"], skip_self=skip_self)
-        elif name == "input_knn":
-            got[name] = knn_distance(input_view(xn), refs["inputs"], skip_self=skip_self)
-        elif name == "code_distance":
-            w = whiten(out.z, white)
-            got[name] = (w**2).sum(1) / w.shape[1]
-        elif name == "spread":
-            got[name] = (xn.float() ** 2).mean(dim=(1, 2, 3)).cpu()
-    return got
+    def parts(self, z, recon, target, xn, mask=None) -> dict[str, torch.Tensor]:
+        """The raw parts (N,) of a batch: `z` its codes, `recon` and `target` in the kind's units, `xn`
+        the normalised input, `mask` (N, 1, H, W) True where valid (rasters with nodata)."""
+        got = {}
+        w = (z.float() - self.mean) @ self.white
+        for name in self.names:
+            if name in ("mse", "ssim"):
+                got[name] = item_errors(recon, target, name, mask).float()
+            elif name == "code_knn":
+                got[name] = knn_mean(w, self.codes, self.k, self.skip)
+            elif name == "input_knn":
+                got[name] = knn_mean(input_view(xn), self.inputs, self.k, self.skip)
+            elif name == "code_distance":
+                got[name] = (w**2).sum(1) / w.shape[1]
+            elif name == "spread":
+                got[name] = (xn.float() ** 2).mean(dim=(1, 2, 3))
+        return got
 
-
-def combine(raw: dict, scales: dict) -> torch.Tensor:
-    """The score: each part over its scale, summed (float64, on the CPU)."""
-    return sum(raw[name].cpu().double() / scales[name] for name in scales)
+    def forward(self, z, recon, target, xn, mask=None) -> torch.Tensor:
+        """(N,) float32: each part over its scale, summed."""
+        raw = self.parts(z, recon, target, xn, mask)
+        return sum(raw[name] / self.scales[name] for name in self.scales)
 
 
 @torch.no_grad()
@@ -118,7 +131,7 @@ def references(model, normalizer, x_all, train_idx, device, batch_size: int, lat
     model.eval()
     for i in range(0, len(idx), batch_size):
         xn = normalizer.normalize(xs(idx[i : i + batch_size]))
-        codes.append(whiten(model.encode(xn), white))
+        codes.append(((model.encode(xn).float() - white[0].to(xn.device)) @ white[1].to(xn.device)).cpu())
         inputs.append(input_view(xn).cpu().half())
     model.train()
     return {"codes": torch.cat(codes).contiguous(), "inputs": torch.cat(inputs).contiguous(), "items": idx}
@@ -127,3 +140,9 @@ def references(model, normalizer, x_all, train_idx, device, batch_size: int, lat
 def scales_of(raw: dict) -> dict:
     """Each part's mean over the calibration items (the divisor that makes a typical item 1)."""
     return {name: max(float(v.cpu().double().mean()), 1e-12) for name, v in raw.items()}
+
+
+def scorer_of(meta: dict, refs: dict) -> EnsembleScorer:
+    """The ensemble score of a saved run (model.json `ensemble`, RUN/reference.safetensors)."""
+    scales = meta["ensemble"]["scales"]
+    return EnsembleScorer(scales, meta["latent_score"], refs, scales).eval()

@@ -15,8 +15,7 @@ import torch
 from aekit.core.transfer import HostGather, host_cast
 from aekit.data.kind import DataKind
 from aekit.measures.ensemble import METRIC as ENSEMBLE
-from aekit.measures.ensemble import combine, parts_of, scales_of, whitening
-from aekit.measures.ensemble import parts as ensemble_parts
+from aekit.measures.ensemble import EnsembleScorer, parts_of, scales_of
 from aekit.measures.item_errors import item_errors
 from aekit.measures.latent_score import METRIC as LATENT_METRIC
 from aekit.measures.latent_score import combined
@@ -114,7 +113,11 @@ def final_pass(
     metrics = [m for m in (kind.metrics if scores else ()) if needs.get(m, True)]
     errors: dict[str, list] = {m: [] for m in metrics}
     by_part: dict[str, list] = {}  # the ensemble's raw parts
-    white = whitening(latent_stats) if ENSEMBLE in errors else None
+    scorer = (
+        EnsembleScorer(parts_of(kind), latent_stats, refs, skip_self=skip_self).to(device)
+        if ENSEMBLE in errors
+        else None
+    )
     zs, kls = [], []
     model.eval()
     for _, xb, mb in batches(x_all, m_all, idx, batch_size, device):
@@ -127,9 +130,8 @@ def final_pass(
         if LATENT_METRIC in errors:
             errors[LATENT_METRIC].append(combined(errors["mse"][-1], out.z, latent_stats))
         if ENSEMBLE in errors:
-            got = ensemble_parts(parts_of(kind), out, recon, target, xn, mb, white, refs, skip_self)
-            for name, v in got.items():
-                by_part.setdefault(name, []).append(v)
+            for name, v in scorer.parts(out.z, recon, target, xn, mb).items():
+                by_part.setdefault(name, []).append(v.cpu())
         zs.append(out.z.float().cpu())
         if "kl" in out.stats:  # models with a posterior report each dimension's KL
             kls.append(out.stats["kl"].float().cpu())
@@ -155,5 +157,5 @@ def final_pass(
     if by_part:
         parts = {name: torch.cat(v) for name, v in by_part.items()}
         scales = scales_of(parts)
-        errors[ENSEMBLE] = [combine(parts, scales)]
+        errors[ENSEMBLE] = [sum(parts[name].double() / scales[name] for name in scales)]
     return FinalPass(comparison, {m: torch.cat(v).cpu().double().numpy() for m, v in errors.items()}, latent, scales)
