@@ -157,5 +157,5 @@ def final_pass(
     if by_part:
         parts = {name: torch.cat(v) for name, v in by_part.items()}
         scales = scales_of(parts)
-        errors[ENSEMBLE] = [sum(parts[name].double() / scales[name] for name in scales)]
+        errors[ENSEMBLE] = [sum(parts[name].cpu().double() / scales[name] for name in scales)]  # MPS: no float64
     return FinalPass(comparison, {m: torch.cat(v).cpu().double().numpy() for m, v in errors.items()}, latent, scales)
