@@ -62,45 +62,64 @@ def seed(folder: Path, epochs: int) -> dict:
 
 
 LIMIT = """
-import sys, time, torch
+import json, sys, time, torch
 from aekit.core.compute import compute_settings
 from aekit.data import read_images
 from aekit.data.normalize import Normalizer, channel_stats
 from aekit.models import create_model
 from aekit.training.step import make_optimizer, train_step
-data = read_images(sys.argv[1], show_progress=False)
-x = torch.from_numpy(data.array)
-n, epochs, bs = len(x), int(sys.argv[2]), 32
-precision, channels_last, flips = sys.argv[3], sys.argv[4] == "1", sys.argv[5] == "1"
+a = json.loads(sys.argv[1])
+data = read_images(a["folder"], show_progress=False)
+device = torch.device(a["device"])
+x = torch.from_numpy(data.array).to(device)  # in device memory: no input pipeline at all
+n, epochs, bs = len(x), a["epochs"], a["batch"]
 torch.manual_seed(0)
-model = create_model("basic", in_shape=data.shape, latent_dim=128)
-norm = Normalizer(255.0, *channel_stats(data.array, 255.0))
-settings = compute_settings(torch.device("cpu"), precision)
-settings.channels_last = channels_last
+model = create_model("basic", in_shape=data.shape, latent_dim=128).to(device)
+norm = Normalizer(255.0, *channel_stats(data.array, 255.0)).to(device)
+settings = compute_settings(device, a["precision"])
+settings.channels_last = a["channels_last"]
 model = settings.prepare(model)
+if a["compile"]:
+    model = torch.compile(model)
 opt = make_optimizer(model.parameters(), 1e-3, 1e-4)  # aekit's optimizer and settings
+sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 rates = []
 for epoch in range(epochs):
-    perm = torch.randperm(n)
+    perm = torch.randperm(n, device=device)
+    sync()
     t = time.perf_counter()
     for i in range(0, n, bs):
         xb = x[perm[i:i + bs]]
-        if flips:  # as aekit does: a random half of the raw batch mirrored
-            half = torch.nonzero(torch.rand(len(xb)) < 0.5).flatten()
+        if a["flips"]:  # as aekit does: a random half of the raw batch mirrored
+            half = torch.nonzero(torch.rand(len(xb), device=device) < 0.5).flatten()
             xb[half] = xb[half].flip(-1)
-        if channels_last:
+        if a["channels_last"]:
             xb = xb.to(dtype=torch.float32, memory_format=torch.channels_last)
         train_step(model, opt, norm.normalize(xb), settings)
+    sync()
     rates.append(n / (time.perf_counter() - t))
 print("limit images/s", max(rates[1:] or rates))
 """
 
 
-def limit(folder: Path, epochs: int, precision: str, channels_last: bool, flips: bool) -> dict:
-    flags = (precision, "1" if channels_last else "0", "1" if flips else "0")
-    out, _, rss = run_py(LIMIT, str(folder), str(epochs), *flags)
+def limit(
+    folder: Path,
+    epochs: int,
+    precision: str,
+    channels_last: bool,
+    flips: bool,
+    *,
+    device: str = "cpu",
+    batch: int = 32,
+    compile: bool = False,
+) -> dict:
+    """The compute limit: aekit's basic network trained from a uint8 tensor already in the
+    device's memory (the first epoch, warm-up and compilation, does not count)."""
+    args = {"folder": str(folder), "epochs": epochs, "precision": precision, "channels_last": channels_last}
+    args |= {"flips": flips, "device": device, "batch": batch, "compile": compile}
+    out, _, rss = run_py(LIMIT, json.dumps(args))
     rate = float(re.findall(r"limit images/s ([\d.]+)", out)[-1])
-    return {"images_per_s": rate, "ms_per_step": 32e3 / rate, "peak_rss_mb": rss}
+    return {"images_per_s": rate, "ms_per_step": batch * 1e3 / rate, "peak_rss_mb": rss}
 
 
 EXTRAS = {  # the compute limit with each of aekit's extras added in turn (batch 32)
@@ -143,18 +162,18 @@ def aekit_train(folder: Path, epochs: int, cache: Path, extra: list[str]) -> dic
 
 ENCODE = """
 import sys, time
-from aekit.inference.encode import encode_to_file
+import aekit
 t = time.perf_counter()
-_, n, _ = encode_to_file(sys.argv[1], sys.argv[2], sys.argv[3], cache_dir=sys.argv[4], verbose=False)
-print("encode images/s", n / (time.perf_counter() - t))
+ids, _ = aekit.encode(sys.argv[1], sys.argv[2], sys.argv[3], cache_dir=sys.argv[4])
+print("encode images/s", len(ids) / (time.perf_counter() - t))
 """
 
 
 SCORE = """
 import sys, time
-from aekit.inference.score import score_to_file
+import aekit
 t = time.perf_counter()
-res = score_to_file(sys.argv[1], sys.argv[2], sys.argv[3], cache_dir=sys.argv[4], verbose=False)
+res = aekit.score(sys.argv[1], sys.argv[2], sys.argv[3], cache_dir=sys.argv[4])
 print("score images/s", len(res.ids) / (time.perf_counter() - t))
 """
 
