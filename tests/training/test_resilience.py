@@ -339,6 +339,7 @@ def test_bombs_and_unreadable_files_are_skipped_and_data_is_never_modified(tmp_p
     assert digest(folder) == before
 
 
+@pytest.mark.skipif(not os.path.isfile("/proc/self/status"), reason="reads the peak from /proc (Linux)")
 def test_a_very_large_image_is_resized_without_a_memory_blow_up(tmp_path):
     folder = tmp_path / "big"
     write_pngs(folder, smooth_images(8, 32, 32, 3))
@@ -347,17 +348,18 @@ def test_a_very_large_image_is_resized_without_a_memory_blow_up(tmp_path):
     )
     code = (
         "import sys, aekit; r = aekit.train(sys.argv[1], epochs=1, latent_dim=4, image_size=32, verbose=False, "
-        "out=sys.argv[2], cache_dir=None); assert r.summary['n_images'] == 9, r.summary; import resource; "
-        "print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "out=sys.argv[2], cache_dir=None); assert r.summary['n_images'] == 9, r.summary; "
+        "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     before = digest(folder)
     argv = [sys.executable, "-c", code, str(folder), str(tmp_path / "run")]
     done = subprocess.run(argv, check=True, env=env, capture_output=True, text=True)
     assert digest(folder) == before
-    # the child's own peak (RUSAGE_CHILDREN would be the largest of every child this test process ever had)
-    peak_mb = int(done.stdout.split("peak_kb")[-1]) / 1024
-    assert peak_mb < 1500, peak_mb  # torch itself is ~400 MB; the 24-megapixel image decodes as ~70 MB
+    # the child's own peak since it started Python: VmHWM starts again at exec, while getrusage's
+    # ru_maxrss keeps the forking pytest process's size (and RUSAGE_CHILDREN is the largest child ever)
+    peak_mb = int(done.stdout.split()[-1]) / 1024
+    assert peak_mb < 1000, peak_mb  # ~410 MB measured: torch ~400 MB; the 24-megapixel image decodes as ~70 MB
 
 
 def test_a_second_sigterm_while_stopping_changes_nothing():
