@@ -291,8 +291,8 @@ def test_a_table_models_file_scores_as_aekit_score_and_an_older_runs_gives_the_m
 
     older = {**meta, "score_metric": "mse+latent"}
     del older["ensemble"]
-    older["threshold"] = {**meta["threshold"]["by_metric"]["mse+latent"], "by_metric": {
-        "mse": meta["threshold"]["by_metric"]["mse"], "mae": meta["threshold"]["by_metric"]["mae"]}}  # fmt: skip
+    rules = meta["threshold"]["by_metric"]
+    older["threshold"] = {**rules["mse+latent"], "by_metric": {"mse": rules["mse"], "mae": rules["mae"]}}
     (run / "model.json").write_text(json.dumps(older))
     aekit.export(run, tmp_path / "old.onnx")
     side = json.loads((tmp_path / "old.onnx.json").read_text())
