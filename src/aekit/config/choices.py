@@ -15,7 +15,7 @@ LAYOUTS = ("NHW", "NHWC", "NCHW")  # array files
 # default): measures/ensemble.py
 METRICS = ("mse", "mae", "ssim", "mse+latent", "ensemble")
 TABLE_METRICS = ("mse", "mae", "mse+latent", "ensemble")  # SSIM means nothing for a table row
-ENSEMBLE_PARTS = ("mse", "ssim", "code_knn", "input_knn", "code_distance", "spread")  # the ensemble's parts
+ENSEMBLE_PARTS = ("mse", "ssim", "local", "code_knn", "input_knn", "code_distance", "spread")  # the ensemble's parts
 EXPORT_FORMATS = {"onnx": (".onnx",), "torchscript": (".pt", ".ts")}  # format: file extensions
 EXPORT_PARTS = ("full", "encoder", "decoder")
 SEARCHES = ("grid", "random", "tpe")  # sweeps

@@ -20,6 +20,7 @@ from aekit.core.errors import AekitError
 from aekit.core.rundir import atomic_write
 from aekit.data.kind import PIXELS, DataKind
 from aekit.measures.ensemble import METRIC as ENSEMBLE_METRIC
+from aekit.measures.ensemble import SUM_UNITS
 from aekit.measures.ensemble import UNITS as ENSEMBLE_UNITS
 from aekit.measures.item_errors import METRIC_WORDS
 from aekit.measures.latent_score import LATENT_UNITS
@@ -45,10 +46,12 @@ def threshold_from(
     contamination: float | None = None,
     of: str,
     units: str = PIXELS,
+    combine: str = "max",
 ) -> dict:
     """The threshold of `errors` by percentile or contamination, with a sentence explaining it;
-    `of` says whose errors these are (e.g. "the 60 validation items"), `units` their units."""
-    units = units_of(metric, units)
+    `of` says whose errors these are (e.g. "the 60 validation items"), `units` their units,
+    `combine` how the run's ensemble score combines its parts."""
+    units = units_of(metric, units, combine)
     check_rule(percentile, contamination)
     errors = np.asarray(errors, dtype=np.float64)
     errors = errors[np.isfinite(errors)]
@@ -74,12 +77,15 @@ def threshold_from(
     }
 
 
-def units_of(metric: str, units: str) -> str:
-    """What a score of `metric` is measured in: the data's units for a reconstruction error, or the
-    scale of a sum of parts each over its typical value."""
+def units_of(metric: str, units: str, combine: str = "max") -> str:
+    """What a score of `metric` is measured in: the data's units for a reconstruction error, the
+    scale of a sum of terms each over its typical value (mse+latent; the ensemble of earlier runs),
+    or robust z-scores (the ensemble)."""
     if metric == LATENT_METRIC:
         return LATENT_UNITS
-    return ENSEMBLE_UNITS if metric == ENSEMBLE_METRIC else units
+    if metric == ENSEMBLE_METRIC:
+        return ENSEMBLE_UNITS if combine == "max" else SUM_UNITS
+    return units
 
 
 def _ordinal(p: float) -> str:
@@ -149,9 +155,11 @@ def choose_threshold(
         raise AekitError("give at most one of --threshold, --threshold-percentile and --contamination")
     check_rule(percentile, contamination)
     units = DataKind.of_model(meta).units
+    combine = (meta.get("ensemble") or {}).get("combine", "sum")
     if threshold is not None:
-        if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
-            raise AekitError(f"threshold must be a finite number >= 0, got {threshold!r}")
+        signed = metric == ENSEMBLE_METRIC and combine == "max"  # robust z-scores go below 0
+        if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and (signed or threshold >= 0)):
+            raise AekitError(f"threshold must be a finite number{'' if signed else ' >= 0'}, got {threshold!r}")
         return {
             "metric": metric,
             "value": float(threshold),
@@ -160,17 +168,27 @@ def choose_threshold(
             "contamination": None,
             "n": None,
             "explanation": f"an item is anomalous when its {METRIC_WORDS[metric]} "
-            f"({units_of(metric, units)}) "
+            f"({units_of(metric, units, combine)}) "
             f"exceeds {threshold:.6g}, the value given on the command line",
         }
     if contamination is not None:
         return threshold_from(
-            scores, metric, contamination=contamination, of=f"the {len(scores)} scored items", units=units
+            scores,
+            metric,
+            contamination=contamination,
+            of=f"the {len(scores)} scored items",
+            units=units,
+            combine=combine,
         )
     if percentile is not None:
         errors = read_validation_scores(run_dir, metric)
         return threshold_from(
-            errors, metric, percentile=percentile, of=f"the {len(errors)} validation items", units=units
+            errors,
+            metric,
+            percentile=percentile,
+            of=f"the {len(errors)} validation items",
+            units=units,
+            combine=combine,
         )
     stored = stored_threshold(meta, metric)
     if stored is None:
@@ -181,5 +199,6 @@ def choose_threshold(
             )
         errors = read_validation_scores(run_dir, metric)
         p = meta["threshold"].get("percentile") or 99.0
-        return threshold_from(errors, metric, percentile=p, of=f"the {len(errors)} validation items", units=units)
+        of = f"the {len(errors)} validation items"
+        return threshold_from(errors, metric, percentile=p, of=of, units=units, combine=combine)
     return stored

@@ -15,7 +15,7 @@ import torch
 from aekit.core.transfer import HostGather, host_cast
 from aekit.data.kind import DataKind
 from aekit.measures.ensemble import METRIC as ENSEMBLE
-from aekit.measures.ensemble import EnsembleScorer, parts_of, scales_of
+from aekit.measures.ensemble import EnsembleScorer, calibration, combine_of, parts_of, score_of
 from aekit.measures.item_errors import item_errors
 from aekit.measures.latent_score import METRIC as LATENT_METRIC
 from aekit.measures.latent_score import combined
@@ -81,7 +81,7 @@ class FinalPass:
     comparison: dict  # autoencoder vs PCA: MSE, PSNR, SSIM overall and per channel, and the verdict
     errors: dict[str, np.ndarray]  # per-item errors under each of the kind's metrics (the threshold's data)
     latent: dict  # active_units and, for models with a posterior, kl_per_dim (nats)
-    ensemble_scales: dict | None = None  # the ensemble score's parts' means over these items (its calibration)
+    ensemble_calibration: dict | None = None  # the ensemble score's calibration on these items (model.json)
 
 
 @torch.no_grad()
@@ -104,7 +104,7 @@ def final_pass(
     and of PCA with the same number of components, per-item errors under every score metric
     (unless not `scores`; mse+latent needs `latent_stats`, ensemble also its kNN `refs`, which
     hold these items themselves when `skip_self`), and latent statistics. The ensemble score is
-    calibrated on these items (FinalPass.ensemble_scales)."""
+    calibrated on these items (FinalPass.ensemble_calibration)."""
     image_metrics = not kind.table
     own = image_metrics and not kind.bounded  # PSNR over the data's own range, not a range of 1
     ae, lin = Metrics(image_metrics, own), Metrics(image_metrics, own)
@@ -153,9 +153,9 @@ def final_pass(
     latent: dict = {"active_units": int((var > ACTIVE_VARIANCE).sum())}
     if kls:
         latent["kl_per_dim"] = [round(float(v), 5) for v in torch.cat(kls).mean(0)]
-    scales = None
+    cal = None
     if by_part:
         parts = {name: torch.cat(v) for name, v in by_part.items()}
-        scales = scales_of(parts)
-        errors[ENSEMBLE] = [sum(parts[name].cpu().double() / scales[name] for name in scales)]  # MPS: no float64
-    return FinalPass(comparison, {m: torch.cat(v).cpu().double().numpy() for m, v in errors.items()}, latent, scales)
+        cal = calibration(parts, combine_of(kind))
+        errors[ENSEMBLE] = [score_of(parts, cal)]
+    return FinalPass(comparison, {m: torch.cat(v).cpu().double().numpy() for m, v in errors.items()}, latent, cal)

@@ -193,21 +193,33 @@ def check_meta(meta: Any) -> None:
             f"latent_score must hold a mean of {latent}, a {latent}x{latent} precision and an mse_scale > 0"
         )
     ensemble = meta.get("ensemble")
-    if ensemble is not None and not (
-        stats
-        and isinstance(ensemble, dict)
-        and isinstance(ensemble.get("scales"), dict)
-        and ensemble["scales"]
-        and set(ensemble["scales"]) <= set(ENSEMBLE_PARTS)
-        and all(_float(v, True) and v > 0 for v in ensemble["scales"].values())
-    ):
-        raise ValueError(f"ensemble must hold a scale > 0 for each of its parts ({', '.join(ENSEMBLE_PARTS)})")
+    if ensemble is not None and not (stats and _ensemble_ok(ensemble)):
+        raise ValueError(
+            f"ensemble must hold a scale > 0 for each of its parts ({', '.join(ENSEMBLE_PARTS)}), "
+            "a finite center for each with combine 'max', and combine 'max' or 'sum'"
+        )
     threshold = meta.get("threshold")
     if threshold:
         by_metric = threshold.get("by_metric") or {} if isinstance(threshold, dict) else {}
         rules = [threshold, *(by_metric.values() if isinstance(by_metric, dict) else [by_metric])]
         if not all(isinstance(r, dict) and _numbers([r.get("value")], 1) and r.get("metric") in METRICS for r in rules):
             raise ValueError("threshold must hold a metric and a finite value for each metric")
+
+
+def _ensemble_ok(ensemble: Any) -> bool:
+    """model.json's "ensemble": scales > 0 for known parts; combine "sum" (absent in earlier runs) or
+    "max" with a finite center for each part."""
+    if not isinstance(ensemble, dict):
+        return False
+    scales, combine = ensemble.get("scales"), ensemble.get("combine", "sum")
+    if not (isinstance(scales, dict) and scales and set(scales) <= set(ENSEMBLE_PARTS)):
+        return False
+    if not all(_float(v, True) and v > 0 for v in scales.values()) or combine not in ("max", "sum"):
+        return False
+    centers = ensemble.get("centers")
+    return combine == "sum" or (
+        isinstance(centers, dict) and set(centers) == set(scales) and all(_float(v, True) for v in centers.values())
+    )
 
 
 def _counts(values: Any, n: int) -> bool:

@@ -20,7 +20,7 @@ from aekit.core.progress import console
 from aekit.core.rundir import write_json
 from aekit.data.base import LoadedData
 from aekit.measures.compare import comparison_table, say_verdict
-from aekit.measures.ensemble import K_NEIGHBOURS, references
+from aekit.measures.ensemble import K_NEIGHBOURS, combine_of, references
 from aekit.measures.item_errors import item_errors
 from aekit.measures.latent_score import latent_statistics
 from aekit.measures.thresholds import threshold_from, write_validation_scores
@@ -70,12 +70,18 @@ def finish(
         skip_self=on_train,
     )
     save_references(run_dir, refs)
-    s.meta["ensemble"] = {"scales": res.ensemble_scales, "references": len(refs["items"]), "k": K_NEIGHBOURS}
+    s.meta["ensemble"] = {**res.ensemble_calibration, "references": len(refs["items"]), "k": K_NEIGHBOURS}
     write_validation_scores(run_dir, [data.ids[i] for i in s.eval_idx.tolist()], res.errors)
     whose = f"the {len(s.eval_idx)} {'validation' if len(s.val_idx) else 'training'} items"
     rules = {
         m: threshold_from(
-            e, m, percentile=s.cfg.threshold_percentile, contamination=s.cfg.contamination, of=whose, units=s.kind.units
+            e,
+            m,
+            percentile=s.cfg.threshold_percentile,
+            contamination=s.cfg.contamination,
+            of=whose,
+            units=s.kind.units,
+            combine=combine_of(s.kind),
         )
         for m, e in res.errors.items()
     }
