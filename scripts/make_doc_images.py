@@ -75,11 +75,12 @@ def anomaly() -> None:
     save(work / "scores_worst.png", "anomaly_worst.png")
     aekit.evaluate(run.path, normal=work / "normal", anomalous=work / "anomalous", output=work / "det.json")
     save(work / "det_curves.png", "anomaly_curves.png", width=720)
-    from aekit.reporting.report import scores_png
+    from aekit.reporting.report import SCORE_AXIS, scores_png
 
-    with open(run.path / "validation_scores.csv") as f:
-        scores = [float(r["score"]) for r in csv.DictReader(f)]
-    (work / "hist.png").write_bytes(scores_png(scores, aekit.load(run.path).threshold))
+    model = aekit.load(run.path)
+    with open(run.path / "validation_scores.csv") as f:  # the run's default score, which the threshold is of
+        scores = [float(r[model.score_metric]) for r in csv.DictReader(f)]
+    (work / "hist.png").write_bytes(scores_png(scores, model.threshold, SCORE_AXIS[model.score_metric]))
     save(work / "hist.png", "anomaly_histogram.png", width=640)
     aekit.report(run.path)
 

@@ -127,12 +127,15 @@ class ScoreOptions(UseOptions):
     )
     metric: str | None = opt(
         None,
-        "ensemble (the default: the reconstruction error and the distances from the training items, each over "
-        "its typical value), mse, mae, ssim (1 - SSIM: structural dissimilarity), or mse+latent (MSE plus the "
+        "ensemble (the default: the reconstruction error, local and whole, and the distances from the training "
+        "items, each against its spread on normal items; images: the largest of them, tables: their sum), "
+        "mse, mae, ssim (1 - SSIM: structural dissimilarity), or mse+latent (MSE plus the "
         "code's distance from the training codes)",
         choices=METRICS,
     )
-    threshold: float | None = opt(None, "flag items whose score exceeds VALUE", metavar="VALUE")
+    threshold: float | None = opt(
+        None, "flag items whose score exceeds VALUE (a negative one as --threshold=-1)", metavar="VALUE"
+    )
     threshold_percentile: float | None = opt(
         None, "threshold at this percentile of the run's validation errors (training default: 99)", metavar="P"
     )

@@ -262,7 +262,8 @@ class Autoencoder:
     ) -> np.ndarray:
         """Per-item anomaly score (N,), higher = more anomalous. Default: the run's `score_metric`,
         the ensemble of the reconstruction error and the distances from the training items
-        (measures/ensemble.py; about its number of parts for a typical normal item). Or: mse, mae,
+        (measures/ensemble.py; images: the largest of its parts' robust z-scores, about 0 for a
+        typical normal item; tables: about its number of parts for a typical normal row). Or: mse, mae,
         ssim (1 - SSIM) of the reconstruction in [0, 1] pixel units (table rows: standardised units,
         mse or mae); mse+latent, the MSE plus the distance of the code from the training codes.
         Compare with `threshold` (set at training time). `mask` (N, 1, H, W), True where valid,

@@ -18,7 +18,7 @@ METRIC_WORDS = {
     "mae": "mean absolute reconstruction error",
     "ssim": "structural dissimilarity (1 - SSIM)",
     "mse+latent": "reconstruction MSE plus latent distance (each over its training mean)",
-    "ensemble": "ensemble score: reconstruction error plus distances from the training items",
+    "ensemble": "ensemble score of the reconstruction error and the distances from the training items",
 }
 
 

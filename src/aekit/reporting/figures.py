@@ -20,15 +20,17 @@ def fig_width(inches: float) -> int:
     return round(inches * 100)
 
 
-def scores_png(scores: list[float], threshold: float | None) -> bytes:
-    """Histogram of validation anomaly scores with the threshold as a vertical line."""
+def scores_png(
+    scores: list[float], threshold: float | None, what: str = "reconstruction MSE (pixels in [0, 1])"
+) -> bytes:
+    """Histogram of validation anomaly scores with the threshold as a vertical line; `what` the score is."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     bins = min(60, max(5, len(np.histogram_bin_edges(scores, bins="auto")) - 1))
     ax.hist(scores, bins=bins, color="#4c78a8", edgecolor="white", linewidth=0.5, label="validation items")
     if threshold is not None:
         ax.axvline(threshold, color="#d62728", linestyle="--", linewidth=1.5, label=f"threshold {threshold:.4g}")
-    ax.set_xlabel("anomaly score: reconstruction MSE (pixels in [0, 1])")
+    ax.set_xlabel(f"anomaly score: {what}")
     ax.set_ylabel("items")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend()

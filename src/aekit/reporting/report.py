@@ -253,10 +253,20 @@ SCORE_MEANING = {  # what the run's default anomaly score is, in the report's wo
     "reconstructed worse and score higher.",
     "mse+latent": "The anomaly score of an item is its reconstruction MSE plus the distance of its code from the "
     "training codes, each over its typical value.",
-    "ensemble": "The anomaly score of an item adds up several ways it can be unlike the training items: how badly "
-    "it is reconstructed, and how far its code and its input lie from the nearest training items (for tables: "
-    "from the typical row), each over its typical value on normal items, so that a typical normal item scores "
-    "about the number of parts.",
+    "ensemble": "The anomaly score of an item is the largest of several ways it can be unlike the training items: "
+    "how badly it is reconstructed, as a whole and in its worst window, and how far its code and its input lie "
+    "from the nearest training items, each as a robust z-score over the validation items (its distance from "
+    "their median in interquartile ranges), so that a typical normal item scores about 0.",
+    "ensemble sum": "The anomaly score of an item adds up several ways it can be unlike the training items: how "
+    "badly it is reconstructed, and how far its code and its input lie from the nearest training items (for "
+    "tables: from the typical row), each over its typical value on normal items, so that a typical normal item "
+    "scores about the number of parts.",
+}
+SCORE_AXIS = {  # the histogram's axis, by the run's default score
+    "mse": "reconstruction MSE (pixels in [0, 1])",
+    "mse+latent": "MSE plus latent distance, each over its typical value",
+    "ensemble": "ensemble, the largest robust z-score of its parts",
+    "ensemble sum": "ensemble, its parts each over its typical value, summed",
 }
 
 
@@ -277,13 +287,16 @@ def scores(run_dir: Path, s: dict) -> dict | None:
         text = thr.get("explanation") or f"an item is anomalous when its score exceeds {value:.4g}"
         threshold = {"text": text, "above": sum(v > value for v in values)}
     maps = run_dir / WORST_MAPS
+    ens = meta.get("ensemble")
+    summed = metric == "ensemble" and not (isinstance(ens, dict) and ens.get("combine") == "max")
+    key = "ensemble sum" if summed else metric if metric in SCORE_MEANING else "mse"
     return {
         "n": len(values),
         "on": s.get("val_on", "validation split"),
-        "meaning": SCORE_MEANING.get(metric, SCORE_MEANING["mse"]),
+        "meaning": SCORE_MEANING[key],
         "maps": _maps(maps),
         "threshold": threshold,
-        "png": png_src(scores_png(values, value)),
+        "png": png_src(scores_png(values, value, SCORE_AXIS[key])),
         "width": fig_width(6.5),
     }
 
