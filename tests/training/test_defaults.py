@@ -7,7 +7,17 @@ import pytest
 
 import aekit
 from aekit.config.train import BUDGET_SECONDS, BUDGET_STEPS, TrainConfig
-from aekit.training.defaults import budget, budget_spent, describe_budget, total_steps
+from aekit.training.defaults import (
+    END_SECONDS,
+    FINAL_PASS_COST,
+    LATENT_COST,
+    REFERENCE_COST,
+    budget,
+    budget_spent,
+    describe_budget,
+    end_reserve,
+    total_steps,
+)
 from aekit.training.step import lr_at
 from tests.conftest import smooth_images
 
@@ -36,6 +46,22 @@ def test_budget_spent_follows_steps_or_time_whichever_is_further():
     assert budget_spent(cfg, 30, 300, elapsed=50) == pytest.approx(0.5)
     assert budget_spent(cfg, 30, 300, elapsed=500) == 1.0
     assert budget_spent(TrainConfig(), 300, 300, elapsed=1e6) == 1.0
+    assert budget_spent(cfg, 30, 300, elapsed=40, reserve=20) == pytest.approx(0.5)  # 40 s of the 80 s that train
+
+
+def test_a_time_budget_keeps_time_for_the_end_of_the_run():
+    """What end_reserve keeps: the validation pass, the end's pass over the validation items, the
+    training items that the latent statistics (at most 20000) and the references (at most 2048)
+    read, each at its cost relative to validation, and END_SECONDS; never more than half the budget."""
+    cfg = TrainConfig(max_time=600)
+    assert end_reserve(TrainConfig(epochs=3), 1000, 100, 1.0) == 0.0  # no time budget, nothing kept
+    # 1000 training items, 100 validation items in 1 s (0.01 s an item)
+    want = 1 + 0.01 * (FINAL_PASS_COST * 100 + LATENT_COST * 1000 + REFERENCE_COST * 1000) + END_SECONDS
+    assert end_reserve(cfg, 1000, 100, 1.0) == pytest.approx(want)
+    # 100000 training items: the statistics read 20000 of them, the references 2048
+    want = 2 + 0.002 * (FINAL_PASS_COST * 1000 + LATENT_COST * 20000 + REFERENCE_COST * 2048) + END_SECONDS
+    assert end_reserve(TrainConfig(max_time=6000), 100_000, 1000, 2.0) == pytest.approx(want)
+    assert end_reserve(TrainConfig(max_time=10), 100_000, 1000, 2.0) == 5.0  # half the budget at most
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True])

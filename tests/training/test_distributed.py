@@ -104,7 +104,7 @@ def test_the_time_budget_stops_all_ranks_together(tmp_path):
     assert main(argv) == 0  # a rank left waiting in a collective would hang here
     assert tree_digest(folder) == before
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["stopped"] == "time budget of 3 s spent" and summary["world_size"] == 2
+    assert summary["stopped"].startswith("time budget of 3 s spent") and summary["world_size"] == 2
 
 
 def test_encode_and_score_under_torchrun_write_one_merged_output(tmp_path):

@@ -160,7 +160,11 @@ class TrainConfig:
         "flip", "batch augmentation on the device: flip (random horizontal flips) or none", choices=AUGMENTS
     )
     seed: int = opt(0, "random seed for the split, initialisation and batch order")
-    max_time: float | None = opt(None, "time budget in seconds; training stops cleanly when it is spent")
+    max_time: float | None = opt(
+        None,
+        "time budget in seconds, the end of the run included: training stops cleanly early enough for the "
+        "last validation pass and the run's results (estimated from the validation pass's time)",
+    )
     checkpoint_every: str | None = opt(
         None,
         "also write the resumable state (state.pt) inside epochs: every N steps (500) or every so much time "

@@ -72,6 +72,7 @@ class TrainingBar:
 
     def __init__(self, cfg, steps: int, enabled: bool) -> None:
         self.cfg, self.steps, self.last = cfg, steps, 0.0
+        self.reserve = 0.0  # seconds of the time budget kept for the end of the run (fit sets it)
         self.progress = make_progress() if enabled else None
         if self.progress:
             self.task = self.progress.add_task("training", total=steps, info="")
@@ -79,13 +80,13 @@ class TrainingBar:
 
     def step(self, epoch: int, step: int, elapsed: float, now: float) -> None:
         if self.progress and now - self.last > 0.25:
-            done = budget_spent(self.cfg, step, self.steps, elapsed) * self.steps
+            done = budget_spent(self.cfg, step, self.steps, elapsed, self.reserve) * self.steps
             self.progress.update(self.task, completed=done, description=f"epoch {epoch}/{self.cfg.epochs}")
             self.last = now
 
     def epoch(self, line: str, val_loss: float, step: int, elapsed: float) -> None:
         if self.progress:
-            done = budget_spent(self.cfg, step, self.steps, elapsed) * self.steps
+            done = budget_spent(self.cfg, step, self.steps, elapsed, self.reserve) * self.steps
             self.progress.update(self.task, completed=done, info=f"val {val_loss:.4f}")
             self.progress.console.print(line)
 

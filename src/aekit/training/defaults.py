@@ -4,7 +4,9 @@ The budget: with none of --epochs, --max-steps and --max-time, training takes BU
 optimisation steps (the learning-rate schedule warms up and decays over them, whatever the size of
 an epoch) and stops after BUDGET_SECONDS at the latest, whichever comes first; early stopping
 (--patience) may end it sooner. With --max-steps, --epochs or --max-time, the given limits apply,
-and epochs default as below.
+and epochs default as below. A time budget covers the end of the run too: training stops early
+enough for the last validation pass and the end's work (`end_reserve`), estimated from the time
+of the last validation pass.
 
 Images and tables differ: a table (N, F, 1, 1) trains the `mlp` model with a latent size of a
 quarter of its columns, for at least TABLE_STEPS steps (its epochs are a few steps each), in fp32
@@ -27,7 +29,19 @@ from aekit.config.train import (
 )
 from aekit.core.errors import AekitError
 from aekit.data.base import LoadedData
+from aekit.measures.ensemble import MAX_REFERENCES
+from aekit.measures.latent_score import MAX_ITEMS as LATENT_ITEMS
 from aekit.models.mlp import auto_latent_dim
+
+# The end of a run, per item, in units of a validation pass's time per item: the final pass over the
+# validation items (metrics with SSIM, PCA, the score's parts), the latent statistics and the ensemble's
+# references over training items (in fp32, where validation runs in the training's precision). Fitted
+# to the end's measured time in 120 s runs of benchmarks/time_to_quality.py at 28x28, 32x32 and
+# 128x128 (BENCHMARKS.md, "The end of a run").
+FINAL_PASS_COST = 5.0
+LATENT_COST = 0.6
+REFERENCE_COST = 0.3
+END_SECONDS = 2.0  # the end's pictures, summary and report
 
 
 def resolve_for_data(cfg: TrainConfig, data: LoadedData, n_train: int) -> TrainConfig:
@@ -102,10 +116,29 @@ def resolve_arch(cfg: TrainConfig, data: LoadedData) -> str:
     return "mlp" if cfg.arch == "auto" else cfg.arch
 
 
-def budget_spent(cfg: TrainConfig, step: int, steps: int, elapsed: float) -> float:
-    """The fraction of the budget spent, in [0, 1]: steps, or time when that runs out first. The
-    learning-rate schedule and the progress bar follow it."""
+def budget_spent(cfg: TrainConfig, step: int, steps: int, elapsed: float, reserve: float = 0.0) -> float:
+    """The fraction of the budget spent, in [0, 1]: steps, or time when that runs out first (the time
+    budget less `reserve` seconds kept for the end of the run). The learning-rate schedule and the
+    progress bar follow it."""
     frac = step / max(steps, 1)
     if cfg.max_time:
-        frac = max(frac, elapsed / cfg.max_time)
+        frac = max(frac, elapsed / max(cfg.max_time - reserve, 1e-9))
     return min(frac, 1.0)
+
+
+def end_reserve(cfg: TrainConfig, n_train: int, n_eval: int, val_seconds: float) -> float:
+    """Seconds of a time budget kept for what follows the last training step: the epoch's validation
+    pass, then the end of the run (a pass over the n_eval validation items; the latent statistics
+    and the ensemble's references over up to LATENT_ITEMS and MAX_REFERENCES training items; each
+    at its cost per item relative to the validation pass's; and END_SECONDS), estimated from the last
+    validation pass (`val_seconds` for n_eval items). At most half the budget: a short budget still
+    trains."""
+    if not cfg.max_time or n_eval <= 0:
+        return 0.0
+    per_item = val_seconds / n_eval
+    items = (
+        FINAL_PASS_COST * n_eval
+        + LATENT_COST * min(n_train, LATENT_ITEMS)
+        + REFERENCE_COST * min(n_train, MAX_REFERENCES)
+    )
+    return min(val_seconds + per_item * items + END_SECONDS, cfg.max_time / 2)

@@ -28,7 +28,7 @@ from aekit.models.checkpoint import save_model
 from aekit.training.artefacts import finish
 from aekit.training.batches import batches_of
 from aekit.training.console import TrainingBar, print_start
-from aekit.training.defaults import budget_spent, total_steps
+from aekit.training.defaults import budget_spent, end_reserve, total_steps
 from aekit.training.loggers import open_logger
 from aekit.training.setup import Setup, prepare
 from aekit.training.state import COMPLETED, Checkpoints, Loop, save_state
@@ -77,6 +77,7 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
         t_start = time.perf_counter() - resume["elapsed"]  # the time budget counts what was spent
     steps = total_steps(cfg, s.epoch_items)
     bar = TrainingBar(cfg, steps, verbose)
+    bar.reserve = loop.reserve
 
     def save(now: float) -> None:  # atomically: a crash from here on resumes from this point
         state = loop.state(s.model, opt, now - t_start, s.device, s.compute.scaler)
@@ -88,7 +89,10 @@ def _fit(data: LoadedData, cfg: TrainConfig, run_dir: Path, *, verbose: bool, re
             t_epoch = time.perf_counter() - (loop.partial or {}).get("seconds", 0.0)
             sums, seen, lr = run_epoch(s, opt, loop, epoch, t_start, steps, bar, every)
             train_seconds = time.perf_counter() - t_epoch
-            val = validate(s)
+            val = validate(s)  # its time sets what the time budget keeps for the end of the run
+            loop.reserve = bar.reserve = end_reserve(
+                cfg, s.n_train, len(s.eval_idx), time.perf_counter() - t_epoch - train_seconds
+            )
             row = metrics_row(epoch, sums, seen, val, lr, time.perf_counter() - t_start, train_seconds)
             loop.rows.append(row)
             if log is not None:
@@ -129,11 +133,13 @@ def start(s: Setup, opt, run_dir: Path, resume: dict | None, verbose: bool) -> L
     """Where the loop starts: at epoch 0, the untrained model (for conv and mlp, exactly PCA: kept
     unless improved on), saved as the first best model; or exactly where a checkpoint left off."""
     if resume is None:
+        t0 = time.perf_counter()
         val0 = validate(s)
+        reserve = end_reserve(s.cfg, s.n_train, len(s.eval_idx), time.perf_counter() - t0)  # until epoch 1's
         best_state = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
         gen = torch.Generator().manual_seed(s.cfg.seed + 1)
         save_model(run_dir, s.model, s.meta)
-        return Loop(gen, {"val_loss": val0["loss"], "epoch": 0, "mse": val0["mse"]}, best_state)
+        return Loop(gen, {"val_loss": val0["loss"], "epoch": 0, "mse": val0["mse"]}, best_state, reserve=reserve)
     if resume.get("data_machines", 1) != data_machines(s):  # the split of the data would change
         raise AekitError(
             f"the run read its image folder in node shards on {resume.get('data_machines', 1)} machine(s) "
@@ -165,7 +171,7 @@ def run_epoch(s: Setup, opt, loop: Loop, epoch: int, t_start: float, steps: int,
     batches = batches_of(s, loop.gen, resumed)
     agree = (lambda finite: not distributed.any_rank(not finite, device, ctx)) if ctx.active else None  # skip together
     for xb, mb in batches:
-        lr = lr_at(budget_spent(cfg, loop.step, steps, time.perf_counter() - t_start), cfg.lr)
+        lr = lr_at(budget_spent(cfg, loop.step, steps, time.perf_counter() - t_start, loop.reserve), cfg.lr)
         for group in opt.param_groups:
             group["lr"] = lr * loop.lr_factor * group["lr_scale"]
         xn = s.normalizer.normalize(xb)
@@ -220,8 +226,9 @@ def resumed_sums(resumed: dict | None, device: torch.device, ctx) -> tuple[dict[
 
 def out_of_budget(loop: Loop, cfg: TrainConfig, elapsed: float, device: torch.device, ctx) -> bool:
     """Whether the time or step budget is spent (on every rank at the same step); says why in `loop`."""
-    if cfg.max_time and distributed.any_rank(elapsed >= cfg.max_time, device, ctx):
-        loop.stopped = f"time budget of {cfg.max_time:g} s spent"
+    if cfg.max_time and distributed.any_rank(elapsed + loop.reserve >= cfg.max_time, device, ctx):
+        kept = f" ({loop.reserve:.0f} s kept for the end of the run)" if loop.reserve >= 1 else ""
+        loop.stopped = f"time budget of {cfg.max_time:g} s spent{kept}"
         return True
     if cfg.max_steps and loop.step >= cfg.max_steps:
         loop.stopped = f"completed the budget of {cfg.max_steps} steps"

@@ -80,6 +80,7 @@ class Loop:
     bad_steps: int = 0
     stopped: str = COMPLETED
     partial: dict | None = None  # in a mid-epoch checkpoint: the epoch's order, next batch, sums so far
+    reserve: float = 0.0  # seconds of the time budget kept for the end of the run (defaults.end_reserve)
 
     def keep_if_best(self, model, val: dict, epoch: int) -> bool:
         if math.isfinite(val["loss"]) and val["loss"] < self.best["val_loss"] and weights_finite(model):
