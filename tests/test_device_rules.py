@@ -1,8 +1,8 @@
 """Static rules over src/aekit for code that runs on CPU, CUDA and Apple MPS alike (docs/devices.md).
 The CI machine has no GPU, so these read the source (ast) for the patterns that crash on one.
 
-1. `torch.autocast(...)` is entered only by ComputeSettings.autocast (core/compute.py), which enters
-   none in fp32: torch before 2.5 refuses `torch.autocast("mps", enabled=False)`.
+1. `torch.autocast(...)` is entered only by ComputeSettings.autocast and fp32_region (core/compute.py),
+   which enter none in fp32: torch before 2.5 refuses `torch.autocast("mps", enabled=False)`.
 2. float64 tensors are made on the host only (MPS has no float64). Flagged: `X.double()`,
    `X.to(..., torch.float64 or torch.double ...)`, a tensor method given `dtype=torch.float64`
    (`x.mean(0, dtype=torch.float64)`), and a `torch.*` constructor given float64 with a `device=`

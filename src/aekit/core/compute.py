@@ -157,3 +157,22 @@ def compute_settings(device: torch.device, precision: str = "auto", compile: boo
     channels_last = amp is not None and device.type in ("cpu", "cuda")
     scaler = torch.amp.GradScaler(device.type) if amp is torch.float16 else None
     return ComputeSettings(device, amp, channels_last, compile, scaler)
+
+
+def autocast_on(device_type: str) -> bool:
+    """Whether an autocast context is active for `device_type` (torch >= 2.4 takes the device; before,
+    cuda and cpu had a function each, and MPS had no autocast)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        if device_type == "cuda":
+            return torch.is_autocast_enabled()
+        return device_type == "cpu" and torch.is_autocast_cpu_enabled()
+
+
+def fp32_region(t: torch.Tensor) -> contextlib.AbstractContextManager:
+    """A context in which operations on `t`'s device run in fp32: autocast switched off where one is
+    on, no context otherwise (torch < 2.5 refuses `torch.autocast("mps", enabled=False)`)."""
+    if not autocast_on(t.device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(t.device.type, enabled=False)

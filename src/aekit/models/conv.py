@@ -108,7 +108,7 @@ class ConvAutoencoder(LinearPath, AEModule):
             x = stage(x)  # (B, c_i, ceil(h/2), ceil(w/2))
         feat = x.flatten(1)
         z = self.to_latent(feat)  # (B, latent)
-        return (z + self.lin_enc(inp.flatten(1)) if self.linear_path else z), feat
+        return (z + self.linear_encode(inp.flatten(1)) if self.linear_path else z), feat
 
     def encode(self, inp: torch.Tensor) -> torch.Tensor:
         return self.encode_features(inp)[0]
@@ -118,7 +118,7 @@ class ConvAutoencoder(LinearPath, AEModule):
         for stage, size in zip(self.up, reversed(self.sizes[:-1])):
             x = stage(F.interpolate(x, size=size, mode="nearest"))  # (B, c, *size)
         x = self.head(x)  # (B, C, H, W)
-        return x + self.lin_dec(z).view(-1, *self.in_shape) if self.linear_path else x
+        return x + self.linear_decode(z).view(-1, *self.in_shape) if self.linear_path else x
 
     def forward(self, x: torch.Tensor) -> AEOutput:
         z = self.encode(x)

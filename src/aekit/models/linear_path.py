@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aekit.core.compute import fp32_region
+
 LINEAR_LR_SCALE = 0.1
 
 
@@ -24,6 +26,18 @@ class LinearPath:
         if enabled:
             self.lin_enc = nn.Linear(inputs, latent_dim)
             self.lin_dec = nn.Linear(latent_dim, inputs)
+
+    def linear_encode(self, x: torch.Tensor) -> torch.Tensor:
+        """lin_enc(x) in fp32 whatever the autocast: a projection of thousands of inputs loses digits in
+        bf16, and torch 2.13's bf16 CPU matmul dies with SIGFPE at (32, 49152) @ (49152, 64), the
+        path of 128x128 RGB images with a batch of 32 (tests/models/test_linear_path.py)."""
+        with fp32_region(x):
+            return self.lin_enc(x.float())
+
+    def linear_decode(self, z: torch.Tensor) -> torch.Tensor:
+        """lin_dec(z) in fp32 whatever the autocast (as linear_encode)."""
+        with fp32_region(z):
+            return self.lin_dec(z.float())
 
     def lr_scales(self) -> dict[str, float]:
         """The PCA-initialised linear path learns slowly: it starts near its optimum."""

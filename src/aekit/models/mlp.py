@@ -73,7 +73,7 @@ class MLPAutoencoder(LinearPath, AEModule):
         x = inp.flatten(1)  # (B, F)
         feat = self.encoder(x)
         z = self.to_latent(feat)  # (B, latent)
-        return (z + self.lin_enc(x) if self.linear_path else z), feat
+        return (z + self.linear_encode(x) if self.linear_path else z), feat
 
     def encode(self, inp: torch.Tensor) -> torch.Tensor:
         return self.encode_features(inp)[0]
@@ -81,7 +81,7 @@ class MLPAutoencoder(LinearPath, AEModule):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         x = self.head(self.decoder(z))  # (B, F)
         if self.linear_path:
-            x = x + self.lin_dec(z)
+            x = x + self.linear_decode(z)
         return x.view(-1, *self.in_shape)  # (B, F, 1, 1) for tables
 
     def forward(self, x: torch.Tensor) -> AEOutput:
